@@ -1,0 +1,5 @@
+"""Demo project for django-resilience."""
+
+from project.celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,69 @@
+"""The ``RESILIENCE`` settings dict, read on every access so ``override_settings`` works."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django.conf import settings as django_settings
+
+DEFAULTS: dict[str, Any] = {
+    "BACKEND": "resilience.backends.memory.MemoryBackend",
+    "OPTIONS": {},
+    "ENABLED": True,
+    "DEFAULT_POLICY": {},
+    "POLICIES": {},
+    "CREATE_MISSING_POLICIES": True,
+    "POLICY_REFRESH_SECONDS": 1.0,
+    "ON_BACKEND_ERROR": "local",
+    "ALERTS": {
+        "RECIPIENTS": [],
+        "FROM_EMAIL": None,
+        "COOLDOWN_SECONDS": 300,
+        "DELIVERY": "celery",
+    },
+    "HEALTH": {"TOKEN": None, "CRITICAL_STATUS": 503},
+    "EXPOSE_CIRCUIT_NAME": False,
+}
+
+# Keys whose value is a dict merged over the default dict (so a user can set one sub-key).
+NESTED = ("ALERTS", "HEALTH")
+ON_BACKEND_ERROR_CHOICES = ("local", "allow", "deny")
+DELIVERY_CHOICES = ("celery", "sync")
+
+
+def user_settings() -> dict[str, Any]:
+    """The raw ``settings.RESILIENCE`` value (``{}`` when unset)."""
+    value = getattr(django_settings, "RESILIENCE", None)
+    return value if isinstance(value, dict) else {}
+
+
+class ResilienceSettings:
+    """Attribute access to the effective settings: ``conf.settings.POLICY_REFRESH_SECONDS``."""
+
+    def get(self, key: str) -> Any:
+        if key not in DEFAULTS:
+            raise AttributeError(f"unknown RESILIENCE setting {key!r}")
+        value = user_settings().get(key, DEFAULTS[key])
+        if key in NESTED and isinstance(value, dict):
+            merged = copy.deepcopy(DEFAULTS[key])
+            merged.update(value)
+            return merged
+        return value
+
+    def __getattr__(self, key: str) -> Any:
+        if key.isupper():
+            return self.get(key)
+        raise AttributeError(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: self.get(key) for key in DEFAULTS}
+
+
+settings = ResilienceSettings()
+
+
+def __getattr__(name: str) -> Any:  # ``from resilience.conf import ENABLED`` also reads lazily
+    if name in DEFAULTS:
+        return settings.get(name)
+    raise AttributeError(name)

@@ -1,0 +1,363 @@
+"""Database models: one ``BreakerPolicy`` per circuit and the append-only ``CircuitEvent`` log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from resilience.compat import check_constraint
+from resilience.validators import (
+    split_lines,
+    validate_circuit_name,
+    validate_email_list,
+    validate_exception_paths,
+    validate_finite,
+)
+
+DAY = 86_400
+HOUR_MS = 3_600_000
+
+# (field, minimum, maximum): used by the validators, the CheckConstraints and the settings checks.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "failure_threshold": (0, 1_000_000),
+    "failure_rate_threshold": (0, 100),
+    "window_seconds": (1, DAY),
+    "minimum_calls": (1, 1_000_000),
+    "slow_call_ms": (0, HOUR_MS),
+    "recovery_timeout": (0.001, DAY),
+    "backoff_multiplier": (1.0, 100.0),
+    "max_recovery_timeout": (0.001, 7 * DAY),
+    "half_open_max_calls": (1, 1000),
+    "success_threshold": (1, 1000),
+    "retry_attempts": (0, 10),
+    "retry_backoff_ms": (0, HOUR_MS),
+    "retry_max_backoff_ms": (0, HOUR_MS),
+    "alert_cooldown_seconds": (0, 7 * DAY),
+}
+
+
+def _bounded(field: str) -> list:
+    low, high = BOUNDS[field]
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
+class Mode(models.TextChoices):
+    ENFORCED = "enforced", _("Enforced")
+    MONITOR = "monitor", _("Monitor only (never reject)")
+    FORCED_OPEN = "forced_open", _("Forced open (kill switch)")
+    DISABLED = "disabled", _("Disabled (pass through)")
+
+
+class BreakerPolicy(models.Model):
+    """Thresholds and behaviour of one named circuit, edited live in the admin."""
+
+    name = models.CharField(
+        _("name"),
+        max_length=100,
+        unique=True,
+        validators=[validate_circuit_name],
+        help_text=_("Circuit name used in code, e.g. payments-api."),
+    )
+    description = models.TextField(_("description"), blank=True)
+    mode = models.CharField(_("mode"), max_length=20, choices=Mode.choices, default=Mode.ENFORCED)
+
+    failure_threshold = models.PositiveIntegerField(
+        _("failure threshold"),
+        default=5,
+        validators=_bounded("failure_threshold"),
+        help_text=_("Consecutive failures that open the circuit. 0 turns this rule off."),
+    )
+    failure_rate_threshold = models.PositiveSmallIntegerField(
+        _("failure rate threshold (%)"),
+        default=0,
+        validators=_bounded("failure_rate_threshold"),
+        help_text=_("Percent of failed calls in the window that opens the circuit. 0 = off."),
+    )
+    window_seconds = models.PositiveIntegerField(
+        _("window (seconds)"),
+        default=60,
+        validators=_bounded("window_seconds"),
+        help_text=_("Length of the sliding window for the failure rate, in seconds."),
+    )
+    minimum_calls = models.PositiveIntegerField(
+        _("minimum calls"),
+        default=10,
+        validators=_bounded("minimum_calls"),
+        help_text=_("Calls needed in the window before the failure rate can open the circuit."),
+    )
+    slow_call_ms = models.PositiveIntegerField(
+        _("slow call (ms)"),
+        default=0,
+        validators=_bounded("slow_call_ms"),
+        help_text=_("A call slower than this many milliseconds counts as a failure. 0 = off."),
+    )
+
+    recovery_timeout = models.FloatField(
+        _("recovery timeout (seconds)"),
+        default=60.0,
+        validators=[validate_finite, *_bounded("recovery_timeout")],
+        help_text=_("Seconds the circuit stays open before a trial call is let through."),
+    )
+    backoff_multiplier = models.FloatField(
+        _("backoff multiplier"),
+        default=1.0,
+        validators=[validate_finite, *_bounded("backoff_multiplier")],
+        help_text=_("Each re-trip without full recovery multiplies the open time by this."),
+    )
+    max_recovery_timeout = models.FloatField(
+        _("max recovery timeout (seconds)"),
+        default=600.0,
+        validators=[validate_finite, *_bounded("max_recovery_timeout")],
+        help_text=_("Upper bound in seconds for the open time after backoff."),
+    )
+    half_open_max_calls = models.PositiveIntegerField(
+        _("half-open trial calls"),
+        default=1,
+        validators=_bounded("half_open_max_calls"),
+        help_text=_("Trial calls allowed at the same time while half-open."),
+    )
+    success_threshold = models.PositiveIntegerField(
+        _("success threshold"),
+        default=1,
+        validators=_bounded("success_threshold"),
+        help_text=_("Successful trial calls that close the circuit again."),
+    )
+
+    ignore_exceptions = models.TextField(
+        _("ignored exceptions"),
+        blank=True,
+        validators=[validate_exception_paths],
+        help_text=_("Dotted exception paths, one per line, never counted as failures."),
+    )
+    record_exceptions = models.TextField(
+        _("recorded exceptions"),
+        blank=True,
+        validators=[validate_exception_paths],
+        help_text=_("If set, only these exceptions (dotted paths, one per line) count."),
+    )
+
+    retry_attempts = models.PositiveSmallIntegerField(
+        _("retry attempts"),
+        default=0,
+        validators=_bounded("retry_attempts"),
+        help_text=_("Extra attempts inside the breaker; one logical call is one outcome."),
+    )
+    retry_backoff_ms = models.PositiveIntegerField(
+        _("retry backoff (ms)"),
+        default=100,
+        validators=_bounded("retry_backoff_ms"),
+        help_text=_("First retry delay in milliseconds; doubles each attempt, with jitter."),
+    )
+    retry_max_backoff_ms = models.PositiveIntegerField(
+        _("max retry backoff (ms)"),
+        default=2000,
+        validators=_bounded("retry_max_backoff_ms"),
+        help_text=_("Upper bound for one retry delay, in milliseconds."),
+    )
+
+    alert_on_open = models.BooleanField(
+        _("alert when opened"), default=True, help_text=_("E-mail when the circuit opens.")
+    )
+    alert_on_recovery = models.BooleanField(
+        _("alert when recovered"), default=False, help_text=_("E-mail when it closes again.")
+    )
+    alert_recipients = models.TextField(
+        _("alert recipients"),
+        blank=True,
+        validators=[validate_email_list],
+        help_text=_("E-mail addresses, one per line. Empty: ALERTS['RECIPIENTS'], then ADMINS."),
+    )
+    alert_cooldown_seconds = models.PositiveIntegerField(
+        _("alert cooldown (seconds)"),
+        null=True,
+        blank=True,
+        validators=_bounded("alert_cooldown_seconds"),
+        help_text=_("Repeat openings within this many seconds are summarised, not mailed. "
+                    "Empty: ALERTS['COOLDOWN_SECONDS']."),
+    )
+    critical = models.BooleanField(
+        _("critical"),
+        default=False,
+        help_text=_("When open, the health endpoint reports the site as degraded."),
+    )
+
+    version = models.PositiveIntegerField(_("version"), default=1, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("breaker policy")
+        verbose_name_plural = _("breaker policies")
+        permissions = [
+            ("reset_circuit", _("Can reset a circuit")),
+            ("force_circuit", _("Can force a circuit open and release it")),
+        ]
+        constraints = [
+            *(
+                check_constraint(
+                    Q(**{f"{field}__gte": low, f"{field}__lte": high}),
+                    f"resilience_policy_{field}_range",
+                )
+                for field, (low, high) in BOUNDS.items()
+                if field != "alert_cooldown_seconds"
+            ),
+            check_constraint(
+                Q(max_recovery_timeout__gte=F("recovery_timeout")),
+                "resilience_policy_max_recovery_gte_recovery",
+            ),
+            check_constraint(
+                Q(retry_max_backoff_ms__gte=F("retry_backoff_ms")),
+                "resilience_policy_retry_max_gte_backoff",
+            ),
+            check_constraint(
+                Q(mode__in=[choice.value for choice in Mode]), "resilience_policy_mode_valid"
+            ),
+            check_constraint(
+                Q(alert_cooldown_seconds__isnull=True)
+                | Q(alert_cooldown_seconds__lte=BOUNDS["alert_cooldown_seconds"][1]),
+                "resilience_policy_alert_cooldown_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        recovery, max_recovery = self.recovery_timeout, self.max_recovery_timeout
+        if (
+            isinstance(recovery, int | float)
+            and isinstance(max_recovery, int | float)
+            and max_recovery < recovery
+        ):
+            errors["max_recovery_timeout"] = [
+                _("Must be at least the recovery timeout (%(value)s s).") % {"value": recovery}
+            ]
+        if (
+            isinstance(self.retry_backoff_ms, int)
+            and isinstance(self.retry_max_backoff_ms, int)
+            and self.retry_max_backoff_ms < self.retry_backoff_ms
+        ):
+            errors["retry_max_backoff_ms"] = [_("Must be at least the retry backoff.")]
+        if (
+            self.failure_threshold == 0
+            and self.failure_rate_threshold == 0
+            and self.mode in (Mode.ENFORCED, Mode.MONITOR)
+        ):
+            errors["failure_threshold"] = [
+                _("Enable at least one trip rule (failure threshold or failure rate).")
+            ]
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            self.version = (self.version or 0) + 1
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "version", "updated_at"}
+        super().save(*args, **kwargs)
+
+    @property
+    def recipients(self) -> list[str]:
+        return split_lines(self.alert_recipients)
+
+    @property
+    def ignored(self) -> list[str]:
+        return split_lines(self.ignore_exceptions)
+
+    @property
+    def recorded(self) -> list[str]:
+        return split_lines(self.record_exceptions)
+
+
+class EventKind(models.TextChoices):
+    OPENED = "opened", _("Opened")
+    HALF_OPENED = "half_opened", _("Half-opened")
+    CLOSED = "closed", _("Closed")
+    RESET = "reset", _("Reset")
+    FORCED_OPEN = "forced_open", _("Forced open")
+    RELEASED = "released", _("Released")
+    POLICY_CHANGED = "policy_changed", _("Policy changed")
+
+
+class AlertStatus(models.TextChoices):
+    NONE = "none", _("No alert")
+    PENDING = "pending", _("Pending")
+    SENT = "sent", _("Sent")
+    SUPPRESSED = "suppressed", _("Suppressed (cooldown)")
+    FAILED = "failed", _("Failed")
+
+
+ALERT_FIELDS = frozenset({"alert_status", "alert_sent_at", "alert_attempts", "alert_claimed_at"})
+
+
+class CircuitEvent(models.Model):
+    """One state change or manual action; rows are never edited except their alert bookkeeping."""
+
+    transition_id = models.CharField(
+        _("transition id"),
+        max_length=80,
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("Idempotency key: the same transition is stored once."),
+    )
+    circuit = models.CharField(_("circuit"), max_length=100, db_index=True)
+    policy = models.ForeignKey(
+        BreakerPolicy,
+        verbose_name=_("policy"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=EventKind.choices)
+    from_state = models.CharField(_("from state"), max_length=20, blank=True)
+    to_state = models.CharField(_("to state"), max_length=20, blank=True)
+    failure_count = models.PositiveIntegerField(_("failure count"), default=0)
+    failure_rate = models.FloatField(_("failure rate (%)"), null=True, blank=True)
+    error = models.TextField(_("last error"), blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    origin = models.CharField(_("origin"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    alert_status = models.CharField(
+        _("alert status"), max_length=20, choices=AlertStatus.choices, default=AlertStatus.NONE
+    )
+    alert_sent_at = models.DateTimeField(_("alert sent at"), null=True, blank=True)
+    alert_attempts = models.PositiveIntegerField(_("alert attempts"), default=0)
+    alert_claimed_at = models.DateTimeField(_("alert claimed at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("circuit event")
+        verbose_name_plural = _("circuit events")
+        indexes = [
+            models.Index(fields=["circuit", "-created_at"], name="resilience_event_circuit_idx"),
+            models.Index(fields=["alert_status", "created_at"], name="resilience_event_alert_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.circuit}: {self.kind} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None and not self._state.adding:
+            update_fields = kwargs.get("update_fields")
+            if update_fields is None or not set(update_fields) <= ALERT_FIELDS:
+                raise ValueError("CircuitEvent rows are append-only; only alert fields may change.")
+        super().save(*args, **kwargs)

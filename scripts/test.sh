@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One command for the whole test suite: set up, then run it on SQLite and on PostgreSQL.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k admin).
+source "$(dirname "$0")/bootstrap.sh" dev
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+
+echo "==> lint"
+.venv/bin/ruff check resilience project tests benchmarks
+.venv/bin/ruff format --check resilience project tests benchmarks
+
+echo "==> pytest on SQLite"
+.venv/bin/python -m pytest "$@"
+
+PG_URL="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if .venv/bin/python - "$PG_URL" <<'PY'
+import sys, psycopg
+try:
+    psycopg.connect(sys.argv[1].replace("postgres://", "postgresql://"), connect_timeout=3).close()
+except Exception as exc:
+    print(f"PostgreSQL unreachable: {exc}")
+    sys.exit(1)
+PY
+then
+  echo "==> pytest on PostgreSQL ($PG_URL)"
+  DATABASE_URL="$PG_URL" .venv/bin/python -m pytest -m "not browser and not packaging" "$@"
+else
+  echo "!!! ====================================================================="
+  echo "!!! PostgreSQL is NOT reachable at $PG_URL: the PostgreSQL run was SKIPPED"
+  echo "!!! ====================================================================="
+fi
