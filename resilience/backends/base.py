@@ -1,0 +1,76 @@
+"""The ``Backend`` interface every circuit-state store implements."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from resilience.clock import SystemClock
+from resilience.engine import Policy, Ticket, Transition
+
+OUTBOX_MAX = 1000
+
+
+class Backend(abc.ABC):
+    """Stores circuit state and runs each engine operation on it atomically.
+
+    Every method that changes state performs exactly one ``resilience.engine`` operation as one
+    atomic step (a lock, a Lua script), never holding anything while the protected call runs.
+    Every transition an operation performs is returned to its caller *and* appended to the
+    circuit's bounded outbox (``OUTBOX_MAX`` entries, oldest dropped) until acknowledged.
+    """
+
+    def __init__(self, clock: Any = None, **options: Any) -> None:
+        """``clock`` has ``now_ms()``; ``options`` come from ``RESILIENCE["OPTIONS"]``."""
+        self.clock = clock if clock is not None else SystemClock()
+        self.options = options
+
+    @abc.abstractmethod
+    def acquire(self, name: str, policy: Policy) -> Ticket:
+        """Ask to run one call of circuit ``name``: admitted, permitted (half-open) or rejected.
+
+        May perform the ``half_opened`` transition, found in ``ticket.transitions``.
+        """
+
+    @abc.abstractmethod
+    def record(
+        self, ticket: Ticket, policy: Policy, success: bool, duration_ms: int
+    ) -> list[Transition]:
+        """Report the outcome of an admitted call; returns the transitions it caused.
+
+        Results of tickets from an older generation, or whose permit expired, are ignored.
+        """
+
+    @abc.abstractmethod
+    def release(self, ticket: Ticket, policy: Policy) -> None:
+        """Return the ticket's half-open permit without an outcome (cancelled, ignored error)."""
+
+    @abc.abstractmethod
+    def reset(self, name: str, policy: Policy) -> list[Transition]:
+        """Close the circuit and clear its counters; returns exactly one ``reset`` transition."""
+
+    @abc.abstractmethod
+    def snapshot(self, name: str, policy: Policy) -> dict[str, Any]:
+        """A read-only view of the circuit (see ``resilience.engine.snapshot`` for the keys).
+
+        A circuit never seen before reads as a fresh closed circuit and is not created.
+        """
+
+    @abc.abstractmethod
+    def snapshot_many(self, policies: dict[str, Policy]) -> dict[str, dict[str, Any]]:
+        """``snapshot`` for many circuits at once; one round trip in a remote backend."""
+
+    @abc.abstractmethod
+    def outbox(self, name: str, limit: int = 100) -> list[Transition]:
+        """Up to ``limit`` unacknowledged transitions of ``name``, oldest first."""
+
+    @abc.abstractmethod
+    def ack(self, name: str, ids: list[str]) -> None:
+        """Drop the transitions with these ids from the outbox of ``name`` (persisted)."""
+
+    @abc.abstractmethod
+    def health(self) -> dict[str, Any]:
+        """At least ``{"backend": <name>, "degraded": bool}``; must not raise."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release connections and threads; the backend is not used afterwards."""

@@ -1,0 +1,240 @@
+"""The pure circuit-breaker state machine: acquire, record, release, reset, snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resilience.engine_types import (
+    BUCKETS,
+    CLOSED,
+    HALF_OPEN,
+    MODES,
+    MONITOR,
+    OPEN,
+    CircuitState,
+    Policy,
+    Ticket,
+    Transition,
+)
+
+__all__ = [
+    "BUCKETS",
+    "CLOSED",
+    "HALF_OPEN",
+    "MODES",
+    "OPEN",
+    "CircuitState",
+    "Policy",
+    "Ticket",
+    "Transition",
+    "acquire",
+    "open_duration_ms",
+    "record",
+    "release",
+    "reset",
+    "snapshot",
+]
+
+
+def open_duration_ms(policy: Policy, trips: int) -> int:
+    """How long the ``trips``-th opening since the last full close lasts, floored to the ms."""
+    seconds = policy.recovery_timeout
+    if trips > 1 and policy.backoff_multiplier != 1.0:
+        try:
+            seconds *= policy.backoff_multiplier ** (trips - 1)
+        except OverflowError:  # Lua yields inf here; min() below gives the same answer
+            seconds = float("inf")
+    return int(min(seconds, policy.max_recovery_timeout) * 1000)
+
+
+# --- acquire ------------------------------------------------------------------------------------
+
+
+def acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
+    """Ask to make one call; may move an open circuit to half-open (returned in the ticket)."""
+    if state.state == CLOSED:
+        ticket = state.closed_ticket
+        # Closed tickets carry no permit, so one immutable ticket serves a whole generation.
+        if ticket is None or ticket.generation != state.generation:
+            ticket = Ticket(state.circuit, True, CLOSED, state.generation)
+            state.closed_ticket = ticket
+        return ticket
+    transitions: tuple[Transition, ...] = ()
+    if state.state == OPEN:
+        if now_ms < state.open_until_ms:
+            return _reject(state, policy, state.open_until_ms - now_ms, transitions)
+        state.state = HALF_OPEN
+        state.permits.clear()
+        state.half_open_successes = 0
+        transitions = (_transition(state, "half_opened", OPEN, now_ms),)
+    permits = state.permits
+    for permit, expires in list(permits.items()):
+        if expires <= now_ms:
+            del permits[permit]
+    if len(permits) < policy.half_open_max_calls:
+        state.permit_seq += 1
+        permit = f"p{state.permit_seq}"
+        permits[permit] = now_ms + policy.permit_ttl_ms
+        return Ticket(
+            state.circuit, True, HALF_OPEN, state.generation, permit, transitions=transitions
+        )
+    return _reject(state, policy, min(permits.values()) - now_ms, transitions)
+
+
+def _reject(
+    state: CircuitState, policy: Policy, retry_after_ms: int, transitions: tuple[Transition, ...]
+) -> Ticket:
+    monitor = policy.mode == MONITOR
+    return Ticket(
+        state.circuit,
+        monitor,
+        state.state,
+        state.generation,
+        None,
+        max(0, retry_after_ms),
+        monitor,
+        transitions,
+    )
+
+
+# --- record / release / reset -------------------------------------------------------------------
+
+
+def record(
+    state: CircuitState,
+    policy: Policy,
+    now_ms: int,
+    ticket: Ticket,
+    success: bool,
+    duration_ms: int,
+) -> list[Transition]:
+    """Count the outcome of an admitted call; returns the transitions it caused (0 or 1)."""
+    if ticket.generation != state.generation or not ticket.admitted:
+        return []  # a late result: it belongs to a circuit that has transitioned since
+    failed = not success or (0 < policy.slow_call_ms < duration_ms)
+    if state.state == CLOSED:
+        return _record_closed(state, policy, now_ms, failed)
+    permit = ticket.permit
+    if permit is None or state.state != HALF_OPEN:
+        return []  # monitor-mode calls that enforced mode would have rejected
+    expires = state.permits.pop(permit, None)
+    if expires is None or expires <= now_ms:
+        return []  # released, or expired: its slot may already belong to another trial
+    if failed:
+        state.consecutive_failures += 1
+        return [_trip(state, policy, now_ms, HALF_OPEN)]
+    state.consecutive_failures = 0
+    state.half_open_successes += 1
+    if state.half_open_successes < policy.success_threshold:
+        return []
+    state.state = CLOSED
+    state.clear_counters()
+    return [_transition(state, "closed", HALF_OPEN, now_ms)]
+
+
+def _record_closed(
+    state: CircuitState, policy: Policy, now_ms: int, failed: bool
+) -> list[Transition]:
+    if state.bucket_ms != policy.bucket_ms:
+        state.clear_window(policy.bucket_ms)
+    index = now_ms // state.bucket_ms
+    if index > state.win_head:
+        state.roll(index)
+    # A clock that stepped back lands in the newest bucket rather than a reused one.
+    slot = state.win_head % BUCKETS
+    state.calls[slot] += 1
+    state.win_calls += 1
+    if failed:
+        state.failures[slot] += 1
+        state.win_failures += 1
+        state.consecutive_failures += 1
+        if 0 < policy.failure_threshold <= state.consecutive_failures:
+            return [_trip(state, policy, now_ms, CLOSED)]
+    else:
+        state.consecutive_failures = 0
+    rate = policy.failure_rate_threshold
+    # Integer comparison so that Python and Lua agree exactly at the threshold.
+    if (
+        rate > 0
+        and state.win_calls >= policy.minimum_calls
+        and state.win_failures * 100 >= rate * state.win_calls
+    ):
+        return [_trip(state, policy, now_ms, CLOSED)]
+    return []
+
+
+def release(state: CircuitState, ticket: Ticket) -> bool:
+    """Give back a half-open permit without an outcome; True if a live permit was returned."""
+    if ticket.permit is None or ticket.generation != state.generation:
+        return False
+    return state.permits.pop(ticket.permit, None) is not None
+
+
+def reset(state: CircuitState, now_ms: int) -> list[Transition]:
+    """Close the circuit and clear every counter; always exactly one ``reset`` transition."""
+    from_state = state.state
+    state.state = CLOSED
+    state.clear_counters()
+    return [_transition(state, "reset", from_state, now_ms)]
+
+
+def _trip(state: CircuitState, policy: Policy, now_ms: int, from_state: str) -> Transition:
+    state.state = OPEN
+    state.trips += 1
+    state.opened_at_ms = now_ms
+    state.open_until_ms = now_ms + open_duration_ms(policy, state.trips)
+    state.permits.clear()
+    state.half_open_successes = 0
+    return _transition(state, "opened", from_state, now_ms)
+
+
+def _transition(state: CircuitState, kind: str, from_state: str, now_ms: int) -> Transition:
+    """Bump the generation and describe the change; counters are read *after* the change."""
+    state.generation += 1
+    calls = state.win_calls
+    return Transition(
+        id=f"{state.epoch}:{state.generation}",
+        circuit=state.circuit,
+        kind=kind,
+        from_state=from_state,
+        to_state=state.state,
+        generation=state.generation,
+        at_ms=now_ms,
+        failure_count=max(state.consecutive_failures, state.win_failures),
+        failure_rate=state.win_failures * 100 / calls if calls else None,
+        retry_after_ms=max(0, state.open_until_ms - now_ms) if state.state == OPEN else 0,
+    )
+
+
+# --- snapshot -----------------------------------------------------------------------------------
+
+
+def snapshot(state: CircuitState, policy: Policy, now_ms: int) -> dict[str, Any]:
+    """A read-only, JSON-friendly view of the circuit at ``now_ms`` (state is not modified)."""
+    calls, failures = state.window_totals(policy.bucket_ms, now_ms)
+    live = [expires for expires in state.permits.values() if expires > now_ms]
+    if state.state == OPEN:
+        retry_after_ms = max(0, state.open_until_ms - now_ms)
+    elif state.state == HALF_OPEN and len(live) >= policy.half_open_max_calls:
+        retry_after_ms = max(0, min(live) - now_ms)
+    else:
+        retry_after_ms = 0
+    not_closed = state.state != CLOSED
+    return {
+        "circuit": state.circuit,
+        "state": state.state,
+        "mode": policy.mode,
+        "generation": state.generation,
+        "epoch": state.epoch,
+        "failure_count": failures,
+        "consecutive_failures": state.consecutive_failures,
+        "calls_in_window": calls,
+        "failure_rate": failures * 100 / calls if calls else None,
+        "opened_at": state.opened_at_ms / 1000 if not_closed and state.opened_at_ms else None,
+        "open_until": state.open_until_ms / 1000 if not_closed and state.open_until_ms else None,
+        "retry_after": retry_after_ms / 1000,
+        "trips": state.trips,
+        "half_open_permits": len(live) if state.state == HALF_OPEN else 0,
+        "half_open_successes": state.half_open_successes,
+        "policy_version": policy.version,
+    }
