@@ -30,9 +30,11 @@ __all__ = [
     "acquire",
     "open_duration_ms",
     "record",
+    "record_successes",
     "release",
     "reset",
     "snapshot",
+    "successes_cannot_trip",
 ]
 
 
@@ -78,7 +80,7 @@ def acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
         return Ticket(
             state.circuit, True, HALF_OPEN, state.generation, permit, transitions=transitions
         )
-    return _reject(state, policy, min(permits.values()) - now_ms, transitions)
+    return _reject(state, policy, min(permits.values(), default=now_ms) - now_ms, transitions)
 
 
 def _reject(
@@ -161,6 +163,57 @@ def _record_closed(
     ):
         return [_trip(state, policy, now_ms, CLOSED)]
     return []
+
+
+def successes_cannot_trip(state: CircuitState, policy: Policy) -> bool:
+    """True when no number of further successes could open this closed circuit.
+
+    Successes only lower the failure rate, so once ``minimum_calls`` is reached without a
+    trip (or with no failures at all) they cannot trip it; this lets ``record_successes`` count
+    a batch at once.
+    """
+    rate = policy.failure_rate_threshold
+    return (
+        rate <= 0
+        or state.win_failures == 0
+        or (
+            state.win_calls >= policy.minimum_calls
+            and state.win_failures * 100 < rate * state.win_calls
+        )
+    )
+
+
+def record_successes(
+    state: CircuitState, policy: Policy, now_ms: int, tickets: list[Ticket]
+) -> list[Transition]:
+    """Exactly ``record(state, policy, now_ms, t, True, 0)`` for each ticket, in order.
+
+    An in-process shortcut for batched fast (not slow) successes; remote backends need not
+    mirror it. Counts the batch at once when that cannot differ from one-by-one recording.
+    """
+    if state.state == CLOSED:
+        generation = state.generation
+        count, shared = 0, state.closed_ticket
+        if shared is not None and shared.generation == generation:
+            count = tickets.count(shared)  # C speed: the batch is mostly this one shared object
+        if count != len(tickets):
+            count = sum(1 for t in tickets if t.generation == generation and t.admitted)
+        if not count:
+            return []
+        if state.bucket_ms != policy.bucket_ms:
+            state.clear_window(policy.bucket_ms)
+        index = now_ms // state.bucket_ms
+        if index > state.win_head:
+            state.roll(index)
+        if successes_cannot_trip(state, policy):
+            state.calls[state.win_head % BUCKETS] += count
+            state.win_calls += count
+            state.consecutive_failures = 0
+            return []
+    transitions: list[Transition] = []
+    for ticket in tickets:
+        transitions += record(state, policy, now_ms, ticket, True, 0)
+    return transitions
 
 
 def release(state: CircuitState, ticket: Ticket) -> bool:
