@@ -50,7 +50,9 @@ TEMPLATES = [
 WSGI_APPLICATION = "project.wsgi.application"
 ASGI_APPLICATION = "project.asgi.application"
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'demo.sqlite3'}")}
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'demo.sqlite3'}")
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -65,12 +67,15 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="resilience-demo@localhos
 ADMINS = [("Demo admin", "admin@example.com")]
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
-    RESILIENCE_BACKEND = {"BACKEND": "resilience.backends.redis.RedisBackend",
-                          "OPTIONS": {"url": REDIS_URL, "prefix": "resilience-demo"}}
+    RESILIENCE_BACKEND = {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        "OPTIONS": {"url": REDIS_URL, "prefix": "resilience-demo"},
+    }
 else:
     CELERY_BROKER_URL = "memory://"
     CELERY_TASK_ALWAYS_EAGER = True
@@ -87,7 +92,9 @@ RESILIENCE = {
             "slow_call_ms": 1500,
         },
     },
-    "ALERTS": {"RECIPIENTS": env.list("RESILIENCE_ALERT_RECIPIENTS", default=["oncall@example.com"])},
+    "ALERTS": {
+        "RECIPIENTS": env.list("RESILIENCE_ALERT_RECIPIENTS", default=["oncall@example.com"])
+    },
 }
 
 LOGGING = {

@@ -52,8 +52,10 @@ def _policy_errors(label: str, values: Any) -> list[Error]:
 def _value_errors(conf: dict[str, Any]) -> list[Error]:
     errors: list[Error] = []
     refresh = conf.get("POLICY_REFRESH_SECONDS", DEFAULTS["POLICY_REFRESH_SECONDS"])
-    if not isinstance(refresh, Real) or isinstance(refresh, bool) or not (
-        math.isfinite(refresh) and 0 < refresh <= 3600
+    if (
+        not isinstance(refresh, Real)
+        or isinstance(refresh, bool)
+        or not (math.isfinite(refresh) and 0 < refresh <= 3600)
     ):
         errors.append(
             _error(
@@ -91,35 +93,65 @@ def _value_errors(conf: dict[str, Any]) -> list[Error]:
         if not isinstance(recipients, list | tuple) or not all(
             isinstance(r, str) for r in recipients
         ):
-            errors.append(_error("ALERTS['RECIPIENTS'] must be a list of e-mail addresses.",
-                                 "e.g. ['oncall@example.com'].", "E003"))
+            errors.append(
+                _error(
+                    "ALERTS['RECIPIENTS'] must be a list of e-mail addresses.",
+                    "e.g. ['oncall@example.com'].",
+                    "E003",
+                )
+            )
         cooldown = alerts.get("COOLDOWN_SECONDS", 300)
         if not isinstance(cooldown, int) or isinstance(cooldown, bool) or cooldown < 0:
-            errors.append(_error("ALERTS['COOLDOWN_SECONDS'] must be an integer >= 0.",
-                                 "The default is 300.", "E003"))
+            errors.append(
+                _error(
+                    "ALERTS['COOLDOWN_SECONDS'] must be an integer >= 0.",
+                    "The default is 300.",
+                    "E003",
+                )
+            )
     health = conf.get("HEALTH", {})
     if isinstance(health, dict):
         status = health.get("CRITICAL_STATUS", 503)
         if not isinstance(status, int) or not 200 <= status <= 599:
-            errors.append(_error("HEALTH['CRITICAL_STATUS'] must be an HTTP status code.",
-                                 "The default is 503.", "E003"))
+            errors.append(
+                _error(
+                    "HEALTH['CRITICAL_STATUS'] must be an HTTP status code.",
+                    "The default is 503.",
+                    "E003",
+                )
+            )
         token = health.get("TOKEN")
         if token is not None and (not isinstance(token, str) or len(token) < 16):
-            errors.append(_error("HEALTH['TOKEN'] must be None or a string of 16+ characters.",
-                                 "Generate one with secrets.token_urlsafe().", "E003"))
+            errors.append(
+                _error(
+                    "HEALTH['TOKEN'] must be None or a string of 16+ characters.",
+                    "Generate one with secrets.token_urlsafe().",
+                    "E003",
+                )
+            )
     if "DEFAULT_POLICY" in conf:
         errors += _policy_errors("DEFAULT_POLICY", conf["DEFAULT_POLICY"])
     policies = conf.get("POLICIES", {})
     if not isinstance(policies, dict):
-        errors.append(_error("POLICIES must be a dict of circuit name -> field values.",
-                             "e.g. {'payments-api': {'failure_threshold': 3}}.", "E004"))
+        errors.append(
+            _error(
+                "POLICIES must be a dict of circuit name -> field values.",
+                "e.g. {'payments-api': {'failure_threshold': 3}}.",
+                "E004",
+            )
+        )
     else:
         for name, values in policies.items():
             try:
                 validate_circuit_name(name)
             except ValidationError:
-                errors.append(_error(f"POLICIES has an invalid circuit name {str(name)[:100]!r}.",
-                                     "Letters, digits, '.', '_', ':' and '-'.", "E004"))
+                errors.append(
+                    _error(
+                        f"POLICIES has an invalid circuit name {str(name)[:100]!r}.",
+                        "Letters, digits, '.', '_', ':' and '-'.",
+                        "E004",
+                    )
+                )
                 continue
             errors += _policy_errors(f"POLICIES[{name!r}]", values)
     return errors
@@ -146,8 +178,13 @@ def check_settings(app_configs=None, **kwargs) -> list[Error | Warning]:
         elif key in raw:
             extra = sorted(set(raw[key]) - set(DEFAULTS[key]))
             if extra:
-                errors.append(_error(f"Unknown {key} keys: {', '.join(extra)}.",
-                                     f"Valid keys: {', '.join(DEFAULTS[key])}.", "E001"))
+                errors.append(
+                    _error(
+                        f"Unknown {key} keys: {', '.join(extra)}.",
+                        f"Valid keys: {', '.join(DEFAULTS[key])}.",
+                        "E001",
+                    )
+                )
     errors += _value_errors(raw)
     backend = raw.get("BACKEND", DEFAULTS["BACKEND"])
     try:

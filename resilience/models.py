@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -51,6 +51,19 @@ class Mode(models.TextChoices):
     MONITOR = "monitor", _("Monitor only (never reject)")
     FORCED_OPEN = "forced_open", _("Forced open (kill switch)")
     DISABLED = "disabled", _("Disabled (pass through)")
+
+
+class BreakerPolicyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        """Bump ``version`` too, so every process's policy refresh notices a bulk update."""
+        kwargs.setdefault("version", F("version") + 1)
+        kwargs.setdefault("updated_at", timezone.now())
+        count = super().update(**kwargs)
+        from resilience.policies import registry
+
+        registry.invalidate()
+        transaction.on_commit(registry.invalidate, robust=True)
+        return count
 
 
 class BreakerPolicy(models.Model):
@@ -177,8 +190,10 @@ class BreakerPolicy(models.Model):
         null=True,
         blank=True,
         validators=_bounded("alert_cooldown_seconds"),
-        help_text=_("Repeat openings within this many seconds are summarised, not mailed. "
-                    "Empty: ALERTS['COOLDOWN_SECONDS']."),
+        help_text=_(
+            "Repeat openings within this many seconds are summarised, not mailed. "
+            "Empty: ALERTS['COOLDOWN_SECONDS']."
+        ),
     )
     critical = models.BooleanField(
         _("critical"),
@@ -187,6 +202,7 @@ class BreakerPolicy(models.Model):
     )
 
     version = models.PositiveIntegerField(_("version"), default=1, editable=False)
+    objects = BreakerPolicyQuerySet.as_manager()
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -263,6 +279,21 @@ class BreakerPolicy(models.Model):
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "version", "updated_at"}
         super().save(*args, **kwargs)
+        self._invalidate()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        self._invalidate()
+        return result
+
+    def _invalidate(self) -> None:
+        # This process at once (and again after commit, when the new values are visible to
+        # the refresh); other processes see the version change within POLICY_REFRESH_SECONDS.
+        from resilience.policies import registry
+
+        name = self.name
+        registry.invalidate(name)
+        transaction.on_commit(lambda: registry.invalidate(name), robust=True)
 
     @property
     def recipients(self) -> list[str]:

@@ -50,8 +50,11 @@ DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
 # Concurrent runs (two checkouts, CI next to a developer) must not share a test database.
 DATABASES["default"]["TEST"] = {"NAME": f"test_resilience_{os.getpid()}"}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"]["TEST"] = {"NAME": str(Path(os.environ.get("TMPDIR", "/tmp"))
-                                                 / f"test_resilience_{os.getpid()}.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(
+            Path(os.environ.get("TMPDIR", "/tmp")) / f"test_resilience_{os.getpid()}.sqlite3"
+        )
+    }
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -75,7 +75,9 @@ def test_invalid_policies(bad):
 
 
 def test_settings_are_read_lazily():
-    with override_settings(RESILIENCE={"POLICY_REFRESH_SECONDS": 2.5, "ALERTS": {"COOLDOWN_SECONDS": 9}}):
+    with override_settings(
+        RESILIENCE={"POLICY_REFRESH_SECONDS": 2.5, "ALERTS": {"COOLDOWN_SECONDS": 9}}
+    ):
         assert conf.POLICY_REFRESH_SECONDS == 2.5
         assert conf.ALERTS["COOLDOWN_SECONDS"] == 9
         assert conf.ALERTS["DELIVERY"] == "celery"  # merged with the defaults

@@ -59,7 +59,8 @@ def test_bad_values_are_clear_form_errors(field, value):
 
 
 @pytest.mark.parametrize(
-    "name", ["", "a" * 101, "has space", "new\nline", "{tag}", "star*", "nul\x00", "\u202eevil", "😀"]
+    "name",
+    ["", "a" * 101, "has space", "new\nline", "{tag}", "star*", "nul\x00", "\u202eevil", "😀"],
 )
 def test_hostile_circuit_names_rejected(name):
     with pytest.raises(ValidationError) as info:
@@ -87,7 +88,9 @@ def test_cross_field_rules():
     with pytest.raises(ValidationError) as info:
         policy.full_clean()
     assert "failure_threshold" in info.value.message_dict
-    BreakerPolicy(name="x", failure_threshold=0, failure_rate_threshold=0, mode="disabled").full_clean()
+    BreakerPolicy(
+        name="x", failure_threshold=0, failure_rate_threshold=0, mode="disabled"
+    ).full_clean()
 
 
 def test_exception_paths_validated():
@@ -112,7 +115,11 @@ def test_recipients_validated():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [(field, high + 1) for field, (low, high) in BOUNDS.items() if field != "alert_cooldown_seconds"]
+    [
+        (field, high + 1)
+        for field, (low, high) in BOUNDS.items()
+        if field != "alert_cooldown_seconds"
+    ]
     + [("mode", "bogus")],
 )
 def test_database_constraints_reject_bypassing_validation(field, value):
@@ -124,7 +131,9 @@ def test_database_constraints_reject_bypassing_validation(field, value):
 def test_database_rejects_max_recovery_below_recovery():
     policy = BreakerPolicyFactory()
     with pytest.raises(IntegrityError), transaction.atomic():
-        BreakerPolicy.objects.filter(pk=policy.pk).update(recovery_timeout=100, max_recovery_timeout=1)
+        BreakerPolicy.objects.filter(pk=policy.pk).update(
+            recovery_timeout=100, max_recovery_timeout=1
+        )
 
 
 def test_save_bumps_version():

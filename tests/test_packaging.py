@@ -36,12 +36,16 @@ def test_wheel_installs_and_migrates(tmp_path):
             SECRET_KEY = "x"
             INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes", "resilience"]
             DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3",
-                                       "NAME": "{tmp_path / 'db.sqlite3'}"}}}}
+                                       "NAME": "{tmp_path / "db.sqlite3"}"}}}}
             USE_TZ = True
             """
         )
     )
-    env = {"PYTHONPATH": str(site), "DJANGO_SETTINGS_MODULE": "minimal_settings", "PATH": "/usr/bin:/bin"}
+    env = {
+        "PYTHONPATH": str(site),
+        "DJANGO_SETTINGS_MODULE": "minimal_settings",
+        "PATH": "/usr/bin:/bin",
+    }
     admin = str(venv / "bin" / "django-admin")
     run(admin, "check", cwd=tmp_path, env=env)
     out = run(admin, "migrate", cwd=tmp_path, env=env).stdout

@@ -1,0 +1,255 @@
+"""In-process cache of ``BreakerPolicy`` rows: no SQL on the call path, refreshed in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, fields
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.db import close_old_connections, connection
+from django.utils.module_loading import import_string
+
+from resilience.conf import settings as conf
+from resilience.engine import Policy
+from resilience.validators import split_lines
+
+logger = logging.getLogger("resilience")
+ENGINE_FIELDS = tuple(f.name for f in fields(Policy) if f.init)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPolicy:
+    """Everything a breaker needs to know about one circuit, resolved once per policy version."""
+
+    name: str
+    policy: Policy
+    mode: str
+    ignore: tuple[type[BaseException], ...] = ()
+    record: tuple[type[BaseException], ...] = ()
+    retry_attempts: int = 0
+    retry_backoff_ms: int = 100
+    retry_max_backoff_ms: int = 2000
+    critical: bool = False
+    pk: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> ResolvedPolicy:
+        """From a saved or unsaved ``BreakerPolicy`` instance."""
+        values = {name: getattr(row, name) for name in ENGINE_FIELDS}
+        return cls(
+            name=row.name,
+            policy=Policy.from_mapping(values),
+            mode=row.mode,
+            ignore=_exception_types(row.ignore_exceptions),
+            record=_exception_types(row.record_exceptions),
+            retry_attempts=row.retry_attempts,
+            retry_backoff_ms=row.retry_backoff_ms,
+            retry_max_backoff_ms=row.retry_max_backoff_ms,
+            critical=row.critical,
+            pk=row.pk,
+        )
+
+
+def _exception_types(text: str) -> tuple[type[BaseException], ...]:
+    found = []
+    for path in split_lines(text):
+        try:
+            obj = import_string(path)
+        except ImportError:
+            logger.error("resilience: cannot import exception class %r; ignoring it", path[:200])
+            continue
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            found.append(obj)
+    return tuple(found)
+
+
+def default_row(name: str) -> Any:
+    """An unsaved ``BreakerPolicy`` with ``POLICIES[name]`` or ``DEFAULT_POLICY`` applied."""
+    from resilience.models import BreakerPolicy
+
+    policies = conf.POLICIES if isinstance(conf.POLICIES, dict) else {}
+    defaults = conf.DEFAULT_POLICY if isinstance(conf.DEFAULT_POLICY, dict) else {}
+    values = {**defaults, **(policies.get(name) or {})}
+    try:
+        row = BreakerPolicy(name=name, **values)
+        ResolvedPolicy.from_row(row)
+    except (TypeError, ValueError):
+        logger.error("resilience: invalid default policy values for %r; using built-in ones", name)
+        row = BreakerPolicy(name=name)
+    return row
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class PolicyRegistry:
+    """Maps circuit names to ``ResolvedPolicy``; one dict lookup on the call path.
+
+    A miss (first use, or after ``invalidate``) loads that one row synchronously when called
+    outside an event loop; inside one (where the ORM may not run) the last known or default
+    values are used and the row is fetched by the background thread. The background thread
+    compares a cheap stamp of the table every ``POLICY_REFRESH_SECONDS`` and reloads on change,
+    which is how an admin edit in one process reaches every other process; it also creates the
+    rows of circuits first used in this process, in its own connection and transaction.
+    """
+
+    def __init__(self) -> None:
+        self._fresh: dict[str, ResolvedPolicy] = {}
+        self._known: dict[str, ResolvedPolicy] = {}
+        self._missing: set[str] = set()
+        self._stamp: tuple | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.background = True  # the test suite turns this off and calls refresh() itself
+
+    # --- call path ----------------------------------------------------------------------------
+
+    def get(self, name: str) -> ResolvedPolicy:
+        resolved = self._fresh.get(name)
+        if resolved is None:
+            resolved = self._miss(name)
+        return resolved
+
+    def _miss(self, name: str) -> ResolvedPolicy:
+        resolved = None
+        if not _in_event_loop():
+            resolved = self._load_one(name)
+        if resolved is None:
+            resolved = self._known.get(name) or ResolvedPolicy.from_row(default_row(name))
+            self._schedule(name)
+        self._fresh[name] = self._known[name] = resolved
+        self._ensure_thread()
+        return resolved
+
+    def _load_one(self, name: str) -> ResolvedPolicy | None:
+        from resilience.models import BreakerPolicy
+
+        try:
+            row = BreakerPolicy.objects.filter(name=name).first()
+        except Exception as exc:  # database down or not migrated: run on defaults meanwhile
+            logger.debug("resilience: cannot load policy %r: %s", name, type(exc).__name__)
+            return None
+        return ResolvedPolicy.from_row(row) if row is not None else None
+
+    def _schedule(self, name: str) -> None:
+        with self._lock:
+            self._missing.add(name)
+        self._wake.set()
+
+    # --- invalidation and refresh -------------------------------------------------------------
+
+    def invalidate(self, name: str | None = None) -> None:
+        """Forget fresh entries (all when ``name`` is None); the next call reloads them."""
+        if name is None:
+            self._fresh.clear()
+        else:
+            self._fresh.pop(name, None)
+        self._stamp = None
+
+    def clear(self) -> None:
+        """Forget everything (tests, settings changes)."""
+        self._fresh.clear()
+        self._known.clear()
+        with self._lock:
+            self._missing.clear()
+        self._stamp = None
+
+    def known_names(self) -> list[str]:
+        return sorted(self._known)
+
+    def refresh(self) -> bool:
+        """Create rows for circuits first used here, then reload all rows if the table changed.
+
+        Returns True when the table was reloaded. Runs in the background thread, and in tests.
+        """
+        from django.db.models import Count, Max, Sum
+
+        from resilience.models import BreakerPolicy
+
+        self._create_missing()
+        stamp = tuple(
+            BreakerPolicy.objects.aggregate(Count("id"), Max("id"), Sum("version")).values()
+        )
+        if stamp == self._stamp:
+            return False
+        rows = {row.name: ResolvedPolicy.from_row(row) for row in BreakerPolicy.objects.all()}
+        for name in list(self._known):
+            if name not in rows:  # deleted, or never created: back to the defaults
+                rows[name] = ResolvedPolicy.from_row(default_row(name))
+        self._known.update(rows)
+        self._fresh.update(rows)
+        self._stamp = stamp
+        return True
+
+    def _create_missing(self) -> None:
+        from resilience.models import BreakerPolicy
+
+        with self._lock:
+            names, self._missing = self._missing, set()
+        if not conf.CREATE_MISSING_POLICIES:
+            return
+        for name in sorted(names):
+            try:
+                row = default_row(name)
+                values = {
+                    f.name: getattr(row, f.name)
+                    for f in BreakerPolicy._meta.concrete_fields
+                    if f.editable and f.name not in ("id", "name")
+                }
+                BreakerPolicy.objects.get_or_create(name=name, defaults=values)
+            except Exception:
+                with self._lock:
+                    self._missing.add(name)
+                raise
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None or not self.background:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="resilience-policies", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        failures = 0
+        while True:
+            interval = conf.POLICY_REFRESH_SECONDS
+            self._wake.wait(timeout=max(0.05, float(interval)) / 2)
+            self._wake.clear()
+            if not self.background:
+                continue
+            try:
+                close_old_connections()
+                self.refresh()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if failures == 1 or failures % 600 == 0:
+                    logger.warning(
+                        "resilience: cannot refresh policies (%s); using the last known values",
+                        type(exc).__name__,
+                    )
+            finally:
+                connection.close()  # never hold a connection between refreshes
+
+
+registry = PolicyRegistry()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "RESILIENCE":
+        registry.clear()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="resilience.policies.clear")

@@ -1,0 +1,365 @@
+"""The public API: circuit_breaker / breaker on every kind of callable, against a real backend."""
+
+import asyncio
+
+import pytest
+
+from resilience import CircuitOpenError, breaker, circuit_breaker
+from resilience.models import BreakerPolicy, CircuitEvent
+from resilience.policies import registry
+from tests.factories import BreakerPolicyFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("memory_backend")]
+
+
+class Boom(Exception):
+    pass
+
+
+def failing(name, **options):
+    @circuit_breaker(name, **options)
+    def call():
+        raise Boom("upstream down")
+
+    return call
+
+
+def trip(name, times=5):
+    call = failing(name)
+    for _ in range(times):
+        with pytest.raises(Boom):
+            call()
+
+
+def test_success_passes_through_and_failures_open_the_circuit():
+    BreakerPolicyFactory(name="pay", failure_threshold=3, recovery_timeout=30)
+
+    @circuit_breaker("pay")
+    def ok(x):
+        return x * 2
+
+    assert ok(21) == 42
+    trip("pay", 3)
+    assert breaker("pay").state == "open"
+    with pytest.raises(CircuitOpenError) as info:
+        ok(1)
+    assert info.value.circuit == "pay"
+    assert 29 <= info.value.retry_after <= 30
+
+
+def test_recovery_via_half_open_trial(clock):
+    BreakerPolicyFactory(name="rec", failure_threshold=2, recovery_timeout=10)
+    trip("rec", 2)
+    clock.advance(10)
+
+    @circuit_breaker("rec")
+    def ok():
+        return "fine"
+
+    assert ok() == "fine"
+    assert breaker("rec").state == "closed"
+    kinds = list(CircuitEvent.objects.filter(circuit="rec").values_list("kind", flat=True))
+    assert sorted(kinds) == ["closed", "half_opened", "opened"]
+
+
+def test_fallback_on_rejection_and_on_counted_failure():
+    BreakerPolicyFactory(name="fb", failure_threshold=1)
+    calls = []
+
+    @circuit_breaker(
+        "fb", fallback=lambda exc, *a, **k: calls.append(type(exc).__name__) or "cached"
+    )
+    def fetch():
+        raise Boom()
+
+    assert fetch() == "cached"  # the failure itself, which also trips the circuit
+    assert fetch() == "cached"  # rejected without calling the upstream
+    assert calls == ["Boom", "CircuitOpenError"]
+
+
+def test_ignore_and_record_rules():
+    BreakerPolicyFactory(name="rules", failure_threshold=1)
+
+    @circuit_breaker("rules", ignore=(KeyError,))
+    def ignored():
+        raise KeyError("not the upstream's fault")
+
+    for _ in range(3):
+        with pytest.raises(KeyError):
+            ignored()
+    assert breaker("rules").state == "closed"
+
+    @circuit_breaker("rules", record=(TimeoutError,))
+    def unrecorded():
+        raise ValueError()
+
+    with pytest.raises(ValueError):
+        unrecorded()
+    assert breaker("rules").state == "closed"
+
+    @circuit_breaker("rules", record=(TimeoutError,))
+    def recorded():
+        raise TimeoutError()
+
+    with pytest.raises(TimeoutError):
+        recorded()
+    assert breaker("rules").state == "open"
+
+
+def test_policy_exception_rules_from_the_database():
+    BreakerPolicyFactory(name="dbrules", failure_threshold=1, ignore_exceptions="builtins.KeyError")
+
+    @circuit_breaker("dbrules")
+    def ignored():
+        raise KeyError()
+
+    with pytest.raises(KeyError):
+        ignored()
+    assert breaker("dbrules").state == "closed"
+
+
+def test_is_failure_counts_returned_values():
+    BreakerPolicyFactory(name="status", failure_threshold=2)
+
+    @circuit_breaker("status", is_failure=lambda response: response >= 500)
+    def get(status):
+        return status
+
+    assert get(503) == 503
+    assert get(200) == 200
+    assert get(503) == 503
+    assert breaker("status").state == "closed"  # the 200 broke the streak
+    get(503)
+    assert breaker("status").state == "open"
+
+
+def test_inner_circuit_open_error_is_not_an_outer_failure():
+    BreakerPolicyFactory(name="inner", failure_threshold=1)
+    BreakerPolicyFactory(name="outer", failure_threshold=1)
+    trip("inner", 1)
+
+    @circuit_breaker("outer")
+    def outer():
+        with breaker("inner"):
+            return "unreachable"
+
+    with pytest.raises(CircuitOpenError):
+        outer()
+    assert breaker("outer").state == "closed"
+
+
+def test_keyboard_interrupt_releases_the_half_open_permit(clock):
+    BreakerPolicyFactory(name="ki", failure_threshold=1, recovery_timeout=5)
+    trip("ki", 1)
+    clock.advance(5)
+
+    @circuit_breaker("ki")
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    snap = breaker("ki").snapshot()
+    assert snap["state"] == "half_open"
+    assert snap["half_open_permits"] == 0  # the permit came back: the next call is a trial
+    with breaker("ki"):
+        pass
+    assert breaker("ki").state == "closed"
+
+
+def use_policies(settings, **policies):
+    """Policies from settings: async tests cannot touch the ORM from the event loop."""
+    settings.RESILIENCE = {**settings.RESILIENCE, "POLICIES": policies}
+
+
+async def test_coroutines_and_cancellation_release_permits(clock, settings):
+    use_policies(
+        settings, aio={"failure_threshold": 1, "recovery_timeout": 5, "half_open_max_calls": 10}
+    )
+
+    @circuit_breaker("aio")
+    async def slow():
+        await asyncio.sleep(10)
+
+    @circuit_breaker("aio")
+    async def fail():
+        raise Boom()
+
+    with pytest.raises(Boom):
+        await fail()
+    clock.advance(5)
+    tasks = [asyncio.create_task(slow()) for _ in range(10)]
+    await asyncio.sleep(0)
+    assert breaker("aio").snapshot()["half_open_permits"] == 10
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    snap = breaker("aio").snapshot()
+    assert snap["half_open_permits"] == 0
+    assert snap["state"] == "half_open"  # cancellation is not a failure
+
+
+async def test_async_fallback_and_context_manager():
+    @circuit_breaker("aio-fb", fallback=lambda exc, q: [f"cached {q}"])
+    async def search(q):
+        raise Boom()
+
+    for _ in range(5):
+        assert await search("x") == ["cached x"]
+    async with breaker("aio-cm"):
+        pass
+    with pytest.raises(CircuitOpenError):
+        await _rejected_search()
+
+
+async def _rejected_search():
+    @circuit_breaker("aio-fb")
+    async def search():
+        return "never"
+
+    return await search()
+
+
+def test_generators_succeed_when_exhausted_and_fail_mid_stream():
+    BreakerPolicyFactory(name="gen", failure_threshold=1)
+
+    @circuit_breaker("gen")
+    def rows(fail_at=None):
+        for i in range(3):
+            if i == fail_at:
+                raise Boom()
+            yield i
+
+    assert list(rows()) == [0, 1, 2]
+    stream = rows()
+    next(stream)
+    stream.close()  # consumer stopped early: neither success nor failure
+    assert breaker("gen").state == "closed"
+    with pytest.raises(Boom):
+        list(rows(fail_at=2))
+    assert breaker("gen").state == "open"
+    with pytest.raises(CircuitOpenError):
+        next(rows())
+
+
+async def test_async_generators(settings):
+    use_policies(settings, agen={"failure_threshold": 1})
+
+    @circuit_breaker("agen")
+    async def chunks(fail=False):
+        yield 1
+        if fail:
+            raise Boom()
+        yield 2
+
+    assert [c async for c in chunks()] == [1, 2]
+    with pytest.raises(Boom):
+        _ = [c async for c in chunks(fail=True)]
+    assert breaker("agen").state == "open"
+
+
+def test_methods():
+    class Client:
+        def __init__(self):
+            self.calls = 0
+
+        @circuit_breaker("method")
+        def get(self):
+            self.calls += 1
+            return self.calls
+
+    client = Client()
+    assert client.get() == 1
+    assert client.get() == 2
+
+
+def test_modes_forced_open_disabled_monitor():
+    policy = BreakerPolicyFactory(name="modes", failure_threshold=1)
+    calls = []
+
+    @circuit_breaker("modes")
+    def call():
+        calls.append(1)
+        raise Boom()
+
+    breaker("modes").force_open(reason="maintenance")
+    with pytest.raises(CircuitOpenError) as info:
+        call()
+    assert info.value.state == "forced_open"
+    assert calls == []
+    assert breaker("modes").state == "forced_open"
+    breaker("modes").release()
+    policy.refresh_from_db()
+    assert policy.mode == "enforced"
+    kinds = list(CircuitEvent.objects.filter(circuit="modes").values_list("kind", flat=True))
+    assert sorted(kinds) == ["forced_open", "released"]
+
+    BreakerPolicy.objects.filter(name="modes").update(mode="disabled")
+    for _ in range(3):
+        with pytest.raises(Boom):
+            call()
+    assert breaker("modes").state == "disabled"
+
+    BreakerPolicy.objects.filter(name="modes").update(mode="monitor")
+    for _ in range(3):  # counted and transitioned, but never rejected
+        with pytest.raises(Boom):
+            call()
+    assert len(calls) == 6
+    assert breaker("modes").snapshot()["state"] == "open"
+
+
+def test_enabled_false_passes_everything_through(settings):
+    settings.RESILIENCE = {**settings.RESILIENCE, "ENABLED": False}
+    trip("off", 10)
+    settings.RESILIENCE = {**settings.RESILIENCE, "ENABLED": True}
+    assert breaker("off").snapshot()["consecutive_failures"] == 0
+
+
+def test_reset_closes_and_records_event():
+    BreakerPolicyFactory(name="rst", failure_threshold=1)
+    trip("rst", 1)
+    breaker("rst").reset(reason="fixed upstream")
+    assert breaker("rst").state == "closed"
+    event = CircuitEvent.objects.get(circuit="rst", kind="reset")
+    assert event.reason == "fixed upstream"
+    assert event.from_state == "open"
+
+
+def test_policy_edit_applies_without_losing_state():
+    policy = BreakerPolicyFactory(name="edit", failure_threshold=10)
+    trip("edit", 4)
+    assert breaker("edit").snapshot()["consecutive_failures"] == 4
+    policy.failure_threshold = 5
+    policy.save()
+    trip("edit", 1)
+    assert breaker("edit").state == "open"
+
+
+def test_unknown_circuit_uses_defaults_and_creates_the_row(settings):
+    settings.RESILIENCE = {
+        **settings.RESILIENCE,
+        "POLICIES": {"brand-new": {"failure_threshold": 2}},
+    }
+    trip("brand-new", 2)
+    assert breaker("brand-new").state == "open"
+    registry.refresh()
+    assert BreakerPolicy.objects.get(name="brand-new").failure_threshold == 2
+
+
+def test_no_sql_on_the_call_path(django_assert_num_queries):
+    BreakerPolicyFactory(name="hot")
+
+    @circuit_breaker("hot")
+    def ok():
+        return 1
+
+    ok()  # first use loads the row once
+    with django_assert_num_queries(0):
+        for _ in range(100):
+            ok()
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 101, "{slot}", "new\nline", "nul\x00"])
+def test_hostile_names_are_rejected_clearly(name):
+    with pytest.raises(ValueError, match="invalid circuit name"):
+        circuit_breaker(name)
