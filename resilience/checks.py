@@ -59,7 +59,8 @@ def _value_errors(conf: dict[str, Any]) -> list[Error]:
     ):
         errors.append(
             _error(
-                f"POLICY_REFRESH_SECONDS must be a number of seconds in (0, 3600], not {refresh!r}.",
+                "POLICY_REFRESH_SECONDS must be a number of seconds in (0, 3600], "
+                f"not {refresh!r}.",
                 "The default is 1.0.",
                 "E003",
             )

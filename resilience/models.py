@@ -202,9 +202,10 @@ class BreakerPolicy(models.Model):
     )
 
     version = models.PositiveIntegerField(_("version"), default=1, editable=False)
-    objects = BreakerPolicyQuerySet.as_manager()
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = BreakerPolicyQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -244,6 +245,29 @@ class BreakerPolicy(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            self.version = (self.version or 0) + 1
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "version", "updated_at"}
+        super().save(*args, **kwargs)
+        self._invalidate()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        self._invalidate()
+        return result
+
+    def _invalidate(self) -> None:
+        # This process at once (and again after commit, when the new values are visible to
+        # the refresh); other processes see the version change within POLICY_REFRESH_SECONDS.
+        from resilience.policies import registry
+
+        name = self.name
+        registry.invalidate(name)
+        transaction.on_commit(lambda: registry.invalidate(name), robust=True)
+
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         recovery, max_recovery = self.recovery_timeout, self.max_recovery_timeout
@@ -271,29 +295,6 @@ class BreakerPolicy(models.Model):
             ]
         if errors:
             raise ValidationError(errors)
-
-    def save(self, *args, **kwargs) -> None:
-        if self.pk is not None:
-            self.version = (self.version or 0) + 1
-            update_fields = kwargs.get("update_fields")
-            if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "version", "updated_at"}
-        super().save(*args, **kwargs)
-        self._invalidate()
-
-    def delete(self, *args, **kwargs):
-        result = super().delete(*args, **kwargs)
-        self._invalidate()
-        return result
-
-    def _invalidate(self) -> None:
-        # This process at once (and again after commit, when the new values are visible to
-        # the refresh); other processes see the version change within POLICY_REFRESH_SECONDS.
-        from resilience.policies import registry
-
-        name = self.name
-        registry.invalidate(name)
-        transaction.on_commit(lambda: registry.invalidate(name), robust=True)
 
     @property
     def recipients(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""In-process cache of ``BreakerPolicy`` rows: no SQL on the call path, refreshed in the background."""
+"""In-process cache of ``BreakerPolicy`` rows: no SQL on the call path, background refresh."""
 
 from __future__ import annotations
 
