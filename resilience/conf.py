@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     "BACKEND": "resilience.backends.memory.MemoryBackend",
@@ -52,15 +53,31 @@ class ResilienceSettings:
         return value
 
     def __getattr__(self, key: str) -> Any:
+        # Only called on a miss: the value is then kept as an instance attribute, so later
+        # reads cost a plain attribute lookup (the call path reads ENABLED on every call).
+        # ``clear()`` runs on ``setting_changed``, which is what keeps this lazy.
         if key.isupper():
-            return self.get(key)
+            value = self.get(key)
+            self.__dict__[key] = value
+            return value
         raise AttributeError(key)
+
+    def clear(self) -> None:
+        self.__dict__.clear()
 
     def as_dict(self) -> dict[str, Any]:
         return {key: self.get(key) for key in DEFAULTS}
 
 
 settings = ResilienceSettings()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "RESILIENCE":
+        settings.clear()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="resilience.conf.clear")
 
 
 def __getattr__(name: str) -> Any:  # ``from resilience.conf import ENABLED`` also reads lazily

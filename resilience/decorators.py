@@ -7,7 +7,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
-from time import perf_counter
+from time import perf_counter_ns
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -18,6 +18,7 @@ from resilience.conf import settings as conf
 from resilience.engine_types import DISABLED, FORCED_OPEN
 from resilience.exceptions import CircuitOpenError
 from resilience.policies import ResolvedPolicy, registry
+from resilience.retry import acall_with_retries, call_with_retries
 from resilience.validators import validate_circuit_name
 
 # Not failures, and never successes: the call did not finish. A half-open permit is returned.
@@ -30,7 +31,7 @@ _NOT_FAILURES = (
     asyncio.CancelledError,
 )
 
-_Call = tuple[ResolvedPolicy, Any, float] | None
+_Call = tuple[ResolvedPolicy, Any, int, Any] | None
 
 
 def _emit(name: str, transitions: Any, error: BaseException | None = None, **kwargs: Any) -> None:
@@ -67,7 +68,15 @@ class Breaker:
         self.record = tuple(record)
         self.is_failure = is_failure
         self._counts = stats.counters(name)
+        self._epoch = -1
+        self._resolved: ResolvedPolicy | None = None
         self._calls: ContextVar[tuple[_Call, ...]] = ContextVar(f"resilience:{name}", default=())
+
+    def _resolve(self) -> ResolvedPolicy:
+        epoch = registry.epoch  # read first: an invalidation racing with get() wins
+        self._resolved = resolved = registry.get(self.name)
+        self._epoch = epoch
+        return resolved
 
     def __repr__(self) -> str:
         return f"<Breaker {self.name!r}>"
@@ -78,41 +87,51 @@ class Breaker:
         """Admit one call or raise ``CircuitOpenError``; None means "not tracked"."""
         if not conf.ENABLED:
             return None
-        resolved = registry.get(self.name)
+        if self._epoch == registry.epoch:
+            resolved = self._resolved
+        else:
+            resolved = self._resolve()
         mode = resolved.mode
         if mode == DISABLED:
             return None
         if mode == FORCED_OPEN:
             self._counts[stats.REJECTED] += 1
             raise CircuitOpenError(self.name, resolved.policy.recovery_timeout, FORCED_OPEN)
-        ticket = get_backend().acquire(self.name, resolved.policy)
+        backend = get_backend()
+        ticket = backend.acquire(self.name, resolved.policy)
         if ticket.transitions:
             _emit(self.name, ticket.transitions)
         if not ticket.admitted:
             self._counts[stats.REJECTED] += 1
             raise CircuitOpenError(self.name, ticket.retry_after_ms / 1000, ticket.state)
-        return resolved, ticket, perf_counter()
+        return resolved, ticket, perf_counter_ns(), backend
 
     def _exit(self, call: _Call, exc: BaseException | None = None, result: Any = None) -> bool:
         """Report how an admitted call ended; returns True when it counted as a failure."""
         if call is None:
             return False
-        resolved, ticket, started = call
-        if exc is None:
-            failed = self._result_failed(result)
-        elif self._exception_counts(exc, resolved):
+        resolved, ticket, started, backend = call
+        if exc is not None:
+            if not self._exception_counts(exc, resolved):
+                self._counts[stats.IGNORED] += 1
+                if ticket.permit is not None:
+                    backend.release(ticket, resolved.policy)
+                return False
             failed = True
+        elif self.is_failure is None:
+            failed = False
         else:
-            self._counts[stats.IGNORED] += 1
-            if ticket.permit is not None:
-                get_backend().release(ticket, resolved.policy)
-            return False
-        self._counts[stats.FAILURE if failed else stats.SUCCESS] += 1
-        duration_ms = int((perf_counter() - started) * 1000)
-        transitions = get_backend().record(ticket, resolved.policy, not failed, duration_ms)
+            failed = self._result_failed(result)
+        self._counts[failed] += 1  # stats.SUCCESS == 0, stats.FAILURE == 1
+        duration_ms = (perf_counter_ns() - started) // 1_000_000
+        transitions = backend.record(ticket, resolved.policy, not failed, duration_ms)
         if transitions:
             _emit(self.name, transitions, exc)
         return failed
+
+    def _opened(self) -> bool:
+        """Whether the circuit opened meanwhile (asked between retries, never per call)."""
+        return self.snapshot()["state"] in ("open", FORCED_OPEN)
 
     def _result_failed(self, result: Any) -> bool:
         if self.is_failure is None:
@@ -152,7 +171,10 @@ class Breaker:
             except CircuitOpenError as exc:
                 return self._rejected(exc, args, kwargs)
             try:
-                result = func(*args, **kwargs)
+                if call is not None and call[0].retry_attempts:
+                    result = call_with_retries(func, args, kwargs, call[0], self._opened)
+                else:
+                    result = func(*args, **kwargs)
             except BaseException as exc:
                 if self._exit(call, exc) and self.fallback is not None:
                     return self.fallback(exc, *args, **kwargs)
@@ -177,7 +199,10 @@ class Breaker:
                     raise
                 return await fall_back(exc, args, kwargs)
             try:
-                result = await func(*args, **kwargs)
+                if call is not None and call[0].retry_attempts:
+                    result = await acall_with_retries(func, args, kwargs, call[0], self._opened)
+                else:
+                    result = await func(*args, **kwargs)
             except BaseException as exc:
                 if self._exit(call, exc) and self.fallback is not None:
                     return await fall_back(exc, args, kwargs)

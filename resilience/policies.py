@@ -110,6 +110,8 @@ class PolicyRegistry:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.background = True  # the test suite turns this off and calls refresh() itself
+        # Bumped whenever an entry may have changed; breakers cache their entry per epoch.
+        self.epoch = 0
 
     # --- call path ----------------------------------------------------------------------------
 
@@ -154,6 +156,7 @@ class PolicyRegistry:
         else:
             self._fresh.pop(name, None)
         self._stamp = None
+        self.epoch += 1
 
     def clear(self) -> None:
         """Forget everything (tests, settings changes)."""
@@ -162,6 +165,7 @@ class PolicyRegistry:
         with self._lock:
             self._missing.clear()
         self._stamp = None
+        self.epoch += 1
 
     def known_names(self) -> list[str]:
         return sorted(self._known)
@@ -188,6 +192,7 @@ class PolicyRegistry:
         self._known.update(rows)
         self._fresh.update(rows)
         self._stamp = stamp
+        self.epoch += 1
         return True
 
     def _create_missing(self) -> None:

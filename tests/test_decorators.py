@@ -363,3 +363,32 @@ def test_no_sql_on_the_call_path(django_assert_num_queries):
 def test_hostile_names_are_rejected_clearly(name):
     with pytest.raises(ValueError, match="invalid circuit name"):
         circuit_breaker(name)
+
+
+def test_retries_inside_the_breaker_are_one_outcome():
+    BreakerPolicyFactory(
+        name="retry", failure_threshold=2, retry_attempts=2, retry_backoff_ms=0, retry_max_backoff_ms=0
+    )
+    attempts = []
+
+    @circuit_breaker("retry")
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("reset by peer")
+        return "ok"
+
+    assert flaky() == "ok"
+    assert len(attempts) == 3
+    snap = breaker("retry").snapshot()
+    assert snap["consecutive_failures"] == 0
+    assert snap["calls_in_window"] == 1
+
+    @circuit_breaker("retry")
+    def down():
+        attempts.append(1)
+        raise ConnectionError("refused")
+
+    with pytest.raises(ConnectionError):
+        down()
+    assert breaker("retry").snapshot()["consecutive_failures"] == 1  # three attempts, one failure
