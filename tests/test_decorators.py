@@ -367,7 +367,11 @@ def test_hostile_names_are_rejected_clearly(name):
 
 def test_retries_inside_the_breaker_are_one_outcome():
     BreakerPolicyFactory(
-        name="retry", failure_threshold=2, retry_attempts=2, retry_backoff_ms=0, retry_max_backoff_ms=0
+        name="retry",
+        failure_threshold=2,
+        retry_attempts=2,
+        retry_backoff_ms=0,
+        retry_max_backoff_ms=0,
     )
     attempts = []
 
