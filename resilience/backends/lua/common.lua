@@ -1,0 +1,223 @@
+-- Shared helpers, prepended to every operation script by resilience/backends/redis.py.
+-- A circuit is one hash whose fields are documented in resilience/engine_types.py
+-- (CircuitState); every function here mirrors the function of the same name in
+-- resilience/engine.py exactly, so that Redis and memory backends agree call for call.
+-- All numbers stored or returned are integers (epoch milliseconds, counters).
+
+local BUCKETS = 10
+local SCALARS = {'state', 'epoch', 'generation', 'consecutive_failures', 'trips',
+                 'opened_at_ms', 'open_until_ms', 'half_open_successes', 'permit_seq',
+                 'bucket_ms', 'win_head', 'win_calls', 'win_failures'}
+
+local function int(x)
+  return string.format('%.0f', x)
+end
+
+-- Milliseconds since the epoch: the caller's clock when it passed one, else the server's.
+local function now_ms(arg)
+  if arg ~= nil and arg ~= '' then
+    return tonumber(arg)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The hash as a table; `orig` keeps the raw fields so that save() writes only what changed.
+local function load(key, epoch)
+  local raw = redis.call('HGETALL', key)
+  local s = {state = 'closed', epoch = epoch, generation = 0, consecutive_failures = 0,
+             trips = 0, opened_at_ms = 0, open_until_ms = 0, half_open_successes = 0,
+             permit_seq = 0, bucket_ms = 0, win_head = 0, win_calls = 0, win_failures = 0,
+             calls = {}, failures = {}, permits = {}, orig = {}}
+  for i = 0, BUCKETS - 1 do
+    s.calls[i] = 0
+    s.failures[i] = 0
+  end
+  for i = 1, #raw, 2 do
+    local k, v = raw[i], raw[i + 1]
+    s.orig[k] = v
+    if k == 'state' or k == 'epoch' then
+      s[k] = v
+    elseif string.sub(k, 1, 7) == 'permit:' then
+      s.permits[string.sub(k, 8)] = tonumber(v)
+    else
+      local kind, slot = string.match(k, '^([cf])(%d)$')
+      if kind == 'c' then
+        s.calls[tonumber(slot)] = tonumber(v)
+      elseif kind == 'f' then
+        s.failures[tonumber(slot)] = tonumber(v)
+      else
+        s[k] = tonumber(v)
+      end
+    end
+  end
+  return s
+end
+
+local function save(key, s)
+  local set, del = {}, {}
+  local function put(k, v)
+    if s.orig[k] ~= v then
+      set[#set + 1] = k
+      set[#set + 1] = v
+    end
+  end
+  for _, name in ipairs(SCALARS) do
+    local v = s[name]
+    if type(v) == 'number' then v = int(v) end
+    put(name, v)
+  end
+  for i = 0, BUCKETS - 1 do
+    put('c' .. i, int(s.calls[i]))
+    put('f' .. i, int(s.failures[i]))
+  end
+  for k, _ in pairs(s.orig) do
+    if string.sub(k, 1, 7) == 'permit:' and s.permits[string.sub(k, 8)] == nil then
+      del[#del + 1] = k
+    end
+  end
+  for permit, expires in pairs(s.permits) do
+    put('permit:' .. permit, int(expires))
+  end
+  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+end
+
+local function clear_window(s, bucket_ms)
+  s.bucket_ms = bucket_ms
+  s.win_head, s.win_calls, s.win_failures = 0, 0, 0
+  for i = 0, BUCKETS - 1 do
+    s.calls[i] = 0
+    s.failures[i] = 0
+  end
+end
+
+local function clear_counters(s)
+  clear_window(s, s.bucket_ms)
+  s.consecutive_failures, s.trips, s.half_open_successes = 0, 0, 0
+  s.opened_at_ms, s.open_until_ms = 0, 0
+  s.permits = {}
+end
+
+local function roll(s, index)
+  if index - s.win_head >= BUCKETS then
+    clear_window(s, s.bucket_ms)
+  else
+    for i = s.win_head + 1, index do
+      local slot = i % BUCKETS
+      s.win_calls = s.win_calls - s.calls[slot]
+      s.win_failures = s.win_failures - s.failures[slot]
+      s.calls[slot], s.failures[slot] = 0, 0
+    end
+  end
+  s.win_head = index
+end
+
+-- Python's repr() of a float: the shortest of %.15g/%.16g/%.17g that reads back exactly.
+local function float_repr(x)
+  local text
+  for precision = 15, 17 do
+    text = string.format('%.' .. precision .. 'g', x)
+    if tonumber(text) == x then break end
+  end
+  if not string.find(text, '[%.eEn]') then text = text .. '.0' end
+  return text
+end
+
+-- Bump the generation and describe the change as Transition.to_json() would (sorted keys).
+local function transition(s, name, kind, from_state, now)
+  s.generation = s.generation + 1
+  local calls = s.win_calls
+  local rate = 'null'
+  if calls ~= 0 then rate = float_repr(s.win_failures * 100 / calls) end
+  local retry = 0
+  if s.state == 'open' then retry = math.max(0, s.open_until_ms - now) end
+  return '{"at_ms":' .. int(now)
+    .. ',"circuit":' .. cjson.encode(name)
+    .. ',"failure_count":' .. int(math.max(s.consecutive_failures, s.win_failures))
+    .. ',"failure_rate":' .. rate
+    .. ',"from_state":"' .. from_state .. '"'
+    .. ',"generation":' .. int(s.generation)
+    .. ',"id":' .. cjson.encode(s.epoch .. ':' .. int(s.generation))
+    .. ',"kind":"' .. kind .. '"'
+    .. ',"retry_after_ms":' .. int(retry)
+    .. ',"to_state":"' .. s.state .. '"}'
+end
+
+-- Append to the bounded outbox; the same JSON goes back to the one caller that made it.
+local function publish(outbox_key, outbox_max, json)
+  redis.call('RPUSH', outbox_key, json)
+  redis.call('LTRIM', outbox_key, -outbox_max, -1)
+end
+
+local function open_duration_ms(recovery_timeout, multiplier, max_recovery_timeout, trips)
+  local seconds = recovery_timeout
+  if trips > 1 and multiplier ~= 1 then
+    seconds = seconds * multiplier ^ (trips - 1)
+  end
+  return math.floor(math.min(seconds, max_recovery_timeout) * 1000)
+end
+
+-- p = {failure_threshold, failure_rate_threshold, minimum_calls, bucket_ms,
+--      recovery_timeout, backoff_multiplier, max_recovery_timeout, success_threshold}
+local function trip(s, p, name, now, from_state)
+  s.state = 'open'
+  s.trips = s.trips + 1
+  s.opened_at_ms = now
+  s.open_until_ms = now + open_duration_ms(p.recovery_timeout, p.backoff_multiplier,
+                                           p.max_recovery_timeout, s.trips)
+  s.permits = {}
+  s.half_open_successes = 0
+  return transition(s, name, 'opened', from_state, now)
+end
+
+-- engine._record_closed; returns a transition JSON or nil.
+local function record_closed(s, p, name, now, failed)
+  if s.bucket_ms ~= p.bucket_ms then clear_window(s, p.bucket_ms) end
+  local index = math.floor(now / s.bucket_ms)
+  if index > s.win_head then roll(s, index) end
+  local slot = s.win_head % BUCKETS
+  s.calls[slot] = s.calls[slot] + 1
+  s.win_calls = s.win_calls + 1
+  if failed then
+    s.failures[slot] = s.failures[slot] + 1
+    s.win_failures = s.win_failures + 1
+    s.consecutive_failures = s.consecutive_failures + 1
+    if p.failure_threshold > 0 and s.consecutive_failures >= p.failure_threshold then
+      return trip(s, p, name, now, 'closed')
+    end
+  else
+    s.consecutive_failures = 0
+  end
+  local rate = p.failure_rate_threshold
+  if rate > 0 and s.win_calls >= p.minimum_calls
+      and s.win_failures * 100 >= rate * s.win_calls then
+    return trip(s, p, name, now, 'closed')
+  end
+  return nil
+end
+
+-- Closed-state successes this client deferred (see "Deferred successes" in docs/redis.md),
+-- applied before the operation as engine.record() would have applied them one by one.
+-- args[i]: generation of their tickets, args[i+1]: their policy's bucket_ms, args[i+2]: count
+-- of (time, n) pairs, then the pairs; time is absolute epoch ms, or "-<age ms>" relative to
+-- `now` when the server clock is used. Successes of an older generation are dropped (late).
+local function apply_successes(s, now, args, i)
+  local generation, bucket_ms, pairs_count = tonumber(args[i]), tonumber(args[i + 1]),
+                                             tonumber(args[i + 2])
+  local live = s.state == 'closed' and generation == s.generation
+  for j = 0, pairs_count - 1 do
+    local at, n = args[i + 3 + 2 * j], tonumber(args[i + 4 + 2 * j])
+    if live then
+      if string.sub(at, 1, 1) == '-' then at = now + tonumber(at) else at = tonumber(at) end
+      if s.bucket_ms ~= bucket_ms then clear_window(s, bucket_ms) end
+      local index = math.floor(at / s.bucket_ms)
+      if index > s.win_head then roll(s, index) end
+      local slot = s.win_head % BUCKETS
+      s.calls[slot] = s.calls[slot] + n
+      s.win_calls = s.win_calls + n
+      s.consecutive_failures = 0
+    end
+  end
+  return i + 3 + 2 * pairs_count
+end

@@ -1,0 +1,46 @@
+-- record: count the outcome of an admitted call (engine.record).
+-- KEYS[1] state hash, KEYS[2] outbox list.
+-- ARGV[1] now ms ("" = server TIME), ARGV[2] circuit name, ARGV[3] epoch for a new hash,
+-- ARGV[4] outbox bound, ARGV[5] ticket generation, ARGV[6] ticket permit ("" = none),
+-- ARGV[7] failed (1|0, slow calls already counted as failures by the client),
+-- ARGV[8..15] policy: failure_threshold, failure_rate_threshold, minimum_calls, bucket_ms,
+-- recovery_timeout, backoff_multiplier, max_recovery_timeout, success_threshold,
+-- ARGV[16..] optional deferred successes (see apply_successes), applied first.
+-- Returns the transitions it performed as JSON strings (0 or 1).
+local now = now_ms(ARGV[1])
+local name = ARGV[2]
+local s = load(KEYS[1], ARGV[3])
+if ARGV[16] ~= nil then apply_successes(s, now, ARGV, 16) end
+local p = {failure_threshold = tonumber(ARGV[8]), failure_rate_threshold = tonumber(ARGV[9]),
+           minimum_calls = tonumber(ARGV[10]), bucket_ms = tonumber(ARGV[11]),
+           recovery_timeout = tonumber(ARGV[12]), backoff_multiplier = tonumber(ARGV[13]),
+           max_recovery_timeout = tonumber(ARGV[14]), success_threshold = tonumber(ARGV[15])}
+local failed = ARGV[7] == '1'
+local permit = ARGV[6]
+local json = nil
+if tonumber(ARGV[5]) == s.generation then
+  if s.state == 'closed' then
+    json = record_closed(s, p, name, now, failed)
+  elseif permit ~= '' and s.state == 'half_open' then
+    local expires = s.permits[permit]
+    s.permits[permit] = nil
+    if expires ~= nil and expires > now then
+      if failed then
+        s.consecutive_failures = s.consecutive_failures + 1
+        json = trip(s, p, name, now, 'half_open')
+      else
+        s.consecutive_failures = 0
+        s.half_open_successes = s.half_open_successes + 1
+        if s.half_open_successes >= p.success_threshold then
+          s.state = 'closed'
+          clear_counters(s)
+          json = transition(s, name, 'closed', 'half_open', now)
+        end
+      end
+    end
+  end
+end
+save(KEYS[1], s)
+if json == nil then return {} end
+publish(KEYS[2], tonumber(ARGV[4]), json)
+return {json}

@@ -1,0 +1,492 @@
+"""Circuit state in Redis, shared by every process and host: one Lua script per operation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError as e:  # pragma: no cover - depends on the installed extras
+    raise ImproperlyConfigured(
+        "resilience.backends.redis.RedisBackend needs redis-py: "
+        "pip install django-resilience[redis]"
+    ) from e
+
+from resilience import engine
+from resilience.backends.base import OUTBOX_MAX, Backend
+from resilience.backends.memory import MemoryBackend
+from resilience.backends.redis_fallback import (
+    ON_ERROR_CHOICES,
+    FallbackTicket,
+    Outage,
+    redact_url,
+)
+from resilience.backends.redis_local import Deferred, OpenCache, Pending, monotonic_ms
+from resilience.engine import CLOSED, MONITOR, OPEN, CircuitState, Policy, Ticket, Transition
+from resilience.engine_types import new_epoch
+
+__all__ = ["RedisBackend"]
+
+LUA_DIR = Path(__file__).with_name("lua")
+SCRIPTS = ("acquire", "record", "release", "reset", "snapshot_many", "ack")
+# What a Redis call may raise: connection refused/reset/timeout, READONLY, OOM, a script error.
+ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
+
+
+@cache
+def script_source(name: str) -> str:
+    """The Lua source of operation ``name``: its header comment, the shared helpers, its body."""
+    lines = (LUA_DIR / f"{name}.lua").read_text().splitlines(keepends=True)
+    split = next((i for i, line in enumerate(lines) if not line.startswith("--")), len(lines))
+    common = (LUA_DIR / "common.lua").read_text()
+    return "".join(lines[:split]) + common + "\n" + "".join(lines[split:])
+
+
+def _setting(name: str, default: Any) -> Any:
+    """A ``RESILIENCE`` setting read now (lazily), or ``default`` outside a Django project."""
+    try:
+        from resilience.conf import settings
+
+        return settings.get(name)
+    except ImproperlyConfigured:
+        return default
+
+
+class RedisBackend(Backend):
+    """Shared circuit state in Redis, updated atomically by Lua scripts.
+
+    Options (``RESILIENCE["OPTIONS"]``): ``url`` (``redis://``, ``rediss://``, user and
+    password in the URL for ACLs), ``prefix``, ``socket_timeout`` (seconds; also the connect
+    timeout unless ``socket_connect_timeout`` is given), ``reprobe_interval`` (seconds between
+    re-probes while Redis is unusable), ``log_interval`` (minimum seconds between two logged
+    backend errors), ``sentinels`` + ``service_name`` (+ ``sentinel_kwargs``) for Sentinel,
+    ``cluster=True`` for Redis Cluster, ``defer_successes`` (see docs/redis.md); any other
+    option is passed to redis-py (``ssl_ca_certs``, ``max_connections``, ...).
+
+    No Redis error ever reaches the caller: the first failing call waits at most one
+    ``socket_timeout``, then ``RESILIENCE["ON_BACKEND_ERROR"]`` applies without touching Redis
+    until a background ``PING`` succeeds.
+    """
+
+    def __init__(
+        self,
+        clock: Any = None,
+        url: str | None = None,
+        prefix: str = "resilience",
+        socket_timeout: float = 0.05,
+        *,
+        socket_connect_timeout: float | None = None,
+        reprobe_interval: float = 5.0,
+        log_interval: float = 60.0,
+        sentinels: Iterable[Any] | None = None,
+        service_name: str | None = None,
+        sentinel_kwargs: dict[str, Any] | None = None,
+        cluster: bool = False,
+        defer_successes: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(clock, **options)
+        self._injected_clock = clock is not None
+        url = url or "redis://127.0.0.1:6379/0"
+        if not prefix or any(c in prefix for c in "{}"):
+            raise ImproperlyConfigured(
+                f"RedisBackend prefix {prefix!r} must be non-empty, no braces."
+            )
+        if float(socket_timeout) <= 0 or float(reprobe_interval) <= 0:
+            raise ImproperlyConfigured(
+                "RedisBackend socket_timeout and reprobe_interval must be > 0."
+            )
+        self.prefix = prefix
+        self.socket_timeout = float(socket_timeout)
+        self.reprobe_interval = float(reprobe_interval)
+        self._cluster = bool(cluster)
+        self._defer = bool(defer_successes)
+        connect_timeout = float(socket_connect_timeout or socket_timeout)
+        self.client = self._connect(
+            url, connect_timeout, sentinels, service_name, sentinel_kwargs, options
+        )
+        self._scripts = {name: self.client.register_script(script_source(name)) for name in SCRIPTS}
+        self._keys_cache: dict[str, tuple[str, str]] = {}
+        self._open_cache = OpenCache()
+        self._deferred = Deferred(self._flush_pending, self._refresh_seconds)
+        if sentinels:
+            where = f"sentinel:{service_name}@" + ",".join(f"{h}:{p}" for h, p in self._sentinels)
+        else:
+            where = redact_url(url)
+        secrets = tuple(
+            s for s in (options.get("password"), redis.connection.parse_url(url).get("password"))
+            if s
+        )  # fmt: skip
+        self.where = where
+        self._outage = Outage(
+            ping=self.client.ping,
+            make_fallback=lambda: MemoryBackend(clock=self.clock),
+            interval=self.reprobe_interval,
+            log_interval=float(log_interval),
+            where=where,
+            secrets=secrets,
+        )
+
+    # --- connection -----------------------------------------------------------------------------
+
+    def _connect(
+        self,
+        url: str,
+        connect_timeout: float,
+        sentinels: Iterable[Any] | None,
+        service_name: str | None,
+        sentinel_kwargs: dict[str, Any] | None,
+        options: dict[str, Any],
+    ) -> Any:
+        common = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            # Never retry: a script whose reply was lost may have run, and the caller must not
+            # wait more than one socket_timeout.
+            "retry": Retry(NoBackoff(), 0),
+            "decode_responses": True,
+            **options,
+        }
+        if sentinels:
+            from redis.sentinel import Sentinel, SentinelManagedSSLConnection
+
+            if not service_name:
+                raise ImproperlyConfigured("RedisBackend: 'sentinels' needs a 'service_name'.")
+            self._sentinels = [self._host_port(s) for s in sentinels]
+            parsed = redis.connection.parse_url(url)
+            master = {k: parsed[k] for k in ("db", "username", "password") if k in parsed}
+            if url.startswith("rediss://"):
+                master["connection_class"] = SentinelManagedSSLConnection
+            sentinel = Sentinel(
+                self._sentinels,
+                sentinel_kwargs={
+                    "socket_timeout": self.socket_timeout,
+                    "socket_connect_timeout": connect_timeout,
+                    **(sentinel_kwargs or {}),
+                },
+            )
+            return sentinel.master_for(service_name, **master, **common)
+        if self._cluster:
+            from redis.cluster import RedisCluster
+
+            return RedisCluster.from_url(url, **common)
+        client = redis.Redis.from_url(url, **common)
+        pool = client.connection_pool
+        pool.connection_class(**pool.connection_kwargs)  # unknown options fail now, not per call
+        return client
+
+    @staticmethod
+    def _host_port(value: Any) -> tuple[str, int]:
+        if isinstance(value, str):
+            host, _, port = value.rpartition(":")
+            return host, int(port)
+        host, port = value
+        return str(host), int(port)
+
+    def _keys(self, name: str) -> tuple[str, str]:
+        keys = self._keys_cache.get(name)
+        if keys is None:
+            # The braces are a Cluster hash tag: both keys of a circuit live in one slot.
+            base = f"{self.prefix}:v1:{{{name}}}"
+            keys = (base + ":state", base + ":outbox")
+            if len(self._keys_cache) < 10_000:
+                self._keys_cache[name] = keys
+        return keys
+
+    def _now_arg(self) -> int | str:
+        return self.clock.now_ms() if self._injected_clock else ""
+
+    def _local_now(self) -> int:
+        return self.clock.now_ms() if self._injected_clock else monotonic_ms()
+
+    def _pending_args(self, pending: Pending | None) -> list[Any]:
+        if pending is None:
+            return []
+        return pending.args(None if self._injected_clock else monotonic_ms())
+
+    @staticmethod
+    def _refresh_seconds() -> float:
+        return float(_setting("POLICY_REFRESH_SECONDS", 1.0))
+
+    def _fail(self, exc: BaseException) -> None:
+        """Enter (or stay in) degraded mode after a failed Redis call."""
+        self._outage.trip(exc)
+        try:  # pooled sockets to a dead or hung server would each fail once more later
+            if self._cluster:
+                self.client.disconnect_connection_pools()
+            else:
+                self.client.connection_pool.disconnect()
+        except Exception:  # noqa: S110 - best effort; never raise from error handling
+            pass
+
+    def _on_error(self) -> str:
+        mode = _setting("ON_BACKEND_ERROR", "local")
+        return mode if mode in ON_ERROR_CHOICES else "local"
+
+    # --- the call path --------------------------------------------------------------------------
+
+    def acquire(self, name: str, policy: Policy) -> Ticket:
+        if self._outage.active:
+            return self._degraded_acquire(name, policy)
+        now = self._local_now()
+        if self._open_cache:
+            cached = self._open_cache.get(name, policy, now)
+            if cached is not None:
+                return cached
+        pending = self._deferred.take(name) if self._deferred else None
+        args = [
+            now if self._injected_clock else "",
+            name,
+            new_epoch() if pending else "",
+            OUTBOX_MAX,
+            policy.half_open_max_calls,
+            policy.permit_ttl_ms,
+            *self._pending_args(pending),
+        ]
+        try:
+            raw = self._scripts["acquire"](keys=self._keys(name), args=args)
+        except ERRORS as exc:
+            self._fail(exc)
+            return self._degraded_acquire(name, policy)
+        admitted, state, generation, permit, retry_after_ms = raw[:5]
+        if admitted:
+            if state == CLOSED:
+                return Ticket(name, True, CLOSED, generation)
+            transitions = tuple(Transition.from_json(t) for t in raw[5:])
+            return Ticket(name, True, state, generation, permit or None, transitions=transitions)
+        monitor = policy.mode == MONITOR
+        ticket = Ticket(
+            name,
+            monitor,
+            state,
+            generation,
+            None,
+            retry_after_ms,
+            monitor,
+            tuple(Transition.from_json(t) for t in raw[5:]),
+        )
+        self._open_cache.put(name, policy, ticket, now, int(self._refresh_seconds() * 1000))
+        return ticket
+
+    def _degraded_acquire(self, name: str, policy: Policy) -> Ticket:
+        self._outage.maybe_probe()
+        mode = self._on_error()
+        if mode == "allow":
+            return FallbackTicket(name, True, CLOSED, 0)
+        if mode == "deny":
+            monitor = policy.mode == MONITOR
+            retry_ms = int(self.reprobe_interval * 1000)
+            return FallbackTicket(name, monitor, OPEN, 0, None, retry_ms, monitor)
+        fallback = self._outage.current_fallback()
+        return FallbackTicket.wrap(fallback.acquire(name, policy), fallback)
+
+    def record(
+        self, ticket: Ticket, policy: Policy, success: bool, duration_ms: int
+    ) -> list[Transition]:
+        if isinstance(ticket, FallbackTicket):
+            # Recorded where it was issued, even if Redis is back by now; "allow"/"deny": never.
+            origin = ticket.origin
+            return origin.record(ticket, policy, success, duration_ms) if origin else []
+        if not ticket.admitted or (ticket.permit is None and ticket.state != CLOSED):
+            return []  # rejected or monitor-rejected: the engine ignores these without a change
+        name = ticket.circuit
+        failed = not success or 0 < policy.slow_call_ms < duration_ms
+        if ticket.state == CLOSED:
+            if (
+                not failed
+                and self._defer
+                and policy.failure_rate_threshold == 0
+                and not self._outage.active
+                and self._deferred.add(ticket, policy, self._local_now())
+            ):
+                return []
+        else:
+            self._open_cache.discard(name)  # a trial's outcome closes or re-opens
+        if self._outage.active:
+            self._outage.maybe_probe()
+            return []  # a Redis ticket's outcome cannot be stored anywhere meaningful
+        pending = self._deferred.take(name) if self._deferred else None
+        args = [
+            self._now_arg(),
+            name,
+            new_epoch(),
+            OUTBOX_MAX,
+            ticket.generation,
+            ticket.permit or "",
+            1 if failed else 0,
+            *self._policy_args(policy),
+            *self._pending_args(pending),
+        ]
+        try:
+            raw = self._scripts["record"](keys=self._keys(name), args=args)
+        except ERRORS as exc:
+            self._fail(exc)
+            return []
+        return [Transition.from_json(t) for t in raw]
+
+    @staticmethod
+    def _policy_args(policy: Policy) -> list[Any]:
+        return [
+            policy.failure_threshold,
+            policy.failure_rate_threshold,
+            policy.minimum_calls,
+            policy.bucket_ms,
+            repr(float(policy.recovery_timeout)),
+            repr(float(policy.backoff_multiplier)),
+            repr(float(policy.max_recovery_timeout)),
+            policy.success_threshold,
+        ]
+
+    def _flush_pending(self, name: str, pending: Pending) -> None:
+        """Send deferred successes on their own (background thread, ``close()``)."""
+        if self._outage.active:
+            return
+        args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX, NEVER, "", 0]
+        args += self._policy_args(pending.policy) + self._pending_args(pending)
+        try:
+            self._scripts["record"](keys=self._keys(name), args=args)
+        except ERRORS as exc:
+            self._fail(exc)
+
+    def release(self, ticket: Ticket, policy: Policy) -> None:
+        if isinstance(ticket, FallbackTicket):
+            if ticket.origin is not None:
+                ticket.origin.release(ticket, policy)
+            return
+        if ticket.permit is None:
+            return
+        self._open_cache.discard(ticket.circuit)
+        if self._outage.active:
+            self._outage.maybe_probe()
+            return
+        state_key = self._keys(ticket.circuit)[0]
+        try:
+            self._scripts["release"](keys=[state_key], args=[ticket.generation, ticket.permit])
+        except ERRORS as exc:
+            self._fail(exc)
+
+    # --- operator side: always tries Redis, falls back on error ---------------------------------
+
+    def reset(self, name: str, policy: Policy) -> list[Transition]:
+        self._open_cache.discard(name)
+        # Deferred successes would be wiped by the reset anyway (window and counters cleared).
+        self._deferred.take(name)
+        fallback = self._outage.fallback
+        args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX]
+        try:
+            raw = self._scripts["reset"](keys=self._keys(name), args=args)
+        except ERRORS as exc:
+            self._fail(exc)
+            return self._outage.current_fallback().reset(name, policy)
+        if fallback is not None:  # keep this process's outage state in line, silently
+            local = fallback.reset(name, policy)
+            fallback.ack(name, [t.id for t in local])
+        return [Transition.from_json(t) for t in raw]
+
+    def snapshot(self, name: str, policy: Policy) -> dict[str, Any]:
+        return self.snapshot_many({name: policy})[name]
+
+    def snapshot_many(self, policies: dict[str, Policy]) -> dict[str, dict[str, Any]]:
+        if not policies:
+            return {}
+        names = list(policies)
+        keys = [self._keys(name)[0] for name in names]
+        try:
+            if self._cluster:  # keys of a page live in many slots: a pipeline, one per node
+                pipe = self.client.pipeline(transaction=False)
+                for key in keys:
+                    pipe.hgetall(key)
+                hashes = pipe.execute()
+                server_now = self.clock.now_ms()
+            else:
+                raw = self._scripts["snapshot_many"](keys=keys)
+                server_now = int(raw[0]) * 1000 + int(raw[1]) // 1000
+                hashes = [_pairs(fields) for fields in raw[2:]]
+            now = self.clock.now_ms() if self._injected_clock else server_now
+            return {
+                name: self._snapshot_one(name, policies[name], fields, now)
+                for name, fields in zip(names, hashes, strict=True)
+            }
+        except (*ERRORS, ValueError) as exc:
+            self._fail(exc)
+            return self._outage.current_fallback().snapshot_many(policies)
+
+    def _snapshot_one(
+        self, name: str, policy: Policy, fields: dict[str, str], now: int
+    ) -> dict[str, Any]:
+        state = CircuitState.from_fields(name, fields) if fields else CircuitState(name, epoch="")
+        pending = self._deferred.peek(name) if self._deferred else None
+        if pending is not None:  # this process's deferred successes, as if already sent
+            ticket = Ticket(name, True, CLOSED, pending.generation)
+            local_now = None if self._injected_clock else monotonic_ms()
+            for at, count in pending.pairs:
+                when = at if local_now is None else now - (local_now - at)
+                for _ in range(count):
+                    engine.record(state, pending.policy, when, ticket, True, 0)
+        return engine.snapshot(state, policy, now)
+
+    def outbox(self, name: str, limit: int = 100) -> list[Transition]:
+        if limit <= 0:
+            return []
+        items: list[Transition] = []
+        try:
+            for raw in self.client.lrange(self._keys(name)[1], 0, limit - 1):
+                try:
+                    items.append(Transition.from_json(raw))
+                except (ValueError, TypeError):
+                    continue  # not ours: skip rather than block the drain
+        except ERRORS as exc:
+            self._fail(exc)
+        for fallback in self._outage.all_fallbacks():
+            items.extend(fallback.outbox(name, limit - len(items)))
+        return items[:limit]
+
+    def ack(self, name: str, ids: list[str]) -> None:
+        if not ids:
+            return
+        try:
+            self._scripts["ack"](keys=[self._keys(name)[1]], args=list(ids))
+        except ERRORS as exc:
+            self._fail(exc)
+        for fallback in self._outage.all_fallbacks():
+            fallback.ack(name, ids)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "backend": "redis",
+            "location": self.where,
+            "on_backend_error": self._on_error(),
+            "deferred_successes": len(self._deferred),
+            **self._outage.describe(),
+        }
+
+    def probe(self) -> bool:
+        """Re-probe Redis now (tests, operators); True if it answered and degraded mode ended."""
+        return self._outage.probe() if self._outage.active else True
+
+    def flush(self) -> None:
+        """Send deferred successes now."""
+        self._deferred.flush_all()
+
+    def close(self) -> None:
+        try:
+            if not self._outage.active:
+                self._deferred.flush_all()
+        finally:
+            self._deferred.close()
+            try:
+                self.client.close()
+            except Exception:  # noqa: S110 - closing a broken connection must not raise
+                pass
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}

@@ -1,0 +1,188 @@
+"""What the Redis backend keeps in-process: cached rejections, deferred successes."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from resilience.engine import MONITOR, Policy, Ticket
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class OpenCache:
+    """Rejections remembered per circuit, so that an open circuit costs no round trip.
+
+    An entry answers for its circuit until the trial time (``until``) or until ``fresh_until``
+    (``POLICY_REFRESH_SECONDS`` after the rejection, so that a reset made by another process is
+    seen in time), whichever comes first, and only for the policy it was computed with (a larger
+    ``half_open_max_calls`` may admit at once). Times are in the backend's local milliseconds.
+    Any operation of this process on the circuit drops its entry.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Policy, str, int, int, int, int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def get(self, name: str, policy: Policy, now: int) -> Ticket | None:
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        cached_policy, state, generation, until, fresh_until, since = entry
+        if not (since <= now < until and now < fresh_until) or (
+            cached_policy is not policy and cached_policy != policy
+        ):
+            self._entries.pop(name, None)
+            return None
+        monitor = policy.mode == MONITOR
+        return Ticket(name, monitor, state, generation, None, until - now, monitor)
+
+    def put(self, name: str, policy: Policy, ticket: Ticket, now: int, refresh_ms: int) -> None:
+        if ticket.retry_after_ms > 0 and refresh_ms > 0:
+            until = now + ticket.retry_after_ms
+            self._entries[name] = (
+                policy, ticket.state, ticket.generation, until, now + refresh_ms, now
+            )  # fmt: skip
+
+    def discard(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class Pending:
+    """Deferred successes of one circuit: all of one closed generation and one policy."""
+
+    __slots__ = ("created", "generation", "pairs", "policy")
+
+    def __init__(self, generation: int, policy: Policy) -> None:
+        self.generation = generation
+        self.policy = policy
+        self.pairs: list[list[int]] = []  # [time, count]; time as produced by the stamp
+        self.created = time.monotonic()
+
+    def args(self, relative_to: int | None) -> list[Any]:
+        """The ``apply_successes`` ARGV tail; ``relative_to`` (local ms) sends ages instead."""
+        out: list[Any] = [self.generation, self.policy.bucket_ms, len(self.pairs)]
+        for at, count in self.pairs:
+            out.append(at if relative_to is None else f"-{max(0, relative_to - at)}")
+            out.append(count)
+        return out
+
+
+class Deferred:
+    """Closed-state successes waiting to ride along with this process's next script call.
+
+    A success in a closed circuit whose policy has no failure-rate rule never causes a
+    transition, so sending it can wait: the next ``acquire``/``record``/``reset`` of the same
+    circuit applies it first (in order, with its own timestamp), and a background thread sends
+    whatever is older than ``max_age()`` seconds on its own. See docs/redis.md.
+    """
+
+    def __init__(self, flush: Callable[[str, Pending], None], max_age: Callable[[], float]):
+        self._lock = threading.Lock()
+        self._by_name: dict[str, Pending] = {}
+        self._pid = os.getpid()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        # The thread must not keep the backend alive: it holds the flush callback weakly.
+        self._flush = weakref.WeakMethod(flush) if hasattr(flush, "__self__") else (lambda: flush)
+        self._max_age = max_age
+
+    def __bool__(self) -> bool:
+        return bool(self._by_name)
+
+    def __len__(self) -> int:
+        return sum(count for p in list(self._by_name.values()) for _, count in p.pairs)
+
+    def _check_fork(self) -> None:
+        # A forked child must not send its parent's successes a second time.
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._by_name.clear()
+            self._thread = None
+
+    def add(self, ticket: Ticket, policy: Policy, at: int) -> bool:
+        """Defer one success; False when it cannot be (the caller records it now)."""
+        with self._lock:
+            self._check_fork()
+            pending = self._by_name.get(ticket.circuit)
+            if pending is not None:
+                if ticket.generation < pending.generation:
+                    return True  # a late result: the engine would ignore it too
+                if ticket.generation > pending.generation:
+                    pending = None  # those belong to a generation that is over
+                elif pending.policy.bucket_ms != policy.bucket_ms:
+                    return False  # the window changed width: flush in order, then this one
+            if pending is None:
+                pending = self._by_name[ticket.circuit] = Pending(ticket.generation, policy)
+            pairs = pending.pairs
+            if pairs and pairs[-1][0] == at:
+                pairs[-1][1] += 1
+            else:
+                pairs.append([at, 1])
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._run, name="resilience-redis-flush", daemon=True
+                )
+                self._thread.start()
+        return True
+
+    def take(self, name: str) -> Pending | None:
+        if name not in self._by_name:
+            return None
+        with self._lock:
+            self._check_fork()
+            return self._by_name.pop(name, None)
+
+    def peek(self, name: str) -> Pending | None:
+        """A copy of what is waiting for ``name`` (for snapshots), or None."""
+        with self._lock:
+            pending = self._by_name.get(name)
+            if pending is None:
+                return None
+            copy = Pending(pending.generation, pending.policy)
+            copy.pairs = [list(pair) for pair in pending.pairs]
+            return copy
+
+    def take_all(self, older_than: float = 0.0) -> list[tuple[str, Pending]]:
+        cutoff = time.monotonic() - older_than
+        with self._lock:
+            self._check_fork()
+            names = [n for n, p in self._by_name.items() if p.created <= cutoff]
+            return [(name, self._by_name.pop(name)) for name in names]
+
+    def flush_all(self) -> None:
+        for name, pending in self.take_all():
+            self._send(name, pending)
+
+    def _send(self, name: str, pending: Pending) -> None:
+        flush = self._flush()
+        if flush is not None:
+            flush(name, pending)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            max_age = max(0.01, self._max_age())
+            self._stop.wait(max_age / 2)
+            for name, pending in self.take_all(older_than=max_age / 2):
+                self._send(name, pending)
+            with self._lock:
+                if not self._by_name or self._flush() is None:
+                    self._thread = None
+                    return
+
+    def close(self) -> None:
+        self._stop.set()
