@@ -101,6 +101,17 @@ def _value_errors(conf: dict[str, Any]) -> list[Error]:
                     "E003",
                 )
             )
+        site_url = alerts.get("SITE_URL")
+        if site_url is not None and not (
+            isinstance(site_url, str) and site_url.startswith(("http://", "https://"))
+        ):
+            errors.append(
+                _error(
+                    "ALERTS['SITE_URL'] must be None or an absolute http(s) URL.",
+                    "e.g. 'https://www.example.com'.",
+                    "E003",
+                )
+            )
         cooldown = alerts.get("COOLDOWN_SECONDS", 300)
         if not isinstance(cooldown, int) or isinstance(cooldown, bool) or cooldown < 0:
             errors.append(

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
         "FROM_EMAIL": None,
         "COOLDOWN_SECONDS": 300,
         "DELIVERY": "celery",
+        "SITE_URL": None,
     },
     "HEALTH": {"TOKEN": None, "CRITICAL_STATUS": 503},
     "EXPOSE_CIRCUIT_NAME": False,

@@ -49,6 +49,7 @@ def test_backend_that_does_not_import():
         {"ALERTS": {"DELIVERY": "pigeon"}},
         {"ALERTS": {"RECIPIENTS": "oncall@example.com"}},
         {"ALERTS": {"COOLDOWN_SECONDS": -1}},
+        {"ALERTS": {"SITE_URL": "www.example.com"}},
         {"HEALTH": {"CRITICAL_STATUS": 42}},
         {"HEALTH": {"TOKEN": "short"}},
         {"OPTIONS": "redis://"},
