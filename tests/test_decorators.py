@@ -4,12 +4,18 @@ import asyncio
 
 import pytest
 
-from resilience import CircuitOpenError, breaker, circuit_breaker
+from resilience import CircuitOpenError, breaker, circuit_breaker, events
 from resilience.models import BreakerPolicy, CircuitEvent
 from resilience.policies import registry
 from tests.factories import BreakerPolicyFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("memory_backend")]
+# Transactional: events are stored by a background thread with its own connection.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("memory_backend")]
+
+
+def stored_kinds(circuit):
+    assert events.flush(timeout=10)
+    return sorted(CircuitEvent.objects.filter(circuit=circuit).values_list("kind", flat=True))
 
 
 class Boom(Exception):
@@ -58,8 +64,7 @@ def test_recovery_via_half_open_trial(clock):
 
     assert ok() == "fine"
     assert breaker("rec").state == "closed"
-    kinds = list(CircuitEvent.objects.filter(circuit="rec").values_list("kind", flat=True))
-    assert sorted(kinds) == ["closed", "half_opened", "opened"]
+    assert stored_kinds("rec") == ["closed", "half_opened", "opened"]
 
 
 def test_fallback_on_rejection_and_on_counted_failure():
@@ -291,8 +296,7 @@ def test_modes_forced_open_disabled_monitor():
     breaker("modes").release()
     policy.refresh_from_db()
     assert policy.mode == "enforced"
-    kinds = list(CircuitEvent.objects.filter(circuit="modes").values_list("kind", flat=True))
-    assert sorted(kinds) == ["forced_open", "released"]
+    assert stored_kinds("modes") == ["forced_open", "released"]
 
     BreakerPolicy.objects.filter(name="modes").update(mode="disabled")
     for _ in range(3):
