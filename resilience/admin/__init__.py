@@ -1,0 +1,6 @@
+"""Django admin for circuits: live policy changelist and controls, and the read-only event log."""
+
+from resilience.admin.event_admin import CircuitEventAdmin
+from resilience.admin.policy_admin import BreakerPolicyAdmin
+
+__all__ = ["BreakerPolicyAdmin", "CircuitEventAdmin"]

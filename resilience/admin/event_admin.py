@@ -1,0 +1,160 @@
+"""The read-only ``CircuitEvent`` admin: hostile text is escaped and truncated everywhere."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import quote
+from django.http import HttpRequest
+from django.template.defaultfilters import linebreaksbr
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from resilience.models import CircuitEvent
+from resilience.sanitize import one_line
+
+LIST_CHARS = 120  # error/reason in the list: one line
+DETAIL_CHARS = 4000  # error/reason on the detail page; the rest is counted, not shown
+CIRCUIT_CHOICES = 50
+
+
+def clipped(text: str, limit: int) -> tuple[str, int]:
+    """The first ``limit`` characters of ``text`` and how many were left out."""
+    text = text or ""
+    return text[:limit], max(0, len(text) - limit)
+
+
+class CircuitFilter(admin.SimpleListFilter):
+    """Circuits with events in the last week (bounded); any ``?circuit=`` value still filters."""
+
+    title = _("circuit")
+    parameter_name = "circuit"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        since = timezone.now() - timedelta(days=7)
+        names = list(
+            CircuitEvent.objects.filter(created_at__gte=since)
+            .order_by("circuit")
+            .values_list("circuit", flat=True)
+            .distinct()[:CIRCUIT_CHOICES]
+        )
+        value = self.value()
+        if value and value not in names:
+            names.insert(0, value)
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        value = self.value()
+        return queryset.filter(circuit=value) if value else queryset
+
+
+@admin.register(CircuitEvent)
+class CircuitEventAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "circuit_link",
+        "kind",
+        "transition",
+        "failure_count",
+        "short_error",
+        "actor",
+        "short_reason",
+        "alert_status",
+    )
+    list_filter = (CircuitFilter, "kind", "alert_status", "created_at")
+    list_select_related = ("policy", "actor")
+    search_fields = ("circuit",)
+    date_hierarchy = "created_at"
+    fields = (
+        "circuit_link",
+        "kind",
+        "transition",
+        "failure_count",
+        "failure_rate",
+        "error_text",
+        "actor",
+        "reason_text",
+        "origin",
+        "created_at",
+        "transition_id",
+        "alert_status",
+        "alert_sent_at",
+        "alert_attempts",
+    )
+    readonly_fields = fields
+
+    class Media:
+        css = {"all": ("resilience/admin.css",)}
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("policy", "actor")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("circuit"), ordering="circuit")
+    def circuit_link(self, obj: CircuitEvent) -> str:
+        if obj.policy_id is None:
+            return obj.circuit
+        url = reverse(
+            "admin:resilience_breakerpolicy_change",
+            args=[quote(obj.policy_id)],
+            current_app=self.admin_site.name,
+        )
+        return format_html('<a href="{}">{}</a>', url, obj.circuit)
+
+    @admin.display(description=_("change"))
+    def transition(self, obj: CircuitEvent) -> str:
+        if not (obj.from_state or obj.to_state):
+            return "—"
+        return f"{obj.from_state or '?'} → {obj.to_state or '?'}"
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj: CircuitEvent) -> str:
+        return _one_line_cell(obj.error)
+
+    @admin.display(description=_("reason"))
+    def short_reason(self, obj: CircuitEvent) -> str:
+        return _one_line_cell(obj.reason)
+
+    @admin.display(description=_("last error"))
+    def error_text(self, obj: CircuitEvent) -> str:
+        return _detail(obj.error)
+
+    @admin.display(description=_("reason"))
+    def reason_text(self, obj: CircuitEvent) -> str:
+        return _detail(obj.reason)
+
+
+def _one_line_cell(text: str) -> str:
+    if not text:
+        return "—"
+    head, _rest = clipped(text, LIST_CHARS * 4)
+    return format_html(
+        '<span class="rs-clip" title="{}">{}</span>',
+        one_line(head, 500),
+        one_line(head, LIST_CHARS),
+    )
+
+
+def _detail(text: str) -> str:
+    if not text:
+        return "—"
+    head, rest = clipped(text, DETAIL_CHARS)
+    if not rest:
+        return linebreaksbr(head, autoescape=True)
+    return format_html(
+        '{}<br><em class="rs-clipped">{}</em>',
+        linebreaksbr(head, autoescape=True),
+        _("… %(count)d more characters not shown") % {"count": rest},
+    )

@@ -1,0 +1,204 @@
+"""Live circuit state for the admin: one backend round trip per request, badges and wording."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from resilience.backends import get_backend
+from resilience.engine import Policy
+from resilience.engine_types import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, MONITOR, OPEN
+from resilience.policies import ENGINE_FIELDS
+
+logger = logging.getLogger("resilience")
+
+UNKNOWN = "unknown"
+# Display states, in the order the overview lists them (most urgent first).
+LABELS = {
+    OPEN: _("open"),
+    HALF_OPEN: _("half-open"),
+    FORCED_OPEN: _("forced open"),
+    MONITOR: _("monitor"),
+    DISABLED: _("disabled"),
+    CLOSED: _("closed"),
+    UNKNOWN: _("unknown"),
+}
+BROKEN = (OPEN, HALF_OPEN, FORCED_OPEN)
+# Columns a ``values()`` query needs to rebuild an engine ``Policy`` (``mode`` included).
+POLICY_COLUMNS = ("id", "name", *ENGINE_FIELDS)
+
+
+@dataclass(frozen=True)
+class Live:
+    """The live view of one circuit: its display state and the backend snapshot behind it."""
+
+    state: str
+    snapshot: dict[str, Any] | None
+
+    @property
+    def label(self) -> str:
+        return str(LABELS[self.state])
+
+    @property
+    def engine_state(self) -> str | None:
+        """closed/open/half_open as the backend sees it (monitor mode shows what would happen)."""
+        return self.snapshot["state"] if self.snapshot else None
+
+    @property
+    def broken(self) -> bool:
+        return self.state in BROKEN
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.snapshot.get(key, default) if self.snapshot else default
+
+
+def display_state(mode: str, snapshot: dict[str, Any] | None) -> str:
+    """What the operator should see: a mode that overrides the state wins."""
+    if mode in (DISABLED, FORCED_OPEN):
+        return mode
+    if snapshot is None:
+        return UNKNOWN
+    if mode == MONITOR:
+        return MONITOR
+    return snapshot.get("state", UNKNOWN) if snapshot.get("state") in LABELS else UNKNOWN
+
+
+def policy_from_values(values: dict[str, Any]) -> Policy:
+    """The engine ``Policy`` of a row (a dict of ``POLICY_COLUMNS`` or a model instance)."""
+    if not isinstance(values, dict):
+        values = {name: getattr(values, name) for name in ENGINE_FIELDS}
+    return Policy.from_mapping(values)
+
+
+def fetch(rows: Iterable[Any]) -> tuple[dict[str, Live], str | None]:
+    """``{name: Live}`` for ``rows`` (dicts or instances) with ONE ``snapshot_many`` call.
+
+    A backend failure does not break the page: every state reads ``unknown`` and the error's
+    class name is returned for a warning message.
+    """
+    modes, policies = {}, {}
+    for row in rows:
+        name = row["name"] if isinstance(row, dict) else row.name
+        modes[name] = row["mode"] if isinstance(row, dict) else row.mode
+        policies[name] = policy_from_values(row)
+    if not policies:
+        return {}, None
+    error = None
+    try:
+        snapshots = get_backend().snapshot_many(policies)
+    except Exception as exc:  # the admin is the incident console: it must render anyway
+        logger.warning("resilience: admin could not read circuit states: %r", exc)
+        snapshots, error = {}, type(exc).__name__
+    return {name: Live(display_state(modes[name], snapshots.get(name)), snapshots.get(name))
+            for name in policies}, error  # fmt: skip
+
+
+class Board:
+    """Every policy's live state, fetched at most once per request (changelist, filter, overview).
+
+    One ``values()`` query and one backend round trip cover the overview, the live-state filter
+    and the page's columns, whatever the page size.
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[dict[str, Any]] | None = None
+        self._states: dict[str, Live] = {}
+        self.error: str | None = None
+
+    @classmethod
+    def for_request(cls, request: Any) -> Board:
+        board = getattr(request, "_resilience_board", None)
+        if board is None:
+            board = request._resilience_board = cls()
+        return board
+
+    def load(self) -> dict[str, Live]:
+        if self._rows is None:
+            from resilience.models import BreakerPolicy
+
+            self._rows = list(BreakerPolicy.objects.order_by().values(*POLICY_COLUMNS))
+            self._states, self.error = fetch(self._rows)
+        return self._states
+
+    def live(self, name: str) -> Live:
+        return self.load().get(name) or Live(UNKNOWN, None)
+
+    def names_in(self, states: Iterable[str]) -> list[str]:
+        wanted = set(states)
+        return [name for name, live in self.load().items() if live.state in wanted]
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        """``(state, label, count)`` for every state present, most urgent first."""
+        counter = Counter(live.state for live in self.load().values())
+        return [(state, str(label), counter[state]) for state, label in LABELS.items()
+                if counter[state]]  # fmt: skip
+
+    def broken(self, limit: int = 12) -> tuple[list[tuple[int, str, Live]], int]:
+        """Up to ``limit`` ``(pk, name, live)`` of broken circuits (open first) and the total."""
+        self.load()
+        order = {state: i for i, state in enumerate(LABELS)}
+        found = sorted(
+            ((row["id"], row["name"], self._states[row["name"]]) for row in self._rows or ()
+             if self._states[row["name"]].broken),
+            key=lambda item: (order[item[2].state], item[1]),
+        )  # fmt: skip
+        return found[:limit], len(found)
+
+
+def badge(live: Live) -> str:
+    """A coloured state badge; monitor mode also says what enforcing would do."""
+    title = live.label
+    text = live.label
+    if live.state == MONITOR and live.engine_state and live.engine_state != CLOSED:
+        text = f"{live.label} · {LABELS.get(live.engine_state, live.engine_state)}"
+        title = _("Monitor only: enforcing would be %(state)s") % {"state": live.engine_state}
+    return format_html('<span class="rs-badge rs-{}" title="{}">{}</span>', live.state, title, text)
+
+
+def duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 5 s"``, ``"2 h 3 min"``: enough precision to act on."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return _("%(s)d s") % {"s": seconds}
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return _("%(m)d min %(s)d s") % {"m": minutes, "s": seconds}
+    hours, minutes = divmod(minutes, 60)
+    return _("%(h)d h %(m)d min") % {"h": hours, "m": minutes}
+
+
+def next_trial(live: Live) -> str:
+    """When the next trial call may go through, in words."""
+    if live.state == FORCED_OPEN:
+        return str(_("after release"))
+    state = live.engine_state
+    if live.state in (DISABLED, UNKNOWN) or state == CLOSED:
+        return "—"
+    retry_after = float(live.get("retry_after") or 0)
+    if state == OPEN:
+        return str(_("in %(t)s") % {"t": duration(retry_after)}) if retry_after else str(_("now"))
+    if state == HALF_OPEN:
+        return str(_("trial running")) if live.get("half_open_permits") else str(_("now"))
+    return "—"
+
+
+def consecutive(live: Live, threshold: int | None) -> str:
+    """``"3 / 5"``: consecutive failures against the threshold (just the count when it is off)."""
+    count = live.get("consecutive_failures")
+    if count is None:
+        return "—"
+    return f"{count} / {threshold}" if threshold else str(count)
+
+
+def failure_rate(live: Live) -> str:
+    """``"40 % of 10 calls"`` in the current window, or a dash without calls."""
+    rate, calls = live.get("failure_rate"), live.get("calls_in_window") or 0
+    if rate is None or not calls:
+        return "—"
+    return _("%(rate).0f %% of %(calls)d") % {"rate": rate, "calls": calls}

@@ -1,0 +1,304 @@
+"""The ``BreakerPolicy`` admin: live changelist, overview, audited edits and the change page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import quote
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.timesince import timesince
+from django.utils.translation import gettext_lazy as _
+
+from resilience import events
+from resilience.admin import timeline
+from resilience.admin.control import CircuitControlMixin, ReasonForm
+from resilience.admin.forms import FIELDSETS, BreakerPolicyForm, audit_text, change_summary
+from resilience.admin.live import (
+    BROKEN,
+    LABELS,
+    POLICY_COLUMNS,
+    UNKNOWN,
+    Board,
+    Live,
+    badge,
+    consecutive,
+    failure_rate,
+    fetch,
+    next_trial,
+)
+from resilience.conf import settings as conf
+from resilience.engine_types import ENFORCED, FORCED_OPEN
+from resilience.models import BreakerPolicy, CircuitEvent, EventKind
+
+RECENT_EVENTS = 20
+
+
+class LiveStateFilter(admin.SimpleListFilter):
+    """Filter on the state in the backend: answers "what is broken right now?"."""
+
+    title = _("live state")
+    parameter_name = "live"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("broken", _("broken now")), *LABELS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        value = self.value()
+        if not value:
+            return queryset
+        states = BROKEN if value == "broken" else (value,)
+        return queryset.filter(name__in=Board.for_request(request).names_in(states))
+
+
+class LiveChangeList(ChangeList):
+    """Attaches each listed policy's live state (from the request's one backend call)."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        board = Board.for_request(request)
+        for policy in self.result_list:
+            policy.live = board.live(policy.name)
+
+
+class Overview:
+    """Template-facing summary of every circuit, evaluated only when the page renders."""
+
+    def __init__(self, request: HttpRequest) -> None:
+        self.board = Board.for_request(request)
+
+    def __call__(self) -> dict[str, Any]:
+        counts = self.board.counts()
+        broken, total = self.board.broken()
+        return {
+            "counts": counts,
+            "broken": [
+                {"pk": pk, "name": name, "badge": badge(live), "trial": next_trial(live)}
+                for pk, name, live in broken
+            ],
+            "broken_total": total,
+            "more": total - len(broken),
+            "circuits": sum(count for _state, _label, count in counts),
+            "error": self.board.error,
+        }
+
+
+def _latest_transition() -> Any:
+    return CircuitEvent.objects.filter(
+        circuit=OuterRef("name"), kind__in=timeline.STATE_KINDS
+    ).order_by("-created_at", "-id")
+
+
+@admin.register(BreakerPolicy)
+class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
+    form = BreakerPolicyForm
+    list_display = (
+        "name",
+        "state_badge",
+        "consecutive_failures",
+        "failure_rate",
+        "next_trial",
+        "last_transition",
+        "mode",
+        "critical",
+    )
+    list_filter = (LiveStateFilter, "mode", "critical")
+    search_fields = ("name", "description")
+    list_per_page = 100
+    fieldsets = FIELDSETS
+
+    class Media:
+        css = {"all": ("resilience/admin.css",)}
+
+    # --- changelist ---------------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        latest = _latest_transition()
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_event_kind=Subquery(latest.values("kind")[:1]),
+                last_event_at=Subquery(latest.values("created_at")[:1]),
+            )
+        )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return LiveChangeList
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        context = {
+            "overview": Overview(request),
+            "resilience_enabled": conf.ENABLED,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)
+
+    @admin.display(description=_("state"))
+    def state_badge(self, obj: BreakerPolicy) -> str:
+        return badge(_live(obj))
+
+    @admin.display(description=_("consecutive failures"))
+    def consecutive_failures(self, obj: BreakerPolicy) -> str:
+        return consecutive(_live(obj), obj.failure_threshold)
+
+    @admin.display(description=_("failure rate (window)"))
+    def failure_rate(self, obj: BreakerPolicy) -> str:
+        return failure_rate(_live(obj))
+
+    @admin.display(description=_("next trial"))
+    def next_trial(self, obj: BreakerPolicy) -> str:
+        return next_trial(_live(obj))
+
+    @admin.display(description=_("last transition"), ordering="last_event_at")
+    def last_transition(self, obj: BreakerPolicy) -> str:
+        at = getattr(obj, "last_event_at", None)
+        if at is None:
+            return "—"
+        kind = EventKind(obj.last_event_kind).label if obj.last_event_kind in EventKind else ""
+        return format_html(
+            '<span title="{}">{}, {}</span>',
+            at.isoformat(timespec="seconds"),
+            kind,
+            _("%(time)s ago") % {"time": timesince(at)},
+        )
+
+    # --- change page --------------------------------------------------------------------------
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            fields.append("name")  # state and events are keyed by the name used in code
+        if not self.has_force_permission(request, obj):
+            fields.append("mode")  # switching the mode is forcing/releasing by another route
+        return fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        editable = (
+            self.has_add_permission(request)
+            if obj is None
+            else self.has_change_permission(request, obj)
+        )
+        if editable:
+            return fieldsets
+        return [fs for fs in fieldsets if "change_reason" not in fs[1]["fields"]]
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
+        summary = change_summary(form)
+        if not add and not summary:
+            return super().construct_change_message(request, form, formsets, add)
+        return audit_text(summary, form.cleaned_data.get("change_reason", ""), add)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Saving only bumps the version: the circuit's state in the backend is untouched.
+        super().save_model(request, obj, form, change)
+        summary = change_summary(form)
+        if change and not summary:
+            return
+        events.record_action(
+            obj.name,
+            EventKind.POLICY_CHANGED,
+            actor=request.user,
+            reason=audit_text(summary, form.cleaned_data.get("change_reason", ""), not change),
+        )
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict,
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if obj is not None and obj.pk is not None:
+            context.update(self._live_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _live_context(self, request: HttpRequest, obj: BreakerPolicy) -> dict[str, Any]:
+        # The stored row, not ``obj``: after an invalid POST ``obj`` holds the rejected values.
+        row = BreakerPolicy.objects.filter(pk=obj.pk).values(*POLICY_COLUMNS).first()
+        states, error = fetch([row] if row else [])
+        live = states.get(obj.name) or Live(UNKNOWN, None)
+        opts = self.model._meta
+        mode = row["mode"] if row else obj.mode
+        controls = [
+            (
+                control,
+                reverse(
+                    f"admin:{self.url_name(control.slug)}",
+                    args=[quote(obj.pk)],
+                    current_app=self.admin_site.name,
+                ),
+            )
+            for control in self.allowed_controls(request, obj)
+            if _applies(control.slug, mode)
+        ]
+        events_url = None
+        if request.user.has_perm(f"{opts.app_label}.view_circuitevent"):
+            changelist = reverse(
+                f"admin:{opts.app_label}_circuitevent_changelist", current_app=self.admin_site.name
+            )
+            events_url = f"{changelist}?{urlencode({'circuit': obj.name})}"
+        return {
+            "live": live,
+            "live_badge": badge(live),
+            "live_error": error,
+            "live_facts": _facts(live, row or {}),
+            "controls": controls,
+            "reason_form": ReasonForm(auto_id="id_control_%s"),
+            "timeline": timeline.render(obj.name),
+            "timeline_legend": [(state, LABELS[state]) for state in timeline.LEGEND],
+            "recent_events": CircuitEvent.objects.filter(circuit=obj.name).select_related("actor")[
+                :RECENT_EVENTS
+            ],
+            "events_url": events_url,
+            "resilience_enabled": conf.ENABLED,
+        }
+
+
+def _facts(live: Live, row: dict[str, Any]) -> list[tuple[Any, str]]:
+    """The live panel's label/value pairs."""
+    facts = [
+        (_("consecutive failures"), consecutive(live, row.get("failure_threshold"))),
+        (_("failure rate (window)"), failure_rate(live)),
+        (_("next trial"), next_trial(live)),
+    ]
+    opened_at = live.get("opened_at")
+    if opened_at:
+        opened = datetime.fromtimestamp(opened_at, tz=UTC)
+        facts.append(
+            (
+                _("opened"),
+                _("%(time)s ago (%(at)s)")
+                % {"time": timesince(opened), "at": opened.isoformat(timespec="seconds")},
+            )
+        )
+    if live.get("trips"):
+        facts.append((_("re-trips without recovery"), str(live.get("trips"))))
+    if live.get("half_open_permits"):
+        facts.append((_("trial calls running"), str(live.get("half_open_permits"))))
+    facts.append((_("policy version"), str(row.get("version", "—"))))
+    return facts
+
+
+def _applies(slug: str, mode: str) -> bool:
+    """Release undoes a mode other than enforced; forcing an already forced circuit is moot."""
+    if slug == "release":
+        return mode != ENFORCED
+    if slug == "force-open":
+        return mode != FORCED_OPEN
+    return True
+
+
+def _live(obj: BreakerPolicy) -> Live:
+    return getattr(obj, "live", None) or Live(UNKNOWN, None)
