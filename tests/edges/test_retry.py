@@ -51,8 +51,15 @@ def test_transient_errors(exc):
 
 @pytest.mark.parametrize(
     "exc",
-    [ValueError(), KeyError(), requests.HTTPError(), httpx.UnsupportedProtocol("u"),
-     CircuitOpenError("x", 3), KeyboardInterrupt(), asyncio.CancelledError()],
+    [
+        ValueError(),
+        KeyError(),
+        requests.HTTPError(),
+        httpx.UnsupportedProtocol("u"),
+        CircuitOpenError("x", 3),
+        KeyboardInterrupt(),
+        asyncio.CancelledError(),
+    ],
 )
 def test_other_errors_are_not_transient(exc):
     assert not is_transient(exc)
@@ -110,8 +117,13 @@ def test_backoff_doubles_up_to_the_cap(monkeypatch):
     sleeps = []
     func = Flaky(*[TimeoutError()] * 11)
     with pytest.raises(TimeoutError):
-        call_with_retries(func, (), {}, policy(attempts=10, backoff_ms=100, max_backoff_ms=600),
-                          sleep=sleeps.append)
+        call_with_retries(
+            func,
+            (),
+            {},
+            policy(attempts=10, backoff_ms=100, max_backoff_ms=600),
+            sleep=sleeps.append,
+        )
     assert func.calls == 11
     assert sleeps == pytest.approx([0.1, 0.2, 0.4] + [0.6] * 7)
 
@@ -119,8 +131,12 @@ def test_backoff_doubles_up_to_the_cap(monkeypatch):
 def test_retry_after_hint_lengthens_the_wait():
     sleeps = []
     func = Flaky(TransientError("slow down", retry_after=0.75))
-    assert call_with_retries(func, (), {}, policy(backoff_ms=1, max_backoff_ms=1000),
-                             sleep=sleeps.append) == "ok"
+    assert (
+        call_with_retries(
+            func, (), {}, policy(backoff_ms=1, max_backoff_ms=1000), sleep=sleeps.append
+        )
+        == "ok"
+    )
     assert sleeps == [0.75]
 
 
@@ -143,8 +159,14 @@ def test_stops_after_sleeping_when_the_circuit_opened_meanwhile():
     first = TimeoutError("first")
     func = Flaky(first, TimeoutError("second"))
     with pytest.raises(TimeoutError) as info:
-        call_with_retries(func, (), {}, policy(), should_stop=lambda: bool(opened),
-                          sleep=lambda seconds: opened.append(seconds))
+        call_with_retries(
+            func,
+            (),
+            {},
+            policy(),
+            should_stop=lambda: bool(opened),
+            sleep=lambda seconds: opened.append(seconds),
+        )
     assert info.value is first
     assert func.calls == 1
 

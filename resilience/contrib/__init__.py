@@ -1,0 +1,1 @@
+"""Protected HTTP clients: a requests adapter (``.requests``) and httpx transports (``.httpx``)."""

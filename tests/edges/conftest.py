@@ -1,0 +1,107 @@
+"""A real HTTP upstream on loopback whose answers each test scripts, and edge-layer fixtures."""
+
+import socket
+import threading
+from collections import deque
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+HANG = object()
+
+
+class Upstream:
+    """A threaded HTTP server: ``answer(503, 200, (429, {"Retry-After": "2"}), HANG)`` queues the
+    next responses (then 200 "ok" forever); ``HANG`` holds the request until the test ends."""
+
+    def __init__(self) -> None:
+        self.server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+        self.script: deque = deque()
+        self.seen: list[tuple[str, str]] = []
+        self.release = threading.Event()
+        self.server.expect_request("").respond_with_handler(self._handle)
+
+    def url(self, path: str = "/") -> str:
+        return self.server.url_for(path)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def answer(self, *steps) -> None:
+        self.script.extend(steps)
+
+    def _handle(self, request: Request) -> Response:
+        self.seen.append((request.method, request.path))
+        step = self.script.popleft() if self.script else 200
+        if step is HANG:
+            self.release.wait(30)
+            return Response("too late", 200)
+        status, headers = step if isinstance(step, tuple) else (step, {})
+        return Response(f"status {status}", status, headers)
+
+    def reset(self) -> None:
+        self.release.set()  # let a hanging request finish before the next test
+        self.release = threading.Event()
+        self.script.clear()
+        self.seen.clear()
+
+
+@pytest.fixture(scope="session")
+def _upstream_server():
+    server = Upstream()
+    server.server.start()
+    yield server
+    server.release.set()
+    server.server.stop()
+
+
+@pytest.fixture
+def upstream(_upstream_server):
+    _upstream_server.reset()
+    yield _upstream_server
+    _upstream_server.reset()
+
+
+@pytest.fixture
+def dead_url():
+    """A loopback URL where nothing listens: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+def breaker_db(transactional_db, memory_backend):
+    """Policies in a real database; events (written by a background thread, on its own
+    connection, hence a transactional test) are flushed before the tables are emptied."""
+    from resilience import events
+
+    yield memory_backend
+    assert events.flush(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _forget_retry_after_hints():
+    from resilience.contrib._http import hints
+
+    hints.clear()
+    yield
+    hints.clear()
+
+
+@pytest.fixture
+def outcomes():
+    """``outcomes(circuit)``: this test's per-process call counts (``resilience.stats`` deltas)."""
+    from resilience import stats
+
+    before = stats.snapshot()
+
+    def delta(circuit):
+        now = stats.snapshot().get(circuit, dict.fromkeys(stats.OUTCOMES, 0))
+        old = before.get(circuit, {})
+        return {outcome: count - old.get(outcome, 0) for outcome, count in now.items()}
+
+    return delta
