@@ -9,8 +9,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 echo "==> lint"
-.venv/bin/ruff check resilience project tests benchmarks
-.venv/bin/ruff format --check resilience project tests benchmarks
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 
 echo "==> pytest on SQLite"
 .venv/bin/python -m pytest "$@"
