@@ -3,6 +3,11 @@
 import pytest
 
 from resilience.clock import ManualClock
+from tests.support.celeryworker import make_default
+
+# Shared tasks resolve to the suite's eager app in every thread, never Celery's fallback app
+# (which would connect to amqp://localhost).
+make_default()
 
 
 @pytest.fixture

@@ -61,6 +61,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 RESILIENCE = {"BACKEND": "resilience.backends.memory.MemoryBackend"}
 CELERY_TASK_ALWAYS_EAGER = True
+# Never a system broker: the suite's Celery app (tests/support/celeryworker.py) runs tasks eagerly;
+# tests with a real worker start a private redis-server.
+CELERY_BROKER_URL = "memory://"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
