@@ -114,7 +114,8 @@ class MemoryBackend(Backend):
         if state.win_head and now_ms // state.bucket_ms > state.win_head:
             # They were queued while the newest bucket was current: count them there.
             now_ms = (state.win_head + 1) * state.bucket_ms - 1
-        return engine.record_successes(state, policy, now_ms, tickets)
+        # Count them under the policy they were queued under, not a newer one.
+        return engine.record_successes(state, circuit.fast_policy or policy, now_ms, tickets)
 
     def _settle(
         self, circuit: _Circuit, policy: Policy, transitions: list[Transition]
