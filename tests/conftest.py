@@ -1,9 +1,14 @@
 """Fixtures shared by the whole suite."""
 
+import itertools
+import os
+import socket
+
 import pytest
 
 from resilience.clock import ManualClock
 from tests.support.celeryworker import make_default
+from tests.support.redisproc import REDIS_SERVER, RedisProcess
 
 # Shared tasks resolve to the suite's eager app in every thread, never Celery's fallback app
 # (which would connect to amqp://localhost).
@@ -40,3 +45,55 @@ def memory_backend(clock, settings):
         "OPTIONS": {"clock": clock},
     }
     return get_backend()
+
+
+# --- Redis: private servers only (never the system one on 6379) ---------------------------------
+
+
+def _require_redis_server():
+    if not REDIS_SERVER:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (scripts/test.sh installs it)")
+        pytest.skip("redis-server is not installed")
+
+
+_db_numbers = itertools.cycle(range(1, 64))
+
+
+def _flushdb(host: str, port: int, db: int) -> None:
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(f"SELECT {db}\r\nFLUSHDB\r\n".encode())
+        data = b""
+        while data.count(b"\r\n") < 2:
+            chunk = sock.recv(64)
+            if not chunk:
+                break
+            data += chunk
+        assert data == b"+OK\r\n+OK\r\n", data
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One private redis-server for the session; tests that break Redis use ``redis_proc``."""
+    _require_redis_server()
+    with RedisProcess() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """A URL to an emptied database of the session server, different for consecutive tests."""
+    if not redis_server.running:  # a test misbehaved: keep the rest of the session usable
+        redis_server.start()
+    redis_server.resume()
+    db = next(_db_numbers)
+    _flushdb(redis_server.host, redis_server.port, db)
+    return redis_server.url_for_db(db)
+
+
+@pytest.fixture
+def redis_proc():
+    """A redis-server of this test's own, free to be stopped, paused and flushed."""
+    _require_redis_server()
+    with RedisProcess() as server:
+        yield server
