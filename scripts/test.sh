@@ -9,8 +9,9 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 echo "==> lint"
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
+lint=0
+.venv/bin/ruff check . || lint=1
+.venv/bin/ruff format --check . || lint=1
 
 echo "==> pytest on SQLite"
 .venv/bin/python -m pytest "$@"
@@ -31,4 +32,9 @@ else
   echo "!!! ====================================================================="
   echo "!!! PostgreSQL is NOT reachable at $PG_URL: the PostgreSQL run was SKIPPED"
   echo "!!! ====================================================================="
+fi
+
+if [ "$lint" -ne 0 ]; then
+  echo "!!! lint failed (see the ruff output above)"
+  exit 1
 fi
