@@ -1,0 +1,200 @@
+"""Circuit overview for the health endpoint and Prometheus text exposition for ``metrics/``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from resilience import stats
+from resilience.backends import get_backend
+from resilience.engine_types import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
+
+logger = logging.getLogger("resilience")
+
+STATES = (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)
+DOWN_STATES = frozenset({OPEN, HALF_OPEN, FORCED_OPEN})
+PLAIN_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Keys of ``Backend.health()`` that are safe to show: never locations, URLs or error texts.
+PUBLIC_BACKEND_KEYS = ("backend", "degraded", "degraded_since", "outages")
+
+
+@dataclass
+class Overview:
+    """Every policy's circuit (one SQL query, one backend round trip) and the backend's health."""
+
+    circuits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backend: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def critical_down(self) -> list[str]:
+        return [
+            name
+            for name, circuit in self.circuits.items()
+            if circuit["critical"] and circuit["state"] in DOWN_STATES
+        ]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.backend.get("degraded") and not self.critical_down
+
+
+def overview() -> Overview:
+    """Collect the overview; a failing backend reads as degraded, it never raises."""
+    from resilience.models import BreakerPolicy
+    from resilience.policies import ResolvedPolicy
+
+    resolved = {row.name: ResolvedPolicy.from_row(row) for row in BreakerPolicy.objects.all()}
+    backend = get_backend()
+    try:
+        snapshots = backend.snapshot_many({name: r.policy for name, r in resolved.items()})
+        health = backend.health()  # after the round trip, so it reflects an outage it found
+    except Exception as exc:  # the health endpoint must answer "degraded", not 500
+        logger.warning("resilience: backend unavailable for health/metrics: %s", type(exc).__name__)
+        health, snapshots = {"backend": type(backend).__name__, "degraded": True}, {}
+    result = Overview(backend={k: health[k] for k in PUBLIC_BACKEND_KEYS if k in health})
+    for name, r in resolved.items():
+        snap = snapshots.get(name, {})
+        state = r.mode if r.mode in (FORCED_OPEN, DISABLED) else snap.get("state", "unknown")
+        result.circuits[name] = {
+            "state": state,
+            "mode": r.mode,
+            "critical": r.critical,
+            "consecutive_failures": snap.get("consecutive_failures", 0),
+            "failure_rate": snap.get("failure_rate"),
+            "calls_in_window": snap.get("calls_in_window", 0),
+            "retry_after": snap.get("retry_after", 0.0),
+            "trips": snap.get("trips", 0),
+        }
+    return result
+
+
+# --- Prometheus ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Family:
+    """One metric family; counters are named without ``_total`` (added on exposition)."""
+
+    name: str
+    kind: str  # "gauge" | "counter"
+    help: str
+    labels: tuple[str, ...]
+    samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
+
+
+def families(view: Overview) -> list[Family]:
+    from django.db.models import Count
+
+    from resilience.models import CircuitEvent
+
+    state = Family(
+        "resilience_circuit_state",
+        "gauge",
+        "1 for the circuit's current state, 0 for the others.",
+        ("circuit", "state"),
+    )
+    failures = Family(
+        "resilience_circuit_consecutive_failures",
+        "gauge",
+        "Failures in a row counted by the circuit.",
+        ("circuit",),
+    )
+    critical = Family(
+        "resilience_circuit_critical", "gauge", "1 if the policy is critical.", ("circuit",)
+    )
+    for name, circuit in sorted(view.circuits.items()):
+        state.samples += [((name, s), float(circuit["state"] == s)) for s in STATES]
+        failures.samples.append(((name,), float(circuit["consecutive_failures"])))
+        critical.samples.append(((name,), float(circuit["critical"])))
+
+    calls = Family(
+        "resilience_calls",
+        "counter",
+        "Protected calls that finished in this process, by outcome.",
+        ("circuit", "outcome"),
+    )
+    rejections = Family(
+        "resilience_rejections",
+        "counter",
+        "Calls rejected in this process because the circuit was open.",
+        ("circuit",),
+    )
+    for name, counts in sorted(stats.snapshot().items()):
+        calls.samples += [
+            ((name, outcome), float(counts[outcome]))
+            for outcome in ("success", "failure", "ignored")
+        ]
+        rejections.samples.append(((name,), float(counts["rejected"])))
+
+    transitions = Family(
+        "resilience_transitions",
+        "counter",
+        "State changes and manual actions recorded as events (all processes).",
+        ("circuit", "kind"),
+    )
+    rows = CircuitEvent.objects.values_list("circuit", "kind").annotate(n=Count("id"))
+    transitions.samples = [((c, k), float(n)) for c, k, n in rows.order_by("circuit", "kind")]
+
+    degraded = Family(
+        "resilience_backend_degraded",
+        "gauge",
+        "1 while the state backend is unreachable from this process.",
+        (),
+        [((), float(bool(view.backend.get("degraded"))))],
+    )
+    errors = Family(
+        "resilience_backend_errors",
+        "counter",
+        "Backend failures that switched this process to the ON_BACKEND_ERROR behaviour.",
+        (),
+        [((), float(view.backend.get("outages", 0)))],
+    )
+    return [state, failures, critical, calls, rejections, transitions, degraded, errors]
+
+
+def exposition(view: Overview) -> tuple[bytes, str]:
+    """``(body, content_type)``: via prometheus-client when installed, plain text otherwise."""
+    found = families(view)
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    except ImportError:
+        return _plain_text(found).encode(), PLAIN_CONTENT_TYPE
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(found))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Collector:
+    def __init__(self, found: list[Family]) -> None:
+        self.found = found
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        for family in self.found:
+            cls = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+            metric = cls(family.name, family.help, labels=family.labels)
+            for labels, value in family.samples:
+                metric.add_metric(list(labels), value)
+            yield metric
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _plain_text(found: list[Family]) -> str:
+    """The Prometheus text format 0.0.4, as prometheus-client writes it."""
+    lines = []
+    for family in found:
+        name = f"{family.name}_total" if family.kind == "counter" else family.name
+        lines.append(f"# HELP {name} {_escape(family.help)}")
+        lines.append(f"# TYPE {name} {family.kind}")
+        for labels, number in family.samples:
+            pairs = ",".join(
+                f'{k}="{_escape(v)}"' for k, v in zip(family.labels, labels, strict=True)
+            )
+            lines.append(f"{name}{{{pairs}}} {number!r}" if pairs else f"{name} {number!r}")
+    return "\n".join(lines) + "\n"

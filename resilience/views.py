@@ -1,0 +1,56 @@
+"""``health/`` (JSON) and ``metrics/`` (Prometheus text) for load balancers and monitoring."""
+
+from __future__ import annotations
+
+import hmac
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from resilience import metrics
+from resilience.conf import settings as conf
+
+
+def has_monitoring_access(request: HttpRequest) -> bool:
+    """Active staff, or ``Authorization: Bearer <HEALTH["TOKEN"]>`` (compared in constant time)."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_active and user.is_staff:
+        return True
+    token = conf.HEALTH.get("TOKEN")
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode(), str(token).encode())
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    patch_vary_headers(response, ("Authorization", "Cookie"))
+    return response
+
+
+@require_safe
+@never_cache
+def health(request: HttpRequest) -> HttpResponse:
+    """``{"status": "healthy"|"degraded"}``: 200, or ``HEALTH["CRITICAL_STATUS"]`` when degraded.
+
+    Degraded means a ``critical`` circuit is not closed or the backend is unreachable. Staff
+    and bearer-token clients also get the backend and every circuit; nobody gets secrets.
+    """
+    view = metrics.overview()
+    body: dict = {"status": "healthy" if view.healthy else "degraded"}
+    if has_monitoring_access(request):
+        body.update(backend=view.backend, critical_down=view.critical_down, circuits=view.circuits)
+    status = 200 if view.healthy else conf.HEALTH["CRITICAL_STATUS"]
+    return _private(JsonResponse(body, status=status))
+
+
+@require_safe
+@never_cache
+def prometheus(request: HttpRequest) -> HttpResponse:
+    """Prometheus text exposition; staff or bearer token only (it names every circuit)."""
+    if not has_monitoring_access(request):
+        return _private(HttpResponse("Forbidden\n", status=403, content_type="text/plain"))
+    body, content_type = metrics.exposition(metrics.overview())
+    return _private(HttpResponse(body, content_type=content_type))
