@@ -13,10 +13,7 @@ from resilience.backends import memory
 from resilience.backends.memory import MemoryBackend
 from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
-
-pytest.register_assert_rewrite("tests.backends.contract")
-
-from tests.backends.contract import BackendContract, fail, succeed  # noqa: E402
+from tests.backends.contract import BackendContract, fail, succeed
 
 
 @pytest.fixture
