@@ -15,6 +15,7 @@ from resilience.backends import get_backend
 from resilience.engine import Policy
 from resilience.engine_types import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, MONITOR, OPEN
 from resilience.policies import ENGINE_FIELDS
+from resilience.sanitize import one_line
 
 logger = logging.getLogger("resilience")
 
@@ -79,8 +80,9 @@ def policy_from_values(values: dict[str, Any]) -> Policy:
 def fetch(rows: Iterable[Any]) -> tuple[dict[str, Live], str | None]:
     """``{name: Live}`` for ``rows`` (dicts or instances) with ONE ``snapshot_many`` call.
 
-    A backend failure does not break the page: every state reads ``unknown`` and the error's
-    class name is returned for a warning message.
+    Never raises: a failing backend makes every state ``unknown``. The second value is a
+    warning for the operator when the states are not the shared truth (backend failed, or
+    degraded and answering from this process's local fallback).
     """
     modes, policies = {}, {}
     for row in rows:
@@ -89,14 +91,27 @@ def fetch(rows: Iterable[Any]) -> tuple[dict[str, Live], str | None]:
         policies[name] = policy_from_values(row)
     if not policies:
         return {}, None
-    error = None
+    warning = None
     try:
-        snapshots = get_backend().snapshot_many(policies)
+        backend = get_backend()
+        snapshots = backend.snapshot_many(policies)
+        health = backend.health()  # in-process bookkeeping, no round trip
     except Exception as exc:  # the admin is the incident console: it must render anyway
         logger.warning("resilience: admin could not read circuit states: %r", exc)
-        snapshots, error = {}, type(exc).__name__
-    return {name: Live(display_state(modes[name], snapshots.get(name)), snapshots.get(name))
-            for name in policies}, error  # fmt: skip
+        snapshots, health = {}, {}
+        warning = _("could not read the states (%(error)s); they show as unknown") % {
+            "error": type(exc).__name__
+        }
+    if health.get("degraded"):
+        warning = _(
+            "the backend is degraded (%(reason)s): these are this process's local states, "
+            "not the shared ones"
+        ) % {"reason": one_line(str(health.get("reason") or "?"), 200)}
+    states = {
+        name: Live(display_state(modes[name], snapshots.get(name)), snapshots.get(name))
+        for name in policies
+    }
+    return states, warning
 
 
 class Board:
@@ -109,7 +124,7 @@ class Board:
     def __init__(self) -> None:
         self._rows: list[dict[str, Any]] | None = None
         self._states: dict[str, Live] = {}
-        self.error: str | None = None
+        self.warning: str | None = None
 
     @classmethod
     def for_request(cls, request: Any) -> Board:
@@ -123,7 +138,7 @@ class Board:
             from resilience.models import BreakerPolicy
 
             self._rows = list(BreakerPolicy.objects.order_by().values(*POLICY_COLUMNS))
-            self._states, self.error = fetch(self._rows)
+            self._states, self.warning = fetch(self._rows)
         return self._states
 
     def live(self, name: str) -> Live:

@@ -85,7 +85,7 @@ class Overview:
             "broken_total": total,
             "more": total - len(broken),
             "circuits": sum(count for _state, _label, count in counts),
-            "error": self.board.error,
+            "warning": self.board.warning,
         }
 
 
@@ -227,7 +227,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
     def _live_context(self, request: HttpRequest, obj: BreakerPolicy) -> dict[str, Any]:
         # The stored row, not ``obj``: after an invalid POST ``obj`` holds the rejected values.
         row = BreakerPolicy.objects.filter(pk=obj.pk).values(*POLICY_COLUMNS).first()
-        states, error = fetch([row] if row else [])
+        states, warning = fetch([row] if row else [])
         live = states.get(obj.name) or Live(UNKNOWN, None)
         opts = self.model._meta
         mode = row["mode"] if row else obj.mode
@@ -252,7 +252,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
         return {
             "live": live,
             "live_badge": badge(live),
-            "live_error": error,
+            "live_warning": warning,
             "live_facts": _facts(live, row or {}),
             "controls": controls,
             "reason_form": ReasonForm(auto_id="id_control_%s"),

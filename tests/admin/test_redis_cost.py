@@ -1,0 +1,84 @@
+"""Against a private redis-server: the changelist reads a page of 100 circuits in one round trip.
+
+Two independent counts: round trips sent by the client (redis-py's socket writes), and what the
+server executed (``INFO commandstats``), where one ``EVALSHA`` runs the per-circuit reads inside
+the script.
+"""
+
+import uuid
+
+import pytest
+
+from resilience.backends import get_backend
+from tests.factories import BreakerPolicyFactory
+from tests.support.redisproc import REDIS_SERVER, RedisProcess
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/resilience/breakerpolicy/"
+IGNORED = {"cmdstat_info", "cmdstat_config"}  # the measurement itself
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    if not REDIS_SERVER:
+        pytest.skip("redis-server is not installed")
+    with RedisProcess() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server, settings):
+    redis = pytest.importorskip("redis")
+    settings.RESILIENCE = {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        "OPTIONS": {"url": redis_server.url, "prefix": f"admin{uuid.uuid4().hex[:8]}"},
+    }
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+def commands_for(client, redis_client, monkeypatch):
+    """``(round trips, {command: calls})`` of one changelist request."""
+    from redis.connection import AbstractConnection
+
+    sent = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, command, *args, **kwargs):
+        sent.append(command)
+        return original(self, command, *args, **kwargs)
+
+    redis_client.config_resetstat()
+    with monkeypatch.context() as patch:
+        patch.setattr(AbstractConnection, "send_packed_command", counting)
+        response = client.get(CHANGELIST)
+    stats = redis_client.info("commandstats")
+    assert response.status_code == 200
+    assert b"could not read" not in response.content and b"degraded" not in response.content
+    calls = {name: value["calls"] for name, value in stats.items()}
+    return len(sent), {name: n for name, n in calls.items() if name.split("|")[0] not in IGNORED}
+
+
+def test_changelist_costs_one_redis_round_trip_whatever_the_page_size(
+    redis_client, superuser, client_for, trip, monkeypatch
+):
+    assert type(get_backend()).__name__ == "RedisBackend"
+    client = client_for(superuser)
+    for i in range(10):
+        BreakerPolicyFactory(name=f"svc-{i:03d}", failure_threshold=1)
+    client.get(CHANGELIST)  # scripts loaded once per process, not per page
+    small_trips, small = commands_for(client, redis_client, monkeypatch)
+    for i in range(10, 100):
+        policy = BreakerPolicyFactory(name=f"svc-{i:03d}", failure_threshold=1)
+        if i % 2:
+            trip(policy)
+    big_trips, big = commands_for(client, redis_client, monkeypatch)
+    assert small_trips == big_trips == 1
+    # Server side: one script call; its per-circuit reads run inside it, not as round trips.
+    assert small["cmdstat_evalsha"] == big["cmdstat_evalsha"] == 1
+    assert set(big) <= {"cmdstat_evalsha", "cmdstat_time", "cmdstat_hgetall"}, big
+    rows = client.get(CHANGELIST).context["cl"].result_list
+    expected = [i % 2 == 1 and i >= 10 for i in range(100)]
+    assert [row.live.state == "open" for row in rows] == expected
