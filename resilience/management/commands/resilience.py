@@ -1,0 +1,142 @@
+"""``manage.py resilience status|reset|open|release|drain [--json]`` for operators."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+# subcommand: (Breaker method, past tense for the output, help)
+ACTIONS = {
+    "reset": ("reset", "Reset", "Close the circuit and clear its counters everywhere."),
+    "open": ("force_open", "Forced open", "Kill switch: reject every call until released."),
+    "release": ("release", "Released", "Undo open: the policy's mode goes back to enforced."),
+}
+COLUMNS = ("circuit", "state", "mode", "failures", "rate", "retry in", "critical")
+
+
+class Command(BaseCommand):
+    help = (
+        "Inspect and control circuits. Exit status: 0 done, 1 error (unknown circuit or user, "
+        "database or backend failure), 2 bad arguments."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        status = sub.add_parser("status", help="State of every circuit (or of NAME ...).")
+        status.add_argument("names", nargs="*", metavar="NAME")
+        status.add_argument("--json", action="store_true", help="Machine-readable output.")
+        for action, (_, _, help_text) in ACTIONS.items():
+            cmd = sub.add_parser(action, help=help_text)
+            cmd.add_argument("names", nargs="+", metavar="NAME")
+            cmd.add_argument("--reason", default="", help="Why (kept in the event log).")
+            cmd.add_argument("--actor", help="Username recorded as the actor in the audit trail.")
+            cmd.add_argument("--json", action="store_true", help="Machine-readable output.")
+        drain = sub.add_parser(
+            "drain", help="Store transitions still waiting in the backend, re-queue lost alerts."
+        )
+        drain.add_argument("--limit", type=int, default=None, help="At most this many items.")
+        drain.add_argument("--json", action="store_true", help="Machine-readable output.")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        if action == "status":
+            self.status(options["names"], options["json"])
+        elif action == "drain":
+            self.drain(options["limit"], options["json"])
+        else:
+            self.control(action, options)
+
+    # --- subcommands ------------------------------------------------------------------------------
+
+    def status(self, names: list[str], as_json: bool) -> None:
+        from resilience.metrics import overview
+
+        view = overview()
+        self._check_known(names, view.circuits)
+        circuits = {name: view.circuits[name] for name in names} if names else view.circuits
+        report = {
+            "status": "healthy" if view.healthy else "degraded",
+            "backend": view.backend,
+            "circuits": circuits,
+        }
+        if as_json:
+            self._json(report)
+            return
+        backend = view.backend.get("backend", "?")
+        degraded = " (degraded)" if view.backend.get("degraded") else ""
+        self.stdout.write(f"Status: {report['status']}; backend: {backend}{degraded}")
+        rows = [COLUMNS] + [self._row(name, c) for name, c in sorted(circuits.items())]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+        for row in rows:
+            cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            self.stdout.write("  ".join(cells).rstrip())
+
+    def control(self, action: str, options: dict[str, Any]) -> None:
+        from resilience.decorators import breaker
+        from resilience.models import BreakerPolicy
+
+        names = options["names"]
+        known = set(BreakerPolicy.objects.filter(name__in=names).values_list("name", flat=True))
+        self._check_known(names, known)
+        actor = self._actor(options["actor"])
+        method, verb, _ = ACTIONS[action]
+        done = {}
+        for name in dict.fromkeys(names):  # each once, in the order given
+            done[name] = getattr(breaker(name), method)(actor=actor, reason=options["reason"])
+        if options["json"]:
+            self._json({"action": action, "circuits": done})
+            return
+        for name, snapshot in done.items():
+            self.stdout.write(self.style.SUCCESS(f"{verb} {name}: now {snapshot['state']}"))
+
+    def drain(self, limit: int | None, as_json: bool) -> None:
+        from resilience import events
+
+        if limit is not None and limit < 1:
+            raise CommandError("--limit must be at least 1.")
+        count = events.drain(limit)
+        if as_json:
+            self._json({"drained": count})
+        else:
+            self.stdout.write(f"Drained {count} event(s) and alert(s).")
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_known(names: list[str], known: Any) -> None:
+        unknown = [name for name in dict.fromkeys(names) if name not in known]
+        if unknown:
+            listed = ", ".join(repr(name[:100]) for name in unknown)
+            raise CommandError(
+                f"Unknown circuit(s): {listed}. `manage.py resilience status` lists the circuits."
+            )
+
+    @staticmethod
+    def _actor(username: str | None) -> Any:
+        if username is None:
+            return None
+        from django.contrib.auth import get_user_model
+
+        model = get_user_model()
+        try:
+            return model._default_manager.get_by_natural_key(username)
+        except model.DoesNotExist:
+            raise CommandError(f"Unknown user {username[:150]!r} for --actor.") from None
+
+    @staticmethod
+    def _row(name: str, circuit: dict[str, Any]) -> tuple[str, ...]:
+        rate = circuit["failure_rate"]
+        retry_after = circuit["retry_after"]
+        return (
+            name,
+            circuit["state"],
+            circuit["mode"],
+            str(circuit["consecutive_failures"]),
+            "-" if rate is None else f"{rate:.0f}%",
+            f"{retry_after:.0f}s" if retry_after else "-",
+            "yes" if circuit["critical"] else "no",
+        )
+
+    def _json(self, data: Any) -> None:
+        self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str))
