@@ -35,6 +35,17 @@ def _isolated_resilience():
     reset_backend()
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_events(request):
+    """Events a test emitted are written during that test (or dropped), never into the next."""
+    from resilience import events
+
+    yield
+    if request.node.get_closest_marker("django_db") or "transactional_db" in request.fixturenames:
+        events.flush(timeout=2)
+    events.discard()
+
+
 @pytest.fixture
 def memory_backend(clock, settings):
     """The memory backend on the manual clock (``clock.advance(s)`` moves circuit time)."""
