@@ -228,9 +228,11 @@ def _store(item: _Item, policy: BreakerPolicy | None, **overrides: Any) -> Circu
         created_at=_datetime(t.at_ms),
         **values,
     )
+    # Decided before the write transaction: on SQLite a transaction that reads and then writes
+    # cannot wait for another writer (its lock upgrade fails at once with "database is locked").
+    event.alert_status = alerts.initial_status(event, policy or _default(t.circuit))
     try:
         with transaction.atomic():
-            event.alert_status = alerts.initial_status(event, policy or _default(t.circuit))
             event.save()
     except IntegrityError:  # another process stored the same transition a moment ago
         return None

@@ -7,7 +7,7 @@ import re
 ERROR_MAX_CHARS = 500
 REDACTED = "[redacted]"
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")  # \s covers \u2028/\u2029 too
 _SECRETS = (
     # Authorization schemes: "Bearer abc.def", "Authorization: Basic dXNlcjpwdw==", "Token abc".
     (
@@ -30,7 +30,7 @@ _SECRETS = (
 
 
 def one_line(text: str, limit: int = ERROR_MAX_CHARS) -> str:
-    """``text`` with control characters (newlines included) collapsed to a space, bounded."""
+    """``text`` with control characters and whitespace runs collapsed to one space, bounded."""
     text = _CONTROL.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

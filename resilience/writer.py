@@ -54,8 +54,9 @@ class BackgroundQueue:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
-        self._unfinished = 0  # queued or being handled: flush() waits for 0
-        self._failed: list[Any] = []
+        self._unfinished = 0  # new items queued or being handled: flush() waits for 0
+        self._failed: list[Any] = []  # waiting for their retry
+        self._retrying = 0  # failed items being handled again
         self._retry_at = 0.0
         self._backoff = RETRY_MIN_SECONDS
         self._last_log = -LOG_EVERY_SECONDS
@@ -68,7 +69,9 @@ class BackgroundQueue:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            self._done(1)
+            with self._idle:
+                self._unfinished -= 1
+                self._idle.notify_all()
             self._warn("%s queue is full; an item is left to the sweeper", self.name)
             return False
         return True
@@ -77,7 +80,7 @@ class BackgroundQueue:
         """Wait until everything queued was handled successfully; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self._unfinished or self._failed:
+            while self._unfinished or self._failed or self._retrying:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -105,9 +108,11 @@ class BackgroundQueue:
                 )
                 self._thread.start()
 
-    def _done(self, count: int) -> None:
+    def _done(self, new: int) -> None:
+        """The batch taken by ``_take`` was handled (its failures already moved to ``_failed``)."""
         with self._idle:
-            self._unfinished = max(0, self._unfinished - count)
+            self._unfinished = max(0, self._unfinished - new)
+            self._retrying = 0
             self._idle.notify_all()
 
     def _take(self) -> tuple[list[Any], int]:
@@ -134,7 +139,7 @@ class BackgroundQueue:
             with self._lock:
                 if due or (self._failed and time.monotonic() >= self._retry_at):
                     items = self._failed + items
-                    self._failed = []
+                    self._retrying, self._failed = len(self._failed), []
             return items, new
 
     def _run(self) -> None:

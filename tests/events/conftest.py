@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resilience import events
 from resilience.engine import Policy
-
-
-@pytest.fixture(autouse=True)
-def _quiet_writer():
-    """Nothing a test queued is written into the next test's database."""
-    yield
-    events.flush(timeout=5)
-    events.discard()
 
 
 @pytest.fixture

@@ -1,0 +1,131 @@
+"""The alert e-mail: one per opening, to the right people, complete and safe (real SMTP)."""
+
+import logging
+
+import pytest
+from django.db.models import F
+
+from resilience import delivery, events
+from resilience.models import AlertStatus, CircuitEvent
+from tests.alerts.conftest import RECIPIENT, open_circuit
+from tests.factories import BreakerPolicyFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_alerts")]
+
+
+def opened_event(name):
+    assert events.flush(timeout=20)
+    return CircuitEvent.objects.get(circuit=name, kind="opened")
+
+
+def test_opening_sends_one_complete_email(smtp):
+    policy = BreakerPolicyFactory(name="payments-api", failure_threshold=3, recovery_timeout=60)
+    open_circuit("payments-api")
+    event = opened_event("payments-api")
+    [message] = smtp.wait_for(1)
+
+    assert message["Subject"] == "[resilience] Circuit opened: payments-api"
+    assert message["To"] == RECIPIENT and message["From"] == "resilience@example.com"
+    assert message["Message-ID"] == delivery_id(event)
+    assert message["Auto-Submitted"] == "auto-generated"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    admin = f"https://ops.example.com/admin/resilience/breakerpolicy/{policy.pk}/change/"
+    for body in (text, html):
+        assert "payments-api" in body
+        assert "UpstreamDown: POST https://user:[redacted]@pay.example/charge" in body
+        assert "pa55word" not in body
+        assert admin in body
+        assert "2023-11-14 22:14:20 UTC" in body  # opened at 22:13:20 + 60 s recovery timeout
+    assert "Failures:       3" in text and "Failure rate:   100%" in text
+    assert "Current state:  open" in text
+
+    event.refresh_from_db()
+    assert event.alert_status == AlertStatus.SENT and event.alert_sent_at is not None
+    assert event.alert_attempts == 1 and event.alert_claimed_at is None
+    assert events.drain() == 0  # nothing left to do: no second e-mail
+    assert len(smtp.settle(quiet=0.3)) == 1
+
+
+def delivery_id(event):
+    from resilience.alerts import message_id
+
+    return message_id(event)
+
+
+def test_recipients_fall_back_from_policy_to_setting_to_admins(smtp, settings):
+    BreakerPolicyFactory(name="a", failure_threshold=3, alert_recipients="x@example.com\ny@ex.org")
+    open_circuit("a")
+    assert smtp.wait_for(1)[0]["To"] == "x@example.com, y@ex.org"
+
+    smtp.clear()
+    settings.RESILIENCE = {**settings.RESILIENCE, "ALERTS": {"DELIVERY": "sync"}}
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    BreakerPolicyFactory(name="b", failure_threshold=3)
+    open_circuit("b")
+    assert smtp.wait_for(1)[0]["To"] == "ops@example.com"
+
+    settings.ADMINS = []
+    BreakerPolicyFactory(name="c", failure_threshold=3)
+    open_circuit("c")
+    assert events.flush(timeout=10)
+    assert opened_event("c").alert_status == AlertStatus.FAILED
+    assert len(smtp.settle(quiet=0.3)) == 1
+
+
+def test_hostile_subject_template_cannot_inject_headers(smtp, settings, tmp_path):
+    folder = tmp_path / "resilience" / "email"
+    folder.mkdir(parents=True)
+    (folder / "alert_subject.txt").write_text(
+        "Alert\r\nBcc: victim@evil.example\n\x00{{ circuit }}\u2028 down"
+    )
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+    BreakerPolicyFactory(name="pay", failure_threshold=3)
+    open_circuit("pay")
+    [message] = smtp.wait_for(1)
+    assert message["Subject"] == "Alert Bcc: victim@evil.example pay down"
+    assert message["Bcc"] is None
+
+
+def test_permanent_rejection_fails_once_without_retries(smtp, caplog):
+    caplog.set_level(logging.INFO, logger="resilience")
+    smtp.fail_always(550)
+    BreakerPolicyFactory(name="pay", failure_threshold=3)
+    open_circuit("pay")
+    event = opened_event("pay")
+    assert events.flush(timeout=10)
+    event.refresh_from_db()
+    assert event.alert_status == AlertStatus.FAILED and event.alert_attempts == 1
+    assert smtp.attempts == 1 and smtp.messages == []
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "550" in errors[0].getMessage()
+    assert events.drain() == 0  # the sweeper leaves failed alerts alone
+    assert smtp.attempts == 1
+
+
+def test_transient_rejections_are_retried_into_one_email(smtp):
+    smtp.fail_next(451, times=3)
+    BreakerPolicyFactory(name="pay", failure_threshold=3)
+    open_circuit("pay")
+    messages = smtp.wait_for(1, timeout=30)
+    assert len(smtp.settle(quiet=0.5)) == len(messages) == 1
+    event = opened_event("pay")
+    event.refresh_from_db()
+    assert (event.alert_status, event.alert_attempts, smtp.attempts) == ("sent", 4, 4)
+
+
+def test_a_claimed_alert_is_never_sent_twice_until_the_claim_is_stale(smtp):
+    BreakerPolicyFactory(name="pay", failure_threshold=3, alert_on_open=False)
+    open_circuit("pay")
+    event = opened_event("pay")
+    CircuitEvent.objects.filter(pk=event.pk).update(alert_status=AlertStatus.PENDING)
+
+    assert delivery.claim(event.pk)  # a sender that dies right after claiming
+    assert delivery.deliver(event.pk) == delivery.SKIPPED
+    assert events.drain() == 0  # claimed recently: not overdue
+    CircuitEvent.objects.filter(pk=event.pk).update(
+        alert_claimed_at=F("alert_claimed_at") - delivery.claim_ttl()
+    )
+    assert events.drain() == 1  # stale claim: the sweeper re-sends
+    assert delivery.deliver(event.pk) == delivery.SKIPPED
+    assert len(smtp.settle(quiet=0.3)) == 1
