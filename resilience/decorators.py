@@ -7,7 +7,6 @@ import functools
 import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
-from time import perf_counter_ns
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -104,7 +103,10 @@ class Breaker:
         if not ticket.admitted:
             self._counts[stats.REJECTED] += 1
             raise CircuitOpenError(self.name, ticket.retry_after_ms / 1000, ticket.state)
-        return resolved, ticket, perf_counter_ns(), backend
+        # Duration only matters to slow-call detection: skip the clock when that rule is off.
+        # It is the backend's clock, so tests drive slow calls with a ManualClock.
+        started = backend.clock.now_ms() if resolved.policy.slow_call_ms else 0
+        return resolved, ticket, started, backend
 
     def _exit(self, call: _Call, exc: BaseException | None = None, result: Any = None) -> bool:
         """Report how an admitted call ended; returns True when it counted as a failure."""
@@ -123,7 +125,7 @@ class Breaker:
         else:
             failed = self._result_failed(result)
         self._counts[failed] += 1  # stats.SUCCESS == 0, stats.FAILURE == 1
-        duration_ms = (perf_counter_ns() - started) // 1_000_000
+        duration_ms = max(0, backend.clock.now_ms() - started) if started else 0
         transitions = backend.record(ticket, resolved.policy, not failed, duration_ms)
         if transitions:
             _emit(self.name, transitions, exc)

@@ -400,3 +400,19 @@ def test_retries_inside_the_breaker_are_one_outcome():
     with pytest.raises(ConnectionError):
         down()
     assert breaker("retry").snapshot()["consecutive_failures"] == 1  # three attempts, one failure
+
+
+def test_slow_calls_count_as_failures(clock):
+    BreakerPolicyFactory(name="slow", failure_threshold=2, slow_call_ms=500)
+
+    @circuit_breaker("slow")
+    def call(seconds):
+        clock.advance(seconds)
+        return "late but fine"
+
+    assert call(0.4) == "late but fine"
+    assert breaker("slow").snapshot()["consecutive_failures"] == 0
+    call(0.6)
+    assert breaker("slow").snapshot()["consecutive_failures"] == 1
+    call(0.6)
+    assert breaker("slow").state == "open"
