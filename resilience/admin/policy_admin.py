@@ -34,10 +34,17 @@ from resilience.admin.live import (
     next_trial,
 )
 from resilience.conf import settings as conf
-from resilience.engine_types import ENFORCED, FORCED_OPEN
+from resilience.engine_types import DISABLED, ENFORCED, FORCED_OPEN, MONITOR
 from resilience.models import BreakerPolicy, CircuitEvent, EventKind
 
 RECENT_EVENTS = 20
+# Short enough for a column; the form keeps the explanatory choice labels.
+MODE_NAMES = {
+    ENFORCED: _("enforced"),
+    MONITOR: _("monitor only"),
+    FORCED_OPEN: _("forced open"),
+    DISABLED: _("disabled"),
+}
 
 
 class LiveStateFilter(admin.SimpleListFilter):
@@ -105,7 +112,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
         "failure_rate",
         "next_trial",
         "last_transition",
-        "mode",
+        "mode_name",
         "critical",
     )
     list_filter = (LiveStateFilter, "mode", "critical")
@@ -168,6 +175,10 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
             kind,
             _("%(time)s ago") % {"time": timesince(at)},
         )
+
+    @admin.display(description=_("mode"), ordering="mode")
+    def mode_name(self, obj: BreakerPolicy) -> str:
+        return str(MODE_NAMES.get(obj.mode, obj.mode))
 
     # --- change page --------------------------------------------------------------------------
 

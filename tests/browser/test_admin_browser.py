@@ -1,0 +1,192 @@
+"""The admin in a real Chromium: edits and resets reach another process through Redis."""
+
+import os
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+
+from resilience.admin.live import policy_from_values
+from resilience.backends import get_backend
+from resilience.models import BreakerPolicy, CircuitEvent
+from tests.browser.conftest import login
+from tests.factories import BreakerPolicyFactory, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHANGELIST = "/admin/resilience/breakerpolicy/"
+SCREENSHOTS = os.environ.get("RESILIENCE_SCREENSHOTS")  # e.g. docs/img to refresh the docs
+
+
+def user(username, *perms, superuser=False):
+    account = UserFactory(username=username, is_superuser=superuser)
+    for perm in perms:
+        account.user_permissions.add(Permission.objects.get(codename=perm))
+    return account
+
+
+def trip(policy, failures=None):
+    backend, engine_policy = get_backend(), policy_from_values(policy)
+    for _ in range(failures or policy.failure_threshold):
+        ticket = backend.acquire(policy.name, engine_policy)
+        backend.record(ticket, engine_policy, success=False, duration_ms=1)
+
+
+def badge(page):
+    return page.locator("#live-state h2 .rs-badge").inner_text()
+
+
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_threshold_edit_trips_another_process_and_reset_readmits_it(new_page, other_process):
+    policy = BreakerPolicyFactory(
+        name="demo-upstream", failure_threshold=5, recovery_timeout=600, alert_on_open=False
+    )
+    admin = user("admin", superuser=True)
+    assert other_process.ask("policy")["failure_threshold"] == 5
+
+    page = new_page()
+    login(page, "admin")
+    page.goto(CHANGELIST)
+    page.locator("#result_list").get_by_role("link", name="demo-upstream", exact=True).click()
+    page.fill("#id_failure_threshold", "2")
+    page.fill("#id_change_reason", "INC-7: trip sooner")
+    page.click("input[name=_save]")
+    assert "was changed successfully" in page.locator(".messagelist").inner_text()
+
+    # The other process picks the edit up within POLICY_REFRESH_SECONDS and trips at 2, not 5.
+    other_process.wait_for("policy", lambda answer: answer["failure_threshold"] == 2)
+    assert other_process.ask("fail") == {"result": "failed", "state": "closed"}
+    assert other_process.ask("fail") == {"result": "failed", "state": "open"}
+    assert other_process.ask("ok") == {"result": "rejected", "state": "open"}
+    wait_until(lambda: CircuitEvent.objects.filter(kind="opened").exists())  # its writer
+
+    page.goto(f"{CHANGELIST}{policy.pk}/change/")
+    assert badge(page) == "open"
+    events = page.locator("#live-state table.rs-events").inner_text()
+    assert "Opened" in events and "Policy changed" in events
+    page.fill("#id_control_reason", "upstream fixed")
+    page.get_by_role("button", name="Reset", exact=True).click()
+    assert "was reset" in page.locator(".messagelist").inner_text()
+    assert badge(page) == "closed"
+
+    other_process.wait_for("ok", lambda answer: answer["result"] == "ok")
+
+    rows = CircuitEvent.objects.filter(circuit="demo-upstream").order_by("created_at", "id")
+    assert [(e.kind, e.actor_id) for e in rows] == [
+        ("policy_changed", admin.pk),
+        ("opened", None),
+        ("reset", admin.pk),
+    ]
+    assert rows[0].reason.endswith("Reason: INC-7: trip sooner")
+    assert rows[1].error.endswith("UpstreamDown: 503 from upstream")  # from the other process
+    assert rows[2].reason == "upstream fixed"
+    assert LogEntry.objects.filter(user=admin, object_id=str(policy.pk)).count() == 2
+    assert BreakerPolicy.objects.get(pk=policy.pk).failure_threshold == 2
+
+
+def test_users_without_permission_see_no_buttons(new_page, shared_settings):
+    policy = BreakerPolicyFactory(name="payments-api", failure_threshold=1)
+    trip(policy)
+    user("viewer", "view_breakerpolicy")
+    user("oncall", "reset_circuit")
+    change = f"{CHANGELIST}{policy.pk}/change/"
+
+    page = new_page()
+    login(page, "viewer")
+    page.goto(change)
+    assert badge(page) == "open"
+    assert page.locator(".rs-controls").count() == 0
+    assert page.locator("button", has_text="Reset").count() == 0
+    page.goto(CHANGELIST)
+    assert page.locator("select[name=action]").count() == 0
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    response = page.request.post(
+        f"{change}reset/", form={"reason": "sneaky", "csrfmiddlewaretoken": token}
+    )
+    assert response.status == 403
+
+    page = new_page()
+    login(page, "oncall")
+    page.goto(change)
+    assert page.locator("button", has_text="Force open").count() == 0
+    assert page.locator("input[name=_save]").count() == 0  # may not edit thresholds
+    page.get_by_role("button", name="Reset", exact=True).click()
+    assert badge(page) == "closed"
+    assert CircuitEvent.objects.get(kind="reset").actor.username == "oncall"
+
+
+def demo_history(policy):
+    """A day of flapping for the timeline picture."""
+    now = timezone.now()
+    steps = [(22, "opened", "closed", "open"), (21.9, "half_opened", "open", "half_open"),
+             (21.85, "closed", "half_open", "closed"), (9, "opened", "closed", "open"),
+             (8.9, "half_opened", "open", "half_open"), (8.85, "opened", "half_open", "open"),
+             (8, "forced_open", "open", "forced_open"), (5, "released", "forced_open", "open"),
+             (4.9, "half_opened", "open", "half_open"), (4.85, "closed", "half_open", "closed"),
+             (0.02, "opened", "closed", "open")]  # fmt: skip
+    for hours, kind, before, after in steps:
+        CircuitEvent.objects.create(
+            circuit=policy.name,
+            policy=policy,
+            kind=kind,
+            from_state=before,
+            to_state=after,
+            failure_count=5 if kind == "opened" else 0,
+            error="requests.exceptions.ReadTimeout: read timed out" if kind == "opened" else "",
+            created_at=now - timedelta(hours=hours),
+        )
+
+
+def test_screenshots_of_the_changelist_and_change_page(new_page, shared_settings, tmp_path):
+    payments = BreakerPolicyFactory(
+        name="payments-api", description="Card payments provider.", failure_threshold=5,
+        recovery_timeout=120, critical=True,
+    )  # fmt: skip
+    demo_history(payments)
+    trip(payments)
+    trip(BreakerPolicyFactory(name="search", mode="monitor", failure_threshold=3))
+    probing = BreakerPolicyFactory(name="geo-lookup", failure_threshold=2, recovery_timeout=0.01)
+    trip(probing)
+    time.sleep(0.05)
+    get_backend().acquire("geo-lookup", policy_from_values(probing))  # the trial call
+    BreakerPolicyFactory(name="recommendations", mode="forced_open")
+    BreakerPolicyFactory(name="legacy-crm", mode="disabled")
+    for name in ("email-api", "llm-api", "shipping-rates"):
+        BreakerPolicyFactory(name=name)
+    user("admin", superuser=True)
+    target = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+
+    page = new_page()
+    page.set_viewport_size({"width": 1500, "height": 1150})
+    login(page, "admin")
+    page.goto(CHANGELIST)
+    overview = page.locator(".rs-overview").inner_text()
+    assert "3 circuits are broken right now" in overview
+    assert "Live state:" not in overview  # the shared Redis state, not a degraded fallback
+    colour = page.locator("#result_list .rs-badge.rs-open").first.evaluate(
+        "el => getComputedStyle(el).backgroundColor"
+    )
+    assert colour == "rgb(198, 40, 40)"  # the app's stylesheet is served and applied
+    page.screenshot(path=target / "admin-changelist.png", full_page=True)
+
+    page.locator("#result_list").get_by_role("link", name="payments-api", exact=True).click()
+    assert badge(page) == "open"
+    segments = page.locator("svg.rs-timeline rect.rs-seg")
+    assert segments.count() == 12  # closed, then one per change
+    assert page.locator("svg.rs-timeline rect.rs-forced_open").count() == 1
+    page.fill("#id_control_reason", "provider incident INC-7")
+    page.screenshot(path=target / "admin-change.png")  # the live panel and the first fields
+    for name in ("admin-changelist.png", "admin-change.png"):
+        assert (target / name).stat().st_size > 20_000
+    assert re.match(r"^\d+ / 5$", page.locator(".rs-facts dd").first.inner_text())
