@@ -1,0 +1,1 @@
+"""Benchmarks of django-resilience next to pybreaker, circuitbreaker, purgatory and aiobreaker."""

@@ -1,0 +1,187 @@
+"""``python -m benchmarks [--quick|--smoke] [--out DIR]``: run every section, write the results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import harness
+
+SECTIONS = ("inprocess", "profile", "redis", "scale", "stampede", "propagation", "admin")
+
+
+def _log(message: str, started: float) -> None:
+    print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def _meta(size_name: str, argv: list[str]) -> dict[str, Any]:
+    from benchmarks.peers import DISTRIBUTIONS, version
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=harness.ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    redis_version = ""
+    if shutil.which("redis-server"):
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
+        redis_version = next((w[2:] for w in out.stdout.split() if w.startswith("v=")), "")
+    versions = {lib: version(lib) or "not installed" for lib in DISTRIBUTIONS}
+    for extra in ("Django", "redis", "matplotlib"):
+        try:
+            from importlib import metadata
+
+            versions[extra] = metadata.version(extra)
+        except Exception:
+            versions[extra] = "not installed"
+    return {
+        "command": " ".join(["benchmarks/run.sh", *argv]),
+        "size": size_name,
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit or "unknown",
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "redis": redis_version or "not found",
+        "versions": versions,
+    }
+
+
+def _run_steps(
+    results: dict, steps: list[tuple[str, str, Callable[[], Any]]], wanted: set[str], t0: float
+) -> None:
+    """Run each wanted ``(section, where, fn)`` and store its value at ``where`` ("a.b").
+
+    A failing section is recorded under ``errors`` (and so in the report), never hidden.
+    """
+    for section, where, fn in steps:
+        if section.split(":")[0] not in wanted:
+            continue
+        _log(f"{section} ...", t0)
+        try:
+            value = fn()
+        except Exception as exc:
+            traceback.print_exc()
+            results.setdefault("errors", {})[section] = f"{type(exc).__name__}: {exc}"[:500]
+            continue
+        *parents, leaf = where.split(".")
+        target = results
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+
+
+def run(size_name: str, out_dir: Path, wanted: set[str], argv: list[str]) -> dict[str, Any]:
+    t0 = time.monotonic()
+    size = harness.SIZES[size_name]
+    state_dir = Path(tempfile.mkdtemp(prefix="resilience-bench-"))
+    harness.setup_django(state_dir, migrate=True)
+    from benchmarks import admin_render, inprocess, scale
+
+    results: dict[str, Any] = {"meta": _meta(size_name, argv)}
+    steps = [
+        ("inprocess:sync", "inprocess.sync", lambda: inprocess.measure("sync", size)),
+        ("inprocess:async", "inprocess.async", lambda: inprocess.measure("async", size)),
+        ("profile", "profile", lambda: inprocess.profile_ok_path(out_dir, size.batch * 20)),
+        ("scale:memory", "circuits.memory", lambda: scale.circuits_and_windows(size, None)),
+        ("admin:memory", "admin.memory", lambda: admin_render.measure(size, None)),
+    ]
+    _run_steps(results, steps, wanted, t0)
+    if wanted & {"redis", "scale", "stampede", "propagation", "admin"}:
+        _redis_sections(results, size, wanted, t0)
+    results["meta"]["seconds"] = time.monotonic() - t0
+    results["meta"]["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return results
+
+
+def _healthy(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """A section whose numbers are void if our backend ran on its local fallback meanwhile."""
+
+    def checked() -> Any:
+        from resilience.backends import get_backend
+
+        before = harness.outages()
+        value = fn()
+        if harness.outages() != before:
+            reason = get_backend().health().get("reason") or "see the log"
+            raise RuntimeError(f"our Redis backend degraded to its fallback: {reason}")
+        return value
+
+    return checked
+
+
+def _redis_sections(results: dict, size: harness.Size, wanted: set[str], t0: float) -> None:
+    from benchmarks import admin_render, propagation, redis_cost, scale, stampede
+
+    try:
+        server = harness.redis_server().start()
+    except Exception as exc:
+        results.setdefault("errors", {})["redis"] = f"no private redis-server: {exc}"
+        return
+    url = server.url
+    # Worker processes report their own fallbacks (throughput, stampede tables).
+    steps = [
+        ("redis", "redis", _healthy(lambda: redis_cost.measure(url, size))),
+        ("scale:throughput", "throughput", lambda: scale.throughput(url, size)),
+        ("scale:redis", "circuits.redis", _healthy(lambda: scale.circuits_and_windows(size, url))),
+        ("stampede", "stampede", lambda: stampede.run(url, size)),
+        ("propagation", "propagation", _healthy(lambda: propagation.run(size))),
+        ("admin:redis", "admin.redis", _healthy(lambda: admin_render.measure(size, url))),
+    ]
+    try:
+        with harness.redis_backend(url):
+            _run_steps(results, steps, wanted, t0)
+            results["meta"]["backend_outages"] = harness.outages()
+    finally:
+        server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="fewer repeats: about 2 minutes")
+    group.add_argument("--smoke", action="store_true", help="tiny: proves the harness runs")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections only")
+    parser.add_argument(
+        "--out", type=Path, default=harness.ROOT / "benchmarks" / "results", help="output dir"
+    )
+    args = parser.parse_args(argv)
+    size_name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = run(size_name, args.out, set(args.only or SECTIONS), argv)
+
+    from benchmarks import report
+
+    try:
+        from benchmarks import charts
+
+        results["charts"] = charts.draw(results, args.out)
+    except ImportError:
+        print("matplotlib is not installed: no charts", file=sys.stderr)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    (args.out / "latest.md").write_text(report.render(results))
+    print(f"wrote {args.out / 'latest.md'}", file=sys.stderr)
+    return 1 if results.get("errors") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The targets of DESIGN §8 and issue 7 judged on one run: met, or missed and by how much."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.peers import OURS
+
+
+def _row(target: str, goal: str, measured: float | None, limit: float, unit: str = "") -> dict:
+    """``measured <= limit`` is met; ``None`` (not measured in this run) is reported as such."""
+    if measured is None:
+        return {"target": target, "goal": goal, "measured": None, "result": "NOT MEASURED"}
+    met = measured <= limit + 1e-9
+    if met:
+        result = "met"
+    elif limit > 0:
+        result = f"MISSED by {measured - limit:.2f}{unit} ({measured / limit:.2f}x the limit)"
+    else:
+        result = f"MISSED by {measured - limit:.2f}{unit}"
+    return {"target": target, "goal": goal, "measured": measured, "result": result}
+
+
+def _get(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _vs(results: dict, flavour: str, path: str, peer: str) -> float | None:
+    return _get(results, "inprocess", flavour, "paths", path, OURS, f"overhead_vs_{peer}", "median")
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per target, in the order of DESIGN §8 and issue 7."""
+    rows = []
+    for flavour in ("sync", "async"):
+        rows.append(
+            _row(
+                f"memory backend, ok path ({flavour})",
+                "overhead <= 0.8x circuitbreaker's",
+                _vs(results, flavour, "ok", "circuitbreaker"),
+                0.8,
+                "x",
+            )
+        )
+        rows.append(
+            _row(
+                f"memory backend, open path ({flavour})",
+                "overhead <= 1.0x circuitbreaker's",
+                _vs(results, flavour, "open", "circuitbreaker"),
+                1.0,
+                "x",
+            )
+        )
+    rows.append(
+        _row(
+            "memory backend, ok path (sync), DESIGN §8",
+            "overhead <= 0.5x pybreaker's",
+            _vs(results, "sync", "ok", "pybreaker"),
+            0.5,
+            "x",
+        )
+    )
+    ours = _get(results, "redis", "results", OURS) or {}
+    for path, limit, goal in (
+        ("ok", 1, "<= 1 round trip per healthy call"),
+        ("open", 0, "0 round trips when open"),
+        ("failure", 2, "<= 2 round trips on a failure"),
+        ("trip", 2, "<= 2 round trips on the tripping call"),
+    ):
+        rows.append(_row(f"Redis, {path} path", goal, _get(ours, path, "round_trips"), limit))
+    windows = _get(results, "circuits", "redis", "windows") or []
+    if windows:
+        worst = max(row["round_trips"] for row in windows)
+        rows.append(
+            _row(
+                "Redis, ok path with a failure-rate rule",
+                "<= 1 round trip per healthy call",
+                worst,
+                1,
+            )
+        )
+    pyb = _get(results, "redis", "results", "pybreaker") or {}
+    for path in ("ok", "failure", "open", "trip"):
+        mine, theirs = _get(ours, path, "commands"), _get(pyb, path, "commands")
+        rows.append(
+            _row(
+                f"Redis, {path} path: commands Redis executes (scripts' inner ones included)",
+                f"<= pybreaker's ({theirs:.1f})" if theirs is not None else "<= pybreaker's",
+                mine,
+                theirs if theirs is not None else 0,
+            )
+        )
+    for processes in sorted({r["processes"] for r in _get(results, "stampede", "rows") or []}):
+        runs = [
+            r
+            for r in results["stampede"]["rows"]
+            if r["lib"] == OURS and r["processes"] == processes
+        ]
+        row = _row(
+            f"{processes} processes failing together",
+            "exactly 1 open transition (worst round)",
+            max(r["opened"] for r in runs) if runs else None,
+            1,
+        )
+        if runs and min(r["opened"] for r in runs) < 1:
+            row["result"] = "MISSED: a round never opened"
+        if any(r.get("backend_outages") for r in runs):
+            row["result"] = "NOT MEASURED: our backend ran on its local fallback"
+        rows.append(row)
+    prop = results.get("propagation") or {}
+    refresh = prop.get("refresh_seconds", 1.0)
+    for action in ("force_open", "release", "reset"):
+        times = [r["seconds"] for r in prop.get("rows", []) if r["action"] == action]
+        worst = None if not times else (max(times) if None not in times else float("inf"))
+        rows.append(
+            _row(
+                f"propagation of {action} to every worker",
+                f"<= POLICY_REFRESH_SECONDS ({refresh:g} s), worst round",
+                worst,
+                refresh,
+                " s",
+            )
+        )
+    admin = _get(results, "admin", "redis", "rows") or []
+    if admin:
+        rows.append(
+            _row(
+                "admin changelist, Redis backend",
+                "1 Redis round trip per page",
+                max(r["redis_round_trips"] for r in admin),
+                1,
+            )
+        )
+        queries = [r["sql_queries"] for r in admin]
+        rows.append(
+            _row(
+                "admin changelist SQL queries",
+                f"constant from {admin[0]['policies']} to {admin[-1]['policies']} policies",
+                max(queries) - min(queries),
+                0,
+                " queries",
+            )
+        )
+    return rows
