@@ -31,6 +31,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "resilience.middleware.CircuitBreakerMiddleware",
 ]
 ROOT_URLCONF = "project.urls"
 TEMPLATES = [
@@ -81,9 +82,18 @@ else:
     CELERY_TASK_ALWAYS_EAGER = True
     RESILIENCE_BACKEND = {"BACKEND": "resilience.backends.memory.MemoryBackend", "OPTIONS": {}}
 CELERY_TASK_EAGER_PROPAGATES = False
+# Alerts and events a web process could not finish (broker or database down) are swept every
+# minute by `celery -A project worker -B` (or `manage.py resilience drain`); see docs/alerts.md.
+CELERY_BEAT_SCHEDULE = {
+    "resilience-drain": {"task": "resilience.tasks.drain_outbox", "schedule": 60.0},
+}
+# A hung broker must not hold the thread that publishes alerts for long.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
 
 RESILIENCE = {
     **RESILIENCE_BACKEND,
+    # Circuits created on first use (httpx's, the requests session's per-host ones) act like this.
+    "DEFAULT_POLICY": {"failure_threshold": 3, "recovery_timeout": 15, "slow_call_ms": 1500},
     "POLICIES": {
         "demo-upstream": {
             "description": "The demo's flaky upstream (switch it at /upstream/control/).",
@@ -93,7 +103,8 @@ RESILIENCE = {
         },
     },
     "ALERTS": {
-        "RECIPIENTS": env.list("RESILIENCE_ALERT_RECIPIENTS", default=["oncall@example.com"])
+        "RECIPIENTS": env.list("RESILIENCE_ALERT_RECIPIENTS", default=["oncall@example.com"]),
+        "SITE_URL": "http://127.0.0.1:8000",  # absolute admin links in the e-mails
     },
 }
 
