@@ -140,9 +140,9 @@ def digest(event: CircuitEvent) -> dict[str, Any]:
 def trial(event: CircuitEvent, policy: BreakerPolicy) -> dict[str, Any]:
     """When the trial call of an opening happens, and the circuit's state right now.
 
-    The live snapshot is exact while the circuit is still in the generation this event
-    opened; otherwise (or when the backend cannot be asked) the policy's recovery timeout
-    gives the time of a first opening.
+    The live snapshot is exact while the circuit is still in the generation this event opened.
+    Otherwise, or when the backend cannot tell (unreachable, or per-process state of another
+    process), the policy's recovery timeout gives the time; it is exact without backoff.
     """
     from resilience.backends import get_backend
     from resilience.policies import ResolvedPolicy
@@ -154,9 +154,11 @@ def trial(event: CircuitEvent, policy: BreakerPolicy) -> dict[str, Any]:
     except Exception:  # the e-mail is still worth sending without live state
         logger.debug("resilience: no snapshot for the alert of %s", event.circuit, exc_info=True)
         return info
+    epoch, _, generation = (event.transition_id or "").partition(":")
+    if not epoch or snapshot.get("epoch") != epoch:
+        return info  # not the state this event came from
     info["state"] = snapshot.get("state", "")
-    same = event.transition_id == f"{snapshot.get('epoch')}:{snapshot.get('generation')}"
-    if same and snapshot.get("open_until"):
+    if str(snapshot.get("generation")) == generation and snapshot.get("open_until"):
         info["at"] = datetime.fromtimestamp(snapshot["open_until"], tz=UTC)
         info["exact"] = True
     return info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resilience import CircuitOpenError, circuit_breaker, events
+from resilience.backends import get_backend
 from tests.support.smtp import SMTPServer
 
 RECIPIENT = "oncall@example.com"
@@ -37,7 +38,7 @@ def sync_alerts(memory_backend, settings, smtp):
         "ALERTS": {"DELIVERY": "sync", "RECIPIENTS": [RECIPIENT],
                    "SITE_URL": "https://ops.example.com"},
     }  # fmt: skip
-    yield memory_backend
+    yield get_backend()  # rebuilt for the new settings, on the same manual clock
     events.flush(timeout=10)
     events.discard()
 
