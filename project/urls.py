@@ -1,7 +1,7 @@
 """URLs of the demo project."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from project.demo import views
 
@@ -9,5 +9,7 @@ urlpatterns = [
     path("", views.index, name="demo-index"),
     path("upstream/", views.upstream_view, name="demo-upstream"),
     path("upstream/control/", views.control, name="demo-control"),
+    path("protected/", views.protected, name="demo-protected"),
+    path("resilience/", include("resilience.urls")),
     path("admin/", admin.site.urls),
 ]
