@@ -25,6 +25,7 @@ class Overview:
 
     circuits: dict[str, dict[str, Any]] = field(default_factory=dict)
     backend: dict[str, Any] = field(default_factory=dict)
+    database: bool = True  # False: the policies could not be read
 
     @property
     def critical_down(self) -> list[str]:
@@ -36,15 +37,25 @@ class Overview:
 
     @property
     def healthy(self) -> bool:
-        return not self.backend.get("degraded") and not self.critical_down
+        return self.database and not self.backend.get("degraded") and not self.critical_down
 
 
 def overview() -> Overview:
-    """Collect the overview; a failing backend reads as degraded, it never raises."""
+    """Collect the overview; a failing backend or database reads as degraded, it never raises."""
+    from django.db import DatabaseError
+
     from resilience.models import BreakerPolicy
     from resilience.policies import ResolvedPolicy
 
-    resolved = {row.name: ResolvedPolicy.from_row(row) for row in BreakerPolicy.objects.all()}
+    database = True
+    try:
+        rows = list(BreakerPolicy.objects.all())
+    except DatabaseError as exc:
+        logger.warning(
+            "resilience: cannot read policies for health/metrics: %s", type(exc).__name__
+        )
+        rows, database = [], False
+    resolved = {row.name: ResolvedPolicy.from_row(row) for row in rows}
     backend = get_backend()
     try:
         snapshots = backend.snapshot_many({name: r.policy for name, r in resolved.items()})
@@ -52,7 +63,10 @@ def overview() -> Overview:
     except Exception as exc:  # the health endpoint must answer "degraded", not 500
         logger.warning("resilience: backend unavailable for health/metrics: %s", type(exc).__name__)
         health, snapshots = {"backend": type(backend).__name__, "degraded": True}, {}
-    result = Overview(backend={k: health[k] for k in PUBLIC_BACKEND_KEYS if k in health})
+    result = Overview(
+        backend={k: health[k] for k in PUBLIC_BACKEND_KEYS if k in health},
+        database=database,
+    )
     for name, r in resolved.items():
         snap = snapshots.get(name, {})
         state = r.mode if r.mode in (FORCED_OPEN, DISABLED) else snap.get("state", "unknown")

@@ -35,13 +35,18 @@ def _private(response: HttpResponse) -> HttpResponse:
 def health(request: HttpRequest) -> HttpResponse:
     """``{"status": "healthy"|"degraded"}``: 200, or ``HEALTH["CRITICAL_STATUS"]`` when degraded.
 
-    Degraded means a ``critical`` circuit is not closed or the backend is unreachable. Staff
+    Degraded: a ``critical`` circuit is not closed, or the backend or the database is down. Staff
     and bearer-token clients also get the backend and every circuit; nobody gets secrets.
     """
     view = metrics.overview()
     body: dict = {"status": "healthy" if view.healthy else "degraded"}
     if has_monitoring_access(request):
-        body.update(backend=view.backend, critical_down=view.critical_down, circuits=view.circuits)
+        body.update(
+            database=view.database,
+            backend=view.backend,
+            critical_down=view.critical_down,
+            circuits=view.circuits,
+        )
     status = 200 if view.healthy else conf.HEALTH["CRITICAL_STATUS"]
     return _private(JsonResponse(body, status=status))
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import redis
+from django.db import connection
 
 from resilience import breaker
 from resilience.backends import get_backend
@@ -77,6 +78,7 @@ def test_staff_see_every_circuit(client):
     assert response.status_code == 503
     assert body["status"] == "degraded"
     assert body["critical_down"] == ["payments-api"]
+    assert body["database"] is True
     assert body["backend"] == {"backend": "memory", "degraded": False}
     assert body["circuits"]["payments-api"]["state"] == "forced_open"
     assert body["circuits"]["payments-api"]["critical"] is True
@@ -119,6 +121,21 @@ def test_one_backend_round_trip_for_every_policy(client, monkeypatch, token):
     monkeypatch.setattr(backend, "snapshot_many", lambda p: calls.append(set(p)) or real(p))
     assert len(get(client, authorization=f"Bearer {token}")[1]["circuits"]) == 5
     assert calls == [{f"circuit-{i}" for i in range(5)}]
+
+
+def test_an_unreachable_database_degrades_instead_of_failing(client, token):
+    BreakerPolicyFactory(name="payments-api")
+    with connection.cursor() as cursor:  # a real database error, not a mock
+        cursor.execute("ALTER TABLE resilience_breakerpolicy RENAME TO resilience_gone")
+    try:
+        response, body = get(client, authorization=f"Bearer {token}")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE resilience_gone RENAME TO resilience_breakerpolicy")
+    assert response.status_code == 503
+    assert body["status"] == "degraded"
+    assert body["database"] is False
+    assert "resilience_breakerpolicy" not in response.content.decode()
 
 
 def test_post_is_not_allowed(client):

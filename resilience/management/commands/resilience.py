@@ -57,6 +57,7 @@ class Command(BaseCommand):
         circuits = {name: view.circuits[name] for name in names} if names else view.circuits
         report = {
             "status": "healthy" if view.healthy else "degraded",
+            "database": view.database,
             "backend": view.backend,
             "circuits": circuits,
         }
