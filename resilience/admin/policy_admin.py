@@ -222,6 +222,13 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
             reason=audit_text(summary, form.cleaned_data.get("change_reason", ""), not change),
         )
 
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        name = obj.name
+        super().delete_model(request, obj)  # the model's delete(): cache invalidation included
+        events.record_action(
+            name, EventKind.POLICY_CHANGED, actor=request.user, reason=str(_("Policy deleted."))
+        )
+
     def render_change_form(
         self,
         request: HttpRequest,

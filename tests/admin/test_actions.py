@@ -88,6 +88,9 @@ def test_single_delete_goes_through_the_model_and_invalidates(
     assert response.status_code == 302
     assert not BreakerPolicy.objects.filter(name="c-api").exists()
     assert "c-api" in invalidated
+    event = CircuitEvent.objects.get(circuit="c-api")
+    assert (event.kind, event.actor) == ("policy_changed", superuser)
+    assert event.reason == "Policy deleted."
 
 
 def test_a_failing_backend_is_reported_not_a_500(superuser, client_for, three, monkeypatch):

@@ -174,6 +174,7 @@ def test_screenshots_of_the_changelist_and_change_page(new_page, shared_settings
     overview = page.locator(".rs-overview").inner_text()
     assert "3 circuits are broken right now" in overview
     assert "Live state:" not in overview  # the shared Redis state, not a degraded fallback
+    page.click("#toggle-nav-sidebar")  # more room for the columns in the pictures
     colour = page.locator("#result_list .rs-badge.rs-open").first.evaluate(
         "el => getComputedStyle(el).backgroundColor"
     )
