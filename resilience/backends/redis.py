@@ -377,10 +377,9 @@ class RedisBackend(Backend):
 
     def reset(self, name: str, policy: Policy) -> list[Transition]:
         self._open_cache.discard(name)
-        # Deferred successes would be wiped by the reset anyway (window and counters cleared).
-        self._deferred.take(name)
+        pending = self._deferred.take(name) if self._deferred else None
         fallback = self._outage.fallback
-        args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX]
+        args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX, *self._pending_args(pending)]
         try:
             raw = self._scripts["reset"](keys=self._keys(name), args=args)
         except ERRORS as exc:
@@ -477,11 +476,11 @@ class RedisBackend(Backend):
         self._deferred.flush_all()
 
     def close(self) -> None:
+        self._deferred.close()
         try:
             if not self._outage.active:
                 self._deferred.flush_all()
         finally:
-            self._deferred.close()
             try:
                 self.client.close()
             except Exception:  # noqa: S110 - closing a broken connection must not raise

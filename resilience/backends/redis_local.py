@@ -87,21 +87,30 @@ class Deferred:
     A success in a closed circuit whose policy has no failure-rate rule never causes a
     transition, so sending it can wait: the next ``acquire``/``record``/``reset`` of the same
     circuit applies it first (in order, with its own timestamp), and a background thread sends
-    whatever is older than ``max_age()`` seconds on its own. See docs/redis.md.
+    whatever is older than ``max_age()`` seconds on its own. While that thread is sending a
+    circuit's successes, ``take``/``peek`` of the circuit wait for it (at most ``wait``
+    seconds), so that nothing overtakes them. See docs/redis.md.
     """
 
-    def __init__(self, flush: Callable[[str, Pending], None], max_age: Callable[[], float]):
+    def __init__(
+        self,
+        flush: Callable[[str, Pending], None],
+        max_age: Callable[[], float],
+        wait: float = 1.0,
+    ) -> None:
         self._lock = threading.Lock()
         self._by_name: dict[str, Pending] = {}
+        self._inflight: dict[str, threading.Event] = {}
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         # The thread must not keep the backend alive: it holds the flush callback weakly.
         self._flush = weakref.WeakMethod(flush) if hasattr(flush, "__self__") else (lambda: flush)
         self._max_age = max_age
+        self._wait = wait
 
     def __bool__(self) -> bool:
-        return bool(self._by_name)
+        return bool(self._by_name) or bool(self._inflight)
 
     def __len__(self) -> int:
         return sum(count for p in list(self._by_name.values()) for _, count in p.pairs)
@@ -111,6 +120,7 @@ class Deferred:
         if os.getpid() != self._pid:
             self._pid = os.getpid()
             self._by_name.clear()
+            self._inflight.clear()
             self._thread = None
 
     def add(self, ticket: Ticket, policy: Policy, at: int) -> bool:
@@ -140,15 +150,30 @@ class Deferred:
                 self._thread.start()
         return True
 
+    def _settled(self, name: str) -> None:
+        """Wait while the background thread is sending ``name``'s successes."""
+        event = self._inflight.get(name)
+        if event is not None:
+            event.wait(self._wait)
+
     def take(self, name: str) -> Pending | None:
-        if name not in self._by_name:
+        """Remove and return what is waiting for ``name``; the caller sends it first."""
+        # Lock-free fast path: the flusher marks a name in flight *before* popping it.
+        if name not in self._by_name and name not in self._inflight:
             return None
-        with self._lock:
-            self._check_fork()
-            return self._by_name.pop(name, None)
+        while True:
+            with self._lock:
+                self._check_fork()
+                event = self._inflight.get(name)
+                if event is None:
+                    return self._by_name.pop(name, None)
+            if not event.wait(self._wait):  # a stuck flush must not stall the call path
+                with self._lock:
+                    return self._by_name.pop(name, None)
 
     def peek(self, name: str) -> Pending | None:
         """A copy of what is waiting for ``name`` (for snapshots), or None."""
+        self._settled(name)
         with self._lock:
             pending = self._by_name.get(name)
             if pending is None:
@@ -157,32 +182,42 @@ class Deferred:
             copy.pairs = [list(pair) for pair in pending.pairs]
             return copy
 
-    def take_all(self, older_than: float = 0.0) -> list[tuple[str, Pending]]:
+    def flush_all(self, older_than: float = 0.0) -> None:
+        """Send (from this thread) everything that has waited at least ``older_than`` seconds."""
         cutoff = time.monotonic() - older_than
         with self._lock:
             self._check_fork()
             names = [n for n, p in self._by_name.items() if p.created <= cutoff]
-            return [(name, self._by_name.pop(name)) for name in names]
-
-    def flush_all(self) -> None:
-        for name, pending in self.take_all():
-            self._send(name, pending)
-
-    def _send(self, name: str, pending: Pending) -> None:
-        flush = self._flush()
-        if flush is not None:
-            flush(name, pending)
+        for name in names:
+            with self._lock:
+                if name in self._inflight or name not in self._by_name:
+                    continue
+                # In flight first, then popped: a lock-free take() never sees neither.
+                event = self._inflight[name] = threading.Event()
+                pending = self._by_name.pop(name)
+            try:
+                flush = self._flush()
+                if flush is not None:
+                    flush(name, pending)
+            finally:
+                with self._lock:
+                    self._inflight.pop(name, None)
+                event.set()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:
             max_age = max(0.01, self._max_age())
-            self._stop.wait(max_age / 2)
-            for name, pending in self.take_all(older_than=max_age / 2):
-                self._send(name, pending)
+            if self._stop.wait(max_age / 2):
+                return  # close() sends the rest itself
+            self.flush_all(older_than=max_age / 2)
             with self._lock:
                 if not self._by_name or self._flush() is None:
                     self._thread = None
                     return
 
     def close(self) -> None:
+        """Stop the background thread (waiting for a send in progress)."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self._wait)

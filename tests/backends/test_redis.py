@@ -1,0 +1,742 @@
+"""RedisBackend against a private redis-server: contract, differential with memory, faults, cost."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import pytest
+import redis as redis_py
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from resilience import engine
+from resilience.backends.base import OUTBOX_MAX
+from resilience.backends.memory import MemoryBackend
+from resilience.backends.redis import RedisBackend, script_source
+from resilience.backends.redis_fallback import FallbackTicket, describe_error, redact_url
+from resilience.clock import ManualClock
+from resilience.engine import CircuitState, Policy
+from tests.backends.contract import BackendContract, fail, succeed
+
+
+def make_backend(url, clock=None, **options):
+    options.setdefault("prefix", f"t{uuid.uuid4().hex[:8]}")
+    # Generous outside the fault tests: a loaded CI machine must not fake an outage.
+    options.setdefault("socket_timeout", 2.0)
+    return RedisBackend(clock=clock, url=url, **options)
+
+
+@pytest.fixture
+def redis_backend(redis_url, clock):
+    backend = make_backend(redis_url, clock)
+    yield backend
+    backend.close()
+
+
+class TestContract(BackendContract):
+    @pytest.fixture
+    def backend(self, redis_backend):
+        return redis_backend
+
+
+class TestContractWithoutDeferral(BackendContract):
+    @pytest.fixture
+    def backend(self, redis_url, clock):
+        backend = make_backend(redis_url, clock, defer_successes=False)
+        yield backend
+        backend.close()
+
+
+# --- differential: memory and Redis, same operations, same clock -------------------------------
+
+CIRCUITS = ("a", "b")
+policies = st.builds(
+    Policy,
+    mode=st.sampled_from(["enforced", "enforced", "monitor"]),
+    failure_threshold=st.integers(0, 4),
+    failure_rate_threshold=st.sampled_from([0, 0, 34, 50, 100]),
+    window_seconds=st.integers(1, 4),
+    minimum_calls=st.integers(1, 5),
+    slow_call_ms=st.sampled_from([0, 0, 20, 16_000]),
+    recovery_timeout=st.sampled_from([0.001, 0.5, 1.0, 2.25]),
+    backoff_multiplier=st.sampled_from([1.0, 1.5, 3.0, 3.0]),
+    max_recovery_timeout=st.sampled_from([1.0, 4.0, 100.0]),
+    half_open_max_calls=st.integers(1, 3),
+    success_threshold=st.integers(1, 3),
+    version=st.integers(0, 3),
+)
+circuit = st.sampled_from(CIRCUITS)
+# Which earlier ticket a record/release uses: mostly one of the newest, sometimes any.
+ticket_ref = st.one_of(st.integers(0, 1), st.integers(0, 1), st.integers(0, 50))
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("acquire"), circuit),
+        st.tuples(st.just("call"), circuit, st.booleans(), st.integers(0, 40)),
+        st.tuples(st.just("call"), circuit, st.booleans(), st.integers(0, 40)),
+        st.tuples(st.just("record"), ticket_ref, st.booleans(), st.integers(0, 40)),
+        st.tuples(st.just("record"), ticket_ref, st.booleans(), st.integers(0, 40)),
+        st.tuples(st.just("release"), ticket_ref),
+        st.tuples(st.just("reset"), circuit),
+        st.tuples(st.just("policy"), circuit, policies),
+        st.tuples(st.just("advance"), st.sampled_from([1, 7, 99, 400, 1000, 2250, 4000, 31_000])),
+        st.tuples(st.just("clock_back"), st.sampled_from([1, 500])),
+        st.tuples(st.just("snapshot"), circuit),
+        st.tuples(st.just("ack"), circuit),
+    ),
+    max_size=60,
+)
+initial_policies = st.fixed_dictionaries({name: policies for name in CIRCUITS})
+
+
+def norm_transition(t):
+    """A transition without its epoch (random per store); everything else must be equal."""
+    epoch, _, generation = t.id.rpartition(":")
+    assert epoch and generation == str(t.generation)
+    return (*(v for k, v in t.to_dict().items() if k != "id"), generation)
+
+
+def norm_ticket(ticket):
+    return (
+        ticket.circuit,
+        ticket.admitted,
+        ticket.state,
+        ticket.generation,
+        ticket.permit,
+        ticket.retry_after_ms,
+        ticket.monitor_rejected,
+        [norm_transition(t) for t in ticket.transitions],
+    )
+
+
+def norm_snapshot(snap):
+    return {k: v for k, v in snap.items() if k != "epoch"}
+
+
+def stored_fields(redis_client, backend, name):
+    fields = redis_client.hgetall(backend._keys(name)[0])
+    state = CircuitState.from_fields(name, fields)
+    state.epoch = ""
+    return state
+
+
+class EngineReference:
+    """The specification: each operation is exactly one ``resilience.engine`` call, at once."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.states = {}
+        self.outboxes = {}
+
+    def _state(self, name):
+        if name not in self.states:
+            self.states[name] = CircuitState(name)
+            self.outboxes[name] = []
+        return self.states[name]
+
+    def _publish(self, name, transitions):
+        self.outboxes[name] = (self.outboxes[name] + list(transitions))[-OUTBOX_MAX:]
+        return list(transitions)
+
+    def acquire(self, name, policy):
+        ticket = engine.acquire(self._state(name), policy, self.clock.now_ms())
+        self._publish(name, ticket.transitions)
+        return ticket
+
+    def record(self, ticket, policy, success, duration_ms):
+        state = self._state(ticket.circuit)
+        now = self.clock.now_ms()
+        return self._publish(
+            ticket.circuit, engine.record(state, policy, now, ticket, success, duration_ms)
+        )
+
+    def release(self, ticket, policy):
+        engine.release(self._state(ticket.circuit), ticket)
+
+    def reset(self, name, policy):
+        return self._publish(name, engine.reset(self._state(name), self.clock.now_ms()))
+
+    def snapshot(self, name, policy):
+        state = self.states.get(name) or CircuitState(name, epoch="")
+        return engine.snapshot(state, policy, self.clock.now_ms())
+
+    def snapshot_many(self, policies):
+        return {name: self.snapshot(name, policy) for name, policy in policies.items()}
+
+    def outbox(self, name, limit=100):
+        return self.outboxes.get(name, [])[:limit]
+
+    def ack(self, name, ids):
+        if name in self.outboxes:
+            self.outboxes[name] = [t for t in self.outboxes[name] if t.id not in ids]
+
+    def stored_state(self, name):
+        state = CircuitState.from_fields(name, self._state(name).to_fields())
+        state.epoch = ""
+        return state
+
+
+def pick(tickets, ref):
+    return tickets[-1 - ref] if ref < len(tickets) else tickets[ref % len(tickets)]
+
+
+def run_differential(url, ops, defer, reference="engine", initial=None):
+    clock = ManualClock()
+    memory = EngineReference(clock) if reference == "engine" else MemoryBackend(clock=clock)
+    backend = make_backend(url, clock, defer_successes=defer)
+    client = redis_py.Redis.from_url(url, decode_responses=True)
+    current = dict(initial or dict.fromkeys(CIRCUITS, Policy(failure_threshold=2)))
+    tickets = []  # (memory ticket, redis ticket, policy at acquire)
+    try:
+        for step, op in enumerate(ops):
+            kind = op[0]
+            where = f"step {step}: {op}"
+            if kind in ("acquire", "call"):
+                name = op[1]
+                m, r = memory.acquire(name, current[name]), backend.acquire(name, current[name])
+                assert norm_ticket(r) == norm_ticket(m), where
+                tickets.append((m, r))
+                if kind == "call":  # acquire, then record its outcome at once
+                    kind, op = "record", ("record", 0, *op[2:])
+            if kind in ("record", "release") and tickets:
+                m, r = pick(tickets, op[1])
+                policy = current[m.circuit]
+                if kind == "record":
+                    got = backend.record(r, policy, op[2], op[3])
+                    want = memory.record(m, policy, op[2], op[3])
+                    assert [norm_transition(t) for t in got] == [
+                        norm_transition(t) for t in want
+                    ], where
+                else:
+                    memory.release(m, policy)
+                    backend.release(r, policy)
+            elif kind == "reset":
+                got, want = (
+                    backend.reset(op[1], current[op[1]]),
+                    memory.reset(op[1], current[op[1]]),
+                )
+                assert [norm_transition(t) for t in got] == [norm_transition(t) for t in want]
+            elif kind == "policy":
+                current[op[1]] = op[2]
+            elif kind == "advance":
+                clock.advance(op[1] / 1000)
+            elif kind == "clock_back":
+                clock.set(clock.now_ms() - op[1])
+            elif kind == "snapshot":
+                name = op[1]
+                got, want = (
+                    backend.snapshot(name, current[name]),
+                    memory.snapshot(name, current[name]),
+                )
+                assert norm_snapshot(got) == norm_snapshot(want), where
+            elif kind == "ack":
+                name = op[1]
+                ids = [t.id for t in memory.outbox(name, 2)]
+                memory.ack(name, ids)
+                backend.ack(name, [t.id for t in backend.outbox(name, 2)])
+        # Everything observable agrees at the end, and so does the stored state itself.
+        got = backend.snapshot_many(current)
+        want = memory.snapshot_many(current)
+        assert {k: norm_snapshot(v) for k, v in got.items()} == {
+            k: norm_snapshot(v) for k, v in want.items()
+        }
+        for name in CIRCUITS:
+            assert [norm_transition(t) for t in backend.outbox(name, OUTBOX_MAX)] == [
+                norm_transition(t) for t in memory.outbox(name, OUTBOX_MAX)
+            ]
+        backend.flush()
+        if reference == "engine":
+            for name in CIRCUITS:
+                assert stored_fields(client, backend, name) == memory.stored_state(name), name
+        assert backend.health()["degraded"] is False
+    finally:
+        backend.close()
+        client.close()
+
+
+DIFFERENTIAL = hsettings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.mark.parametrize("defer", [True, False], ids=["deferred", "immediate"])
+@DIFFERENTIAL
+@given(initial=initial_policies, ops=operations)
+def test_differential_with_the_engine(redis_url, defer, initial, ops):
+    """Redis vs. the engine applied one call at a time: tickets, transitions, snapshots, hash."""
+    run_differential(redis_url, ops, defer, reference="engine", initial=initial)
+
+
+@pytest.mark.parametrize("defer", [True, False], ids=["deferred", "immediate"])
+@DIFFERENTIAL
+@given(initial=initial_policies, ops=operations)
+def test_differential_with_memory(redis_url, defer, initial, ops):
+    run_differential(redis_url, ops, defer, reference="memory", initial=initial)
+
+
+def test_differential_regression_flip_policy_with_deferred_successes(redis_url):
+    """Successes deferred under one window width are counted in that width, as in memory."""
+    short, long_ = Policy(window_seconds=1), Policy(window_seconds=4)
+    ops = [("policy", "a", short), ("acquire", "a"), ("record", 0, True, 1), ("advance", 400)]
+    ops += [("policy", "a", long_), ("acquire", "a"), ("record", 1, True, 1), ("snapshot", "a")]
+    ops += [("record", 1, False, 1), ("snapshot", "a"), ("reset", "a"), ("snapshot", "a")]
+    run_differential(redis_url, ops, defer=True)
+
+
+# --- Redis specifics ----------------------------------------------------------------------------
+
+
+def test_keys_layout_plain_strings_and_hash_tag(redis_url, clock):
+    backend = make_backend(redis_url, clock, prefix="myapp")
+    client = redis_py.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        fail(backend, "payments-api", Policy(failure_threshold=1))
+        assert sorted(client.keys("*")) == [
+            "myapp:v1:{payments-api}:outbox",
+            "myapp:v1:{payments-api}:state",
+        ]
+        fields = client.hgetall("myapp:v1:{payments-api}:state")
+        assert fields["state"] == "open" and fields["generation"] == "1"
+        assert all(v.lstrip("-").isdigit() or k in ("state", "epoch") for k, v in fields.items())
+        [entry] = client.lrange("myapp:v1:{payments-api}:outbox", 0, -1)
+        assert entry.startswith('{"at_ms":') and '"kind":"opened"' in entry
+    finally:
+        backend.close()
+        client.close()
+
+
+def test_outbox_json_is_byte_for_byte_the_engine_json(redis_backend, redis_url):
+    policy = Policy(failure_threshold=0, failure_rate_threshold=33, minimum_calls=3)
+    succeed(redis_backend, "rate", policy, times=2)
+    [opened] = fail(redis_backend, "rate", policy)
+    assert opened.failure_rate == 100 / 3
+    client = redis_py.Redis.from_url(redis_url, decode_responses=True)
+    [raw] = client.lrange(redis_backend._keys("rate")[1], 0, -1)
+    client.close()
+    assert raw == opened.to_json()
+
+
+def test_every_script_documents_keys_argv_and_return():
+    for name in ("acquire", "record", "release", "reset", "snapshot_many", "ack"):
+        header = script_source(name).split("\n\n", 1)[0]
+        assert "KEYS[1]" in header and "Returns" in header, name
+        assert "ARGV" in header, name
+
+
+def test_server_clock_is_used_without_an_injected_clock(redis_url):
+    backend = make_backend(redis_url)
+    try:
+        policy = Policy(failure_threshold=1, recovery_timeout=30)
+        before = time.time_ns() // 1_000_000
+        [opened] = fail(backend, "server-time", policy)
+        after = time.time_ns() // 1_000_000
+        assert before - 1000 <= opened.at_ms <= after + 1000
+        ticket = backend.acquire("server-time", policy)
+        assert not ticket.admitted and 28_000 < ticket.retry_after_ms <= 30_000
+        snap = backend.snapshot("server-time", policy)
+        assert snap["state"] == "open" and 28 < snap["retry_after"] <= 30
+    finally:
+        backend.close()
+
+
+def test_policy_edits_never_lose_state(redis_backend):
+    name = "edited"
+    fail(redis_backend, name, Policy(failure_threshold=10), times=6)
+    edited = Policy(failure_threshold=8, recovery_timeout=5, version=9)
+    assert redis_backend.snapshot(name, edited)["consecutive_failures"] == 6
+    assert [t.kind for t in fail(redis_backend, name, edited, times=2)] == ["opened"]
+
+
+def test_script_flush_is_survived(redis_backend, redis_url):
+    policy = Policy(failure_threshold=2)
+    fail(redis_backend, "flushed", policy)
+    client = redis_py.Redis.from_url(redis_url)
+    client.script_flush()
+    client.close()
+    assert [t.kind for t in fail(redis_backend, "flushed", policy)] == ["opened"]
+    assert redis_backend.snapshot("flushed", policy)["state"] == "open"
+    assert redis_backend.health()["degraded"] is False
+
+
+def test_evicted_keys_start_a_fresh_circuit_with_a_new_epoch(redis_backend, redis_url, clock):
+    policy = Policy(failure_threshold=1, recovery_timeout=60)
+    [first] = fail(redis_backend, "evicted", policy)
+    client = redis_py.Redis.from_url(redis_url)
+    client.delete(*redis_backend._keys("evicted"))
+    client.close()
+    clock.advance(2)  # past the refresh bound of the local open cache
+    ticket = redis_backend.acquire("evicted", policy)
+    assert ticket.admitted and ticket.state == "closed" and ticket.generation == 0
+    [second] = redis_backend.record(ticket, policy, False, 1)
+    assert second.generation == 1 and second.id != first.id
+    assert redis_backend.health()["degraded"] is False
+
+
+def test_outbox_is_bounded_in_redis(redis_backend, redis_url):
+    for _ in range(OUTBOX_MAX + 20):
+        redis_backend.reset("bounded", Policy())
+    client = redis_py.Redis.from_url(redis_url)
+    assert client.llen(redis_backend._keys("bounded")[1]) == OUTBOX_MAX
+    client.close()
+
+
+def test_exactly_one_caller_sees_each_transition_across_threads(redis_url):
+    backend = make_backend(redis_url, defer_successes=False)
+    policy = Policy(failure_threshold=5, recovery_timeout=60)
+    seen = []
+    barrier = threading.Barrier(8)
+
+    def worker():
+        barrier.wait()
+        for _ in range(20):
+            seen.extend(fail(backend, "race", policy))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert [t.kind for t in seen] == ["opened"]
+        assert backend.outbox("race") == seen
+    finally:
+        backend.close()
+
+
+def test_open_cache_is_dropped_by_a_local_reset(redis_backend):
+    policy = Policy(failure_threshold=1, recovery_timeout=60)
+    fail(redis_backend, "cached", policy)
+    assert not redis_backend.acquire("cached", policy).admitted
+    redis_backend.reset("cached", policy)
+    assert redis_backend.acquire("cached", policy).admitted
+
+
+def test_a_reset_elsewhere_is_honoured_within_policy_refresh_seconds(redis_url, clock, settings):
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 0.5}
+    here, elsewhere = make_backend(redis_url, clock), None
+    elsewhere = make_backend(redis_url, clock, prefix=here.prefix)
+    policy = Policy(failure_threshold=1, recovery_timeout=60)
+    try:
+        fail(here, "remote-reset", policy)
+        assert not here.acquire("remote-reset", policy).admitted
+        elsewhere.reset("remote-reset", policy)
+        clock.advance(0.499)
+        assert not here.acquire("remote-reset", policy).admitted  # still cached
+        clock.advance(0.001)
+        assert here.acquire("remote-reset", policy).admitted
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+def test_deferred_successes_reach_redis_within_policy_refresh_seconds(redis_url, settings):
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 0.2}
+    here = make_backend(redis_url)
+    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    policy = Policy(failure_threshold=3)
+    try:
+        fail(here, "lazy", policy, times=2)
+        succeed(here, "lazy", policy)
+        assert here.health()["deferred_successes"] == 1
+        assert here.snapshot("lazy", policy)["consecutive_failures"] == 0  # seen locally
+        deadline = time.monotonic() + 2
+        while elsewhere.snapshot("lazy", policy)["consecutive_failures"] and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        snap = elsewhere.snapshot("lazy", policy)
+        assert (snap["consecutive_failures"], snap["calls_in_window"]) == (0, 3)
+        assert here.health()["deferred_successes"] == 0
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+def test_close_sends_deferred_successes(redis_url):
+    here = make_backend(redis_url)
+    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    succeed(here, "closing", Policy(), times=3)
+    here.close()
+    assert elsewhere.snapshot("closing", Policy())["calls_in_window"] == 3
+    elsewhere.close()
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_acl_user_and_password_in_the_url(redis_proc):
+    admin = redis_py.Redis.from_url(redis_proc.url)
+    admin.acl_setuser(
+        "breaker", enabled=True, passwords=["+s3cr3t-pw"], keys=["resil:*"], commands=["+@all"]
+    )
+    admin.close()
+    url = f"redis://breaker:s3cr3t-pw@127.0.0.1:{redis_proc.port}/0"
+    backend = make_backend(url, ManualClock(), prefix="resil")
+    try:
+        assert [t.kind for t in fail(backend, "acl", Policy(failure_threshold=1))] == ["opened"]
+        assert "s3cr3t-pw" not in str(backend.health())
+    finally:
+        backend.close()
+    wrong = make_backend(url.replace("s3cr3t-pw", "wrong-pw"), ManualClock(), prefix="resil")
+    try:
+        assert wrong.acquire("acl", Policy()).admitted  # local fallback, no exception
+        health = wrong.health()
+        assert health["degraded"] and "wrong-pw" not in str(health)
+    finally:
+        wrong.close()
+
+
+def test_unknown_options_fail_at_construction():
+    with pytest.raises(TypeError):
+        RedisBackend(url="redis://127.0.0.1:1/0", no_such_option=1)
+
+
+@pytest.mark.parametrize("prefix", ["", "a{b", "x}"])
+def test_prefix_must_not_break_the_hash_tag(prefix):
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured):
+        RedisBackend(url="redis://127.0.0.1:1/0", prefix=prefix)
+
+
+def test_redaction():
+    assert redact_url("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
+    assert redact_url("rediss://h:1/0") == "rediss://h:1/0"
+    assert "pw" not in describe_error(ValueError("boom redis://u:pw@h:1/0"), ())
+    assert "hunter2" not in describe_error(ValueError("x hunter2 y"), ("hunter2",))
+
+
+def test_get_backend_builds_the_redis_backend(settings, redis_url):
+    from resilience.backends import get_backend
+
+    settings.RESILIENCE = {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        "OPTIONS": {"url": redis_url, "prefix": "configured", "socket_timeout": 0.2},
+    }
+    backend = get_backend()
+    assert isinstance(backend, RedisBackend) and backend.socket_timeout == 0.2
+    assert backend.acquire("via-settings", Policy()).admitted
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+def fault_backend(redis_proc, **options):
+    options.setdefault("reprobe_interval", 0.2)
+    options.setdefault("socket_timeout", 0.25)
+    return make_backend(redis_proc.url, ManualClock(), **options)
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("mode", ["local", "allow", "deny"])
+def test_server_down_never_raises_and_follows_on_backend_error(redis_proc, settings, mode):
+    settings.RESILIENCE = {"ON_BACKEND_ERROR": mode}
+    backend = fault_backend(redis_proc, reprobe_interval=60)
+    policy = Policy(failure_threshold=2, recovery_timeout=30)
+    try:
+        assert backend.acquire("down", policy).admitted
+        redis_proc.stop()
+        tickets, results = [], []
+        for _ in range(3):
+            tickets.append(backend.acquire("down", policy))
+            results.append(backend.record(tickets[-1], policy, False, 1))
+        health = backend.health()
+        assert health["degraded"] and health["reason"]
+        assert backend.snapshot("down", policy)["state"] in ("closed", "open")
+        assert len(backend.reset("down", policy)) == 1
+        backend.outbox("down")
+        backend.ack("down", ["x"])
+        if mode == "local":  # the per-process state machine took over
+            assert [t.admitted for t in tickets] == [True, True, False]
+            assert [t.kind for r in results for t in r] == ["opened"]
+        elif mode == "allow":
+            assert all(t.admitted for t in tickets) and results == [[], [], []]
+        else:
+            assert not any(t.admitted for t in tickets)
+            assert {t.retry_after_ms for t in tickets} == {60_000}
+    finally:
+        backend.close()
+
+
+def test_hung_server_costs_one_socket_timeout_then_nothing(redis_proc):
+    backend = fault_backend(redis_proc, socket_timeout=0.1, reprobe_interval=60)
+    policy = Policy()
+    try:
+        assert backend.acquire("hung", policy).admitted  # a pooled connection exists
+        redis_proc.pause()
+        start = time.monotonic()
+        ticket = backend.acquire("hung", policy)
+        first = time.monotonic() - start
+        assert ticket.admitted and isinstance(ticket, FallbackTicket)
+        assert 0.09 <= first < 0.1 + 0.25, first
+        start = time.monotonic()
+        for _ in range(200):
+            backend.record(backend.acquire("hung", policy), policy, False, 1)
+        assert time.monotonic() - start < 0.2  # no Redis traffic while degraded
+    finally:
+        redis_proc.resume()
+        backend.close()
+
+
+def test_hung_server_on_a_new_connection_costs_one_timeout(redis_proc):
+    backend = fault_backend(redis_proc, socket_timeout=0.1, reprobe_interval=60)
+    try:
+        redis_proc.pause()
+        start = time.monotonic()
+        assert backend.acquire("hung-new", Policy()).admitted
+        assert time.monotonic() - start < 0.1 * 2 + 0.25
+    finally:
+        redis_proc.resume()
+        backend.close()
+
+
+def test_recovery_after_restart_via_reprobe(redis_proc):
+    backend = fault_backend(redis_proc)
+    policy = Policy(failure_threshold=1, recovery_timeout=60)
+    try:
+        redis_proc.stop()
+        local = backend.acquire("restart", policy)
+        assert isinstance(local, FallbackTicket)
+        redis_proc.start()
+        assert wait_until(
+            lambda: (backend.acquire("restart", policy), backend)[1].health()["degraded"] is False
+        )
+        shared = backend.acquire("restart", policy)
+        assert type(shared) is not FallbackTicket
+        # The local ticket still reports to the local state it came from.
+        [opened] = backend.record(local, policy, False, 1)
+        assert opened.kind == "opened"
+        assert backend.snapshot("restart", policy)["state"] == "closed"  # Redis untouched
+        assert backend.outbox("restart") == [opened]  # kept for the drain
+        backend.ack("restart", [opened.id])
+        assert backend.outbox("restart") == []
+    finally:
+        backend.close()
+
+
+def test_hung_then_resumed_server_recovers(redis_proc):
+    backend = fault_backend(redis_proc, socket_timeout=0.05)
+    policy = Policy(failure_threshold=1)
+    try:
+        backend.acquire("paused", policy)
+        redis_proc.pause()
+        assert backend.acquire("paused", policy).admitted
+        assert backend.health()["degraded"]
+        time.sleep(0.3)
+        assert backend.acquire("paused", policy).admitted  # a failing probe in the background
+        redis_proc.resume()
+        assert wait_until(
+            lambda: (backend.acquire("paused", policy), backend.health())[1]["degraded"] is False
+        )
+        assert [t.kind for t in fail(backend, "paused", policy)] == ["opened"]
+    finally:
+        backend.close()
+
+
+def test_readonly_replica_is_a_backend_error(redis_proc):
+    backend = fault_backend(redis_proc, reprobe_interval=60)
+    client = redis_py.Redis.from_url(redis_proc.url)
+    try:
+        # A replica of a dead master: writes fail with READONLY, reads work.
+        client.replicaof("127.0.0.1", 1)
+        ticket = backend.acquire("ro", Policy(failure_threshold=1))
+        assert ticket.admitted  # closed acquire is a read
+        assert backend.record(ticket, Policy(failure_threshold=1), False, 1) == []
+        health = backend.health()
+        assert health["degraded"] and "READONLY" in health["reason"].upper()
+    finally:
+        client.replicaof("NO", "ONE")
+        client.close()
+        backend.close()
+
+
+def test_backend_errors_are_logged_once_per_interval(redis_proc, caplog):
+    backend = fault_backend(redis_proc, reprobe_interval=0.05, log_interval=60)
+    url_with_password = redis_proc.url.replace("redis://", "redis://:topsecret@")
+    secret = make_backend(url_with_password, ManualClock(), reprobe_interval=60)
+    redis_proc.stop()
+    try:
+        with caplog.at_level(logging.INFO, logger="resilience"):
+            for _ in range(20):
+                backend.acquire("logged", Policy())
+                time.sleep(0.01)
+            secret.acquire("logged", Policy())
+        records = [r for r in caplog.records if r.name == "resilience"]
+        assert len([r for r in records if "127.0.0.1" in r.getMessage()]) == 2
+        assert not any("topsecret" in r.getMessage() for r in records)
+    finally:
+        backend.close()
+        secret.close()
+
+
+# --- cost: commands per call, from the server's own counters --------------------------------------
+
+
+def command_calls(client):
+    stats = client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
+
+
+# What the scripts call inside Redis; INFO commandstats counts those too, but they cost no
+# round trip. Everything else in the diff was sent by a client.
+INSIDE_SCRIPTS = {"hgetall", "hmget", "hget", "hset", "hdel", "rpush", "ltrim", "time", "lrange"}
+
+
+def count_commands(client, action):
+    """Commands sent by clients (= round trips, no pipelines here) while ``action`` runs."""
+    before = command_calls(client)
+    action()
+    after = command_calls(client)
+    diff = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    diff.pop("info", None)
+    return {k: v for k, v in diff.items() if k not in INSIDE_SCRIPTS}
+
+
+def test_commands_per_call(redis_proc):
+    clock = ManualClock()
+    backend = make_backend(redis_proc.url, clock)
+    client = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
+    ok, bad = Policy(), Policy(failure_threshold=1000)
+    tripping = Policy(failure_threshold=3, recovery_timeout=60)
+    try:
+        # Connection set up and every script loaded (EVALSHA, NOSCRIPT, SCRIPT LOAD) first.
+        succeed(backend, "warm", ok, times=2)
+        fail(backend, "warm", ok)
+        backend.snapshot_many({"warm": ok})
+        calls = 100
+        assert count_commands(client, lambda: succeed(backend, "ok", ok, times=calls)) == {
+            "evalsha": calls  # one per call: successes ride along with the next acquire
+        }
+        assert count_commands(client, lambda: fail(backend, "bad", bad, times=calls)) == {
+            "evalsha": 2 * calls
+        }
+        fail(backend, "open", tripping, times=3)
+        assert count_commands(client, lambda: fail(backend, "open", tripping, times=calls)) == {
+            "evalsha": 1  # the first rejection; then the local cache answers
+        }
+        backend.flush()
+        immediate = make_backend(redis_proc.url, clock, defer_successes=False)
+        succeed(immediate, "warm", ok)
+        fail(immediate, "warm", ok)
+        assert count_commands(client, lambda: succeed(immediate, "ok2", ok, times=calls)) == {
+            "evalsha": 2 * calls
+        }
+        immediate.close()
+        policies = {f"page-{i}": ok for i in range(100)}
+        assert count_commands(client, lambda: backend.snapshot_many(policies)) == {"evalsha": 1}
+    finally:
+        backend.close()
+        client.close()
