@@ -91,7 +91,6 @@ class Overview:
             ],
             "broken_total": total,
             "more": total - len(broken),
-            "circuits": sum(count for _state, _label, count in counts),
             "warning": self.board.warning,
         }
 
