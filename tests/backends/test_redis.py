@@ -740,3 +740,110 @@ def test_commands_per_call(redis_proc):
     finally:
         backend.close()
         client.close()
+
+
+# --- Sentinel -----------------------------------------------------------------------------------
+
+
+def test_sentinel_discovers_the_master(redis_proc):
+    from tests.support.redisproc import RedisProcess
+
+    with RedisProcess(sentinel_for=("breakers", redis_proc)) as sentinel:
+        backend = RedisBackend(
+            clock=ManualClock(),
+            url="redis://ignored-host/0",
+            prefix="sentinel",
+            socket_timeout=2.0,
+            sentinels=[(sentinel.host, sentinel.port)],
+            service_name="breakers",
+        )
+        try:
+            assert "sentinel:breakers@127.0.0.1" in backend.health()["location"]
+            [opened] = fail(backend, "via-sentinel", Policy(failure_threshold=1))
+            assert opened.kind == "opened"
+            direct = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
+            assert direct.hget("sentinel:v1:{via-sentinel}:state", "state") == "open"
+            direct.close()
+            assert backend.health()["degraded"] is False
+        finally:
+            backend.close()
+
+
+def test_sentinel_unreachable_degrades_without_raising(settings):
+    settings.RESILIENCE = {"ON_BACKEND_ERROR": "deny"}
+    from tests.support.redisproc import free_port
+
+    backend = RedisBackend(
+        clock=ManualClock(),
+        sentinels=[f"127.0.0.1:{free_port()}"],
+        service_name="nowhere",
+        reprobe_interval=30,
+    )
+    try:
+        ticket = backend.acquire("no-sentinel", Policy())
+        assert not ticket.admitted and ticket.retry_after_ms == 30_000
+        assert backend.health()["degraded"]
+    finally:
+        backend.close()
+
+
+# --- Cluster ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_cluster():
+    """Three private masters joined into a Redis Cluster with redis-cli."""
+    import shutil
+    import subprocess
+
+    from tests.support.redisproc import RedisProcess
+
+    cli = shutil.which("redis-cli")
+    if not cli:
+        pytest.skip("redis-cli is not installed")
+    cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+    nodes = [RedisProcess(extra_args=cluster_args) for _ in range(3)]
+    try:
+        for node in nodes:
+            node.start()
+        subprocess.run(  # noqa: S603
+            [cli, "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes]]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        client = redis_py.Redis.from_url(nodes[0].url, decode_responses=True)
+        assert wait_until(lambda: client.cluster("info")["cluster_state"] == "ok", 30)
+        client.close()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.close()
+
+
+@pytest.mark.slow
+def test_cluster_keeps_each_circuit_in_one_slot(redis_cluster):
+    from redis.cluster import RedisCluster
+
+    url = redis_cluster[0].url
+    backend = RedisBackend(clock=ManualClock(), url=url, cluster=True, socket_timeout=2.0)
+    policies = {f"svc-{i}": Policy(failure_threshold=1) for i in range(30)}
+    try:
+        for name, policy in policies.items():
+            assert [t.kind for t in fail(backend, name, policy)] == ["opened"]
+        assert {s["state"] for s in backend.snapshot_many(policies).values()} == {"open"}
+        client = RedisCluster.from_url(url)
+        slots = {client.keyslot(key) for name in policies for key in backend._keys(name)}
+        assert len(slots) > 3  # the page really spans the cluster
+        for name in policies:
+            state, outbox = backend._keys(name)
+            assert client.keyslot(state) == client.keyslot(outbox)
+        client.close()
+        [reset] = backend.reset("svc-3", policies["svc-3"])
+        assert [t.kind for t in backend.outbox("svc-3")] == ["opened", "reset"]
+        backend.ack("svc-3", [reset.id])
+        assert [t.kind for t in backend.outbox("svc-3")] == ["opened"]
+        assert backend.health()["degraded"] is False
+    finally:
+        backend.close()

@@ -14,10 +14,15 @@ from pathlib import Path
 REDIS_SERVER = os.environ.get("RESILIENCE_TEST_REDIS_SERVER") or shutil.which("redis-server")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(below: int = 65536) -> int:
+    """A loopback port nobody listens on (``below``: Cluster needs port + 10000 free too)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < below:
+            return port
+    raise RuntimeError(f"no free port below {below}")
 
 
 class RedisProcess:
@@ -28,12 +33,20 @@ class RedisProcess:
     answer).
     """
 
-    def __init__(self, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        sentinel_for: tuple[str, RedisProcess] | None = None,
+    ) -> None:
+        """``sentinel_for=(service_name, master)`` runs a Sentinel watching ``master`` instead."""
         if not REDIS_SERVER:
             raise RuntimeError("redis-server not found (set RESILIENCE_TEST_REDIS_SERVER)")
-        self.port = port or free_port()
+        cluster = "--cluster-enabled" in extra_args
+        self.port = port or free_port(55536 if cluster else 65536)
         self.host = "127.0.0.1"
         self.extra_args = tuple(extra_args)
+        self.sentinel_for = sentinel_for
         self.dir = Path(tempfile.mkdtemp(prefix="resilience-redis-"))
         self.proc: subprocess.Popen | None = None
         self.paused = False
@@ -52,6 +65,8 @@ class RedisProcess:
     def start(self, timeout: float = 10.0) -> RedisProcess:
         if self.running:
             return self
+        if self.sentinel_for is not None:
+            return self._start_sentinel(timeout)
         args = [
             REDIS_SERVER,
             "--port", str(self.port),
@@ -82,6 +97,30 @@ class RedisProcess:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout}s")
+
+    def _start_sentinel(self, timeout: float) -> RedisProcess:
+        service, master = self.sentinel_for  # type: ignore[misc]
+        conf = self.dir / "sentinel.conf"  # Sentinel rewrites its config: it must be a file
+        conf.write_text(
+            f"port {self.port}\nbind {self.host}\ndir {self.dir}\n"
+            f"logfile {self.dir / 'redis.log'}\n"
+            f"sentinel monitor {service} {master.host} {master.port} 1\n"
+            f"sentinel down-after-milliseconds {service} 1000\n"
+        )
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [REDIS_SERVER, str(conf), "--sentinel"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is None and self.ping():
+                return self
+            time.sleep(0.02)
+        log = self._log_tail()
+        self.stop()
+        raise RuntimeError(f"redis sentinel did not start: {log}")
 
     def _log_tail(self) -> str:
         try:

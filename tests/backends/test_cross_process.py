@@ -1,0 +1,130 @@
+"""Real processes sharing one private redis-server: one trip, one trial, across all of them."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+import traceback
+
+import pytest
+
+PROCESSES = 16
+THRESHOLD = 5
+RECOVERY = 1.5
+
+
+def _server_ms(client) -> int:
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def _worker(url, prefix, name, start, trial, results):
+    """One process: fail until rejected, then compete for the trial permit."""
+    try:
+        import redis
+
+        from resilience.backends.redis import RedisBackend
+        from resilience.engine import Policy
+
+        rng = random.Random()
+        # No injected clock: every process takes time from Redis TIME.
+        backend = RedisBackend(url=url, prefix=prefix, socket_timeout=5.0)
+        client = redis.Redis.from_url(url)
+        policy = Policy(failure_threshold=THRESHOLD, recovery_timeout=RECOVERY)
+        admitted, transitions, rejected = [], [], None
+        start.wait(60)
+        while rejected is None:
+            before = _server_ms(client)
+            ticket = backend.acquire(name, policy)
+            transitions += [t.to_dict() for t in ticket.transitions]
+            if not ticket.admitted:
+                rejected = ticket
+                break
+            admitted.append((before, ticket.generation, ticket.state))
+            time.sleep(rng.uniform(0, 0.003))  # the protected call
+            transitions += [t.to_dict() for t in backend.record(ticket, policy, False, 1)]
+        # Open: nothing is admitted any more, here or (checked by the parent) anywhere.
+        later = [backend.acquire(name, policy) for _ in range(200)]
+        assert not any(t.admitted for t in later)
+        time.sleep(rejected.retry_after_ms / 1000 + 0.05)
+        trial.wait(60)
+        trials, attempts = [], 0
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until:
+            ticket = backend.acquire(name, policy)
+            attempts += 1
+            transitions += [t.to_dict() for t in ticket.transitions]
+            if ticket.admitted:
+                trials.append((ticket.state, ticket.permit, ticket.generation))
+        results.put(
+            {
+                "admitted": admitted,
+                "transitions": transitions,
+                "trials": trials,
+                "attempts": attempts,
+                "degraded": backend.health()["degraded"],
+            }
+        )
+        backend.close()
+    except BaseException:
+        results.put({"error": traceback.format_exc()})
+
+
+@pytest.mark.slow
+def test_sixteen_processes_trip_once_and_admit_one_trial(redis_url):
+    import redis
+
+    from resilience.backends.redis import RedisBackend
+    from resilience.engine import Policy, Transition
+
+    ctx = multiprocessing.get_context("spawn")
+    start, trial = ctx.Barrier(PROCESSES), ctx.Barrier(PROCESSES)
+    results = ctx.Queue()
+    prefix, name = "xproc", "shared"
+    procs = [
+        ctx.Process(target=_worker, args=(redis_url, prefix, name, start, trial, results))
+        for _ in range(PROCESSES)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        outcomes = [results.get(timeout=120) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+    errors = [o["error"] for o in outcomes if "error" in o]
+    assert not errors, errors[0]
+    assert not any(o["degraded"] for o in outcomes)
+
+    transitions = [Transition(**t) for o in outcomes for t in o["transitions"]]
+    opened = [t for t in transitions if t.kind == "opened"]
+    half_opened = [t for t in transitions if t.kind == "half_opened"]
+    assert len(opened) == 1, opened
+    assert len(half_opened) == 1, half_opened
+    [trip] = opened
+
+    admitted = [a for o in outcomes for a in o["admitted"]]
+    assert THRESHOLD <= len(admitted) <= THRESHOLD + PROCESSES - 1
+    # Every admission happened while the circuit was closed in generation 0, i.e. before the
+    # trip (the scripts are atomic) -- and no process even started one after it was committed.
+    assert {(gen, state) for _, gen, state in admitted} == {(0, "closed")}
+    assert all(before <= trip.at_ms for before, _, _ in admitted)
+
+    trials = [t for o in outcomes for t in o["trials"]]
+    assert len(trials) == 1, trials
+    assert trials[0][0] == "half_open" and trials[0][2] == half_opened[0].generation
+    assert sum(o["attempts"] for o in outcomes) > PROCESSES * 10  # they really competed
+
+    backend = RedisBackend(url=redis_url, prefix=prefix, socket_timeout=5.0)
+    try:
+        assert [t.kind for t in backend.outbox(name)] == ["opened", "half_opened"]
+        snap = backend.snapshot(name, Policy(failure_threshold=THRESHOLD))
+        assert (snap["state"], snap["half_open_permits"], snap["trips"]) == ("half_open", 1, 1)
+        client = redis.Redis.from_url(redis_url)
+        assert client.hget(backend._keys(name)[0], "generation") == b"2"
+        client.close()
+    finally:
+        backend.close()
