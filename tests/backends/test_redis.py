@@ -471,15 +471,29 @@ def test_close_sends_deferred_successes(redis_url):
 
 def test_acl_user_and_password_in_the_url(redis_proc):
     admin = redis_py.Redis.from_url(redis_proc.url)
-    admin.acl_setuser(
-        "breaker", enabled=True, passwords=["+s3cr3t-pw"], keys=["resil:*"], commands=["+@all"]
-    )
+    # Exactly the rules docs/redis.md recommends.
+    admin.execute_command(
+        "ACL", "SETUSER", "breaker", "on", ">s3cr3t-pw", "~resil:*",
+        "+@scripting", "+@hash", "+@list", "+ping", "+time",
+    )  # fmt: skip
     admin.close()
     url = f"redis://breaker:s3cr3t-pw@127.0.0.1:{redis_proc.port}/0"
-    backend = make_backend(url, ManualClock(), prefix="resil")
+    clock = ManualClock()
+    backend = make_backend(url, clock, prefix="resil")
     try:
-        assert [t.kind for t in fail(backend, "acl", Policy(failure_threshold=1))] == ["opened"]
-        assert "s3cr3t-pw" not in str(backend.health())
+        policy = Policy(failure_threshold=1, recovery_timeout=1)
+        succeed(backend, "acl", policy, times=2)
+        assert [t.kind for t in fail(backend, "acl", policy)] == ["opened"]
+        clock.advance(1)
+        trial = backend.acquire("acl", policy)
+        backend.release(trial, policy)
+        [reset] = backend.reset("acl", policy)
+        assert len(backend.outbox("acl")) == 3
+        backend.ack("acl", [reset.id])
+        assert backend.snapshot_many({"acl": policy})["acl"]["state"] == "closed"
+        health = backend.health()
+        assert health["degraded"] is False, health["reason"]
+        assert "s3cr3t-pw" not in str(health)
     finally:
         backend.close()
     wrong = make_backend(url.replace("s3cr3t-pw", "wrong-pw"), ManualClock(), prefix="resil")
@@ -489,6 +503,22 @@ def test_acl_user_and_password_in_the_url(redis_proc):
         assert health["degraded"] and "wrong-pw" not in str(health)
     finally:
         wrong.close()
+
+
+def test_missing_redis_py_is_an_improperly_configured_with_the_pip_command():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from django.core.exceptions import ImproperlyConfigured\n"
+        "try:\n    import resilience.backends.redis\n"
+        "except ImproperlyConfigured as e:\n    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "pip install django-resilience[redis]" in out.stdout, out.stderr
 
 
 def test_unknown_options_fail_at_construction():
@@ -623,6 +653,19 @@ def test_recovery_after_restart_via_reprobe(redis_proc):
         assert backend.outbox("restart") == [opened]  # kept for the drain
         backend.ack("restart", [opened.id])
         assert backend.outbox("restart") == []
+    finally:
+        backend.close()
+
+
+def test_a_restart_between_calls_is_not_an_outage(redis_proc):
+    """Pooled connections to the old server are detected as closed and replaced."""
+    backend = fault_backend(redis_proc, reprobe_interval=60)
+    try:
+        assert backend.acquire("restarted", Policy()).admitted
+        redis_proc.restart()
+        ticket = backend.acquire("restarted", Policy())
+        assert type(ticket) is not FallbackTicket
+        assert backend.health()["degraded"] is False
     finally:
         backend.close()
 
