@@ -3,51 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-try:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-except ImportError as e:  # pragma: no cover - depends on the installed extras
-    raise ImproperlyConfigured(
-        "resilience.backends.redis.RedisBackend needs redis-py: "
-        "pip install django-resilience[redis]"
-    ) from e
-
 from resilience import engine
 from resilience.backends.base import OUTBOX_MAX, Backend
 from resilience.backends.memory import MemoryBackend
+from resilience.backends.redis_client import ERRORS, connect, script_source
 from resilience.backends.redis_fallback import (
     ON_ERROR_CHOICES,
     FallbackTicket,
     Outage,
-    redact_url,
 )
 from resilience.backends.redis_local import Deferred, OpenCache, Pending, monotonic_ms
 from resilience.engine import CLOSED, MONITOR, OPEN, CircuitState, Policy, Ticket, Transition
 from resilience.engine_types import new_epoch
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "script_source"]
 
-LUA_DIR = Path(__file__).with_name("lua")
 SCRIPTS = ("acquire", "record", "release", "reset", "snapshot_many", "ack")
-# What a Redis call may raise: connection refused/reset/timeout, READONLY, OOM, a script error.
-ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
-
-
-@cache
-def script_source(name: str) -> str:
-    """The Lua source of operation ``name``: its header comment, the shared helpers, its body."""
-    lines = (LUA_DIR / f"{name}.lua").read_text().splitlines(keepends=True)
-    split = next((i for i, line in enumerate(lines) if not line.startswith("--")), len(lines))
-    common = (LUA_DIR / "common.lua").read_text()
-    return "".join(lines[:split]) + common + "\n" + "".join(lines[split:])
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -109,87 +85,28 @@ class RedisBackend(Backend):
         self.reprobe_interval = float(reprobe_interval)
         self._cluster = bool(cluster)
         self._defer = bool(defer_successes)
-        connect_timeout = float(socket_connect_timeout or socket_timeout)
-        self.client = self._connect(
-            url, connect_timeout, sentinels, service_name, sentinel_kwargs, options
+        self.client, self.where, secrets = connect(
+            url,
+            self.socket_timeout,
+            float(socket_connect_timeout or socket_timeout),
+            sentinels=sentinels,
+            service_name=service_name,
+            sentinel_kwargs=sentinel_kwargs,
+            cluster=self._cluster,
+            options=options,
         )
         self._scripts = {name: self.client.register_script(script_source(name)) for name in SCRIPTS}
         self._keys_cache: dict[str, tuple[str, str]] = {}
         self._open_cache = OpenCache()
         self._deferred = Deferred(self._flush_pending, self._refresh_seconds)
-        if sentinels:
-            where = f"sentinel:{service_name}@" + ",".join(f"{h}:{p}" for h, p in self._sentinels)
-        else:
-            where = redact_url(url)
-        secrets = tuple(
-            s for s in (options.get("password"), redis.connection.parse_url(url).get("password"))
-            if s
-        )  # fmt: skip
-        self.where = where
         self._outage = Outage(
             ping=self.client.ping,
             make_fallback=lambda: MemoryBackend(clock=self.clock),
             interval=self.reprobe_interval,
             log_interval=float(log_interval),
-            where=where,
+            where=self.where,
             secrets=secrets,
         )
-
-    # --- connection -----------------------------------------------------------------------------
-
-    def _connect(
-        self,
-        url: str,
-        connect_timeout: float,
-        sentinels: Iterable[Any] | None,
-        service_name: str | None,
-        sentinel_kwargs: dict[str, Any] | None,
-        options: dict[str, Any],
-    ) -> Any:
-        common = {
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": connect_timeout,
-            # Never retry: a script whose reply was lost may have run, and the caller must not
-            # wait more than one socket_timeout.
-            "retry": Retry(NoBackoff(), 0),
-            "decode_responses": True,
-            **options,
-        }
-        if sentinels:
-            from redis.sentinel import Sentinel, SentinelManagedSSLConnection
-
-            if not service_name:
-                raise ImproperlyConfigured("RedisBackend: 'sentinels' needs a 'service_name'.")
-            self._sentinels = [self._host_port(s) for s in sentinels]
-            parsed = redis.connection.parse_url(url)
-            master = {k: parsed[k] for k in ("db", "username", "password") if k in parsed}
-            if url.startswith("rediss://"):
-                master["connection_class"] = SentinelManagedSSLConnection
-            sentinel = Sentinel(
-                self._sentinels,
-                sentinel_kwargs={
-                    "socket_timeout": self.socket_timeout,
-                    "socket_connect_timeout": connect_timeout,
-                    **(sentinel_kwargs or {}),
-                },
-            )
-            return sentinel.master_for(service_name, **master, **common)
-        if self._cluster:
-            from redis.cluster import RedisCluster
-
-            return RedisCluster.from_url(url, **common)
-        client = redis.Redis.from_url(url, **common)
-        pool = client.connection_pool
-        pool.connection_class(**pool.connection_kwargs)  # unknown options fail now, not per call
-        return client
-
-    @staticmethod
-    def _host_port(value: Any) -> tuple[str, int]:
-        if isinstance(value, str):
-            host, _, port = value.rpartition(":")
-            return host, int(port)
-        host, port = value
-        return str(host), int(port)
 
     def _keys(self, name: str) -> tuple[str, str]:
         keys = self._keys_cache.get(name)

@@ -1,0 +1,102 @@
+"""Building the redis-py client for the Redis backend (URL, TLS, ACL, Sentinel, Cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.connection import parse_url
+    from redis.retry import Retry
+except ImportError as e:  # pragma: no cover - depends on the installed extras
+    raise ImproperlyConfigured(
+        "resilience.backends.redis.RedisBackend needs redis-py: "
+        "pip install django-resilience[redis]"
+    ) from e
+
+from resilience.backends.redis_fallback import redact_url
+
+LUA_DIR = Path(__file__).with_name("lua")
+# What a Redis call may raise: connection refused/reset/timeout, READONLY, OOM, a script error.
+ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+
+
+@cache
+def script_source(name: str) -> str:
+    """The Lua source of operation ``name``: its header comment, the shared helpers, its body."""
+    lines = (LUA_DIR / f"{name}.lua").read_text().splitlines(keepends=True)
+    split = next((i for i, line in enumerate(lines) if not line.startswith("--")), len(lines))
+    common = (LUA_DIR / "common.lua").read_text()
+    return "".join(lines[:split]) + common + "\n" + "".join(lines[split:])
+
+
+def host_port(value: Any) -> tuple[str, int]:
+    """``("host", port)`` from a pair or a ``"host:port"`` string."""
+    if isinstance(value, str):
+        host, _, port = value.rpartition(":")
+        return host, int(port)
+    host, port = value
+    return str(host), int(port)
+
+
+def connect(
+    url: str,
+    socket_timeout: float,
+    connect_timeout: float,
+    *,
+    sentinels: Iterable[Any] | None = None,
+    service_name: str | None = None,
+    sentinel_kwargs: dict[str, Any] | None = None,
+    cluster: bool = False,
+    options: dict[str, Any] | None = None,
+) -> tuple[Any, str, tuple[str, ...]]:
+    """``(client, where, secrets)``: the client, a printable location, strings to mask in logs.
+
+    No socket is opened here (``AppConfig.ready()`` and settings changes stay I/O-free).
+    """
+    options = dict(options or {})
+    common = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": connect_timeout,
+        # Never retry: a script whose reply was lost may have run, and the caller must not
+        # wait more than one socket_timeout.
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": True,
+        **options,
+    }
+    parsed = parse_url(url)
+    secrets = tuple(s for s in (options.get("password"), parsed.get("password")) if s)
+    if sentinels:
+        from redis.sentinel import Sentinel, SentinelManagedSSLConnection
+
+        if not service_name:
+            raise ImproperlyConfigured("RedisBackend: 'sentinels' needs a 'service_name'.")
+        nodes = [host_port(s) for s in sentinels]
+        master = {k: parsed[k] for k in ("db", "username", "password") if k in parsed}
+        if url.startswith("rediss://"):
+            master["connection_class"] = SentinelManagedSSLConnection
+        sentinel_options = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            **(sentinel_kwargs or {}),
+        }
+        secrets += tuple(s for s in [sentinel_options.get("password")] if s)
+        client = Sentinel(nodes, sentinel_kwargs=sentinel_options).master_for(
+            service_name, **master, **common
+        )
+        where = f"sentinel:{service_name}@" + ",".join(f"{h}:{p}" for h, p in nodes)
+        return client, where, secrets
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, **common), redact_url(url), secrets
+    client = redis.Redis.from_url(url, **common)
+    pool = client.connection_pool
+    pool.connection_class(**pool.connection_kwargs)  # unknown options fail now, not per call
+    return client, redact_url(url), secrets
