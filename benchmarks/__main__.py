@@ -39,6 +39,20 @@ def _meta(size_name: str, argv: list[str]) -> dict[str, Any]:
         ).stdout.strip()
     except OSError:
         commit = ""
+    import resilience
+
+    source = Path(resilience.__file__).resolve().parent
+    if source.is_relative_to(harness.ROOT):
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "resilience"],
+            cwd=harness.ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        code = "this checkout, with uncommitted changes" if dirty else "this checkout, as committed"
+    else:
+        code = f"a copy at {source}"
     redis_version = ""
     if shutil.which("redis-server"):
         out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
@@ -56,6 +70,7 @@ def _meta(size_name: str, argv: list[str]) -> dict[str, Any]:
         "size": size_name,
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit or "unknown",
+        "code": code,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
@@ -99,13 +114,16 @@ def run(size_name: str, out_dir: Path, wanted: set[str], argv: list[str]) -> dic
     steps = [
         ("inprocess:sync", "inprocess.sync", lambda: inprocess.measure("sync", size)),
         ("inprocess:async", "inprocess.async", lambda: inprocess.measure("async", size)),
-        ("profile", "profile", lambda: inprocess.profile_ok_path(out_dir, size.batch * 20)),
-        ("scale:memory", "circuits.memory", lambda: scale.circuits_and_windows(size, None)),
-        ("admin:memory", "admin.memory", lambda: admin_render.measure(size, None)),
+        ("profile", "profile", lambda: inprocess.profile(out_dir, size.batch * 20)),
     ]
     _run_steps(results, steps, wanted, t0)
     if wanted & {"redis", "scale", "stampede", "propagation", "admin"}:
         _redis_sections(results, size, wanted, t0)
+    steps = [
+        ("scale:memory", "circuits.memory", lambda: scale.circuits_and_windows(size, None)),
+        ("admin:memory", "admin.memory", lambda: admin_render.measure(size, None)),
+    ]
+    _run_steps(results, steps, wanted, t0)
     results["meta"]["seconds"] = time.monotonic() - t0
     results["meta"]["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -138,11 +156,12 @@ def _redis_sections(results: dict, size: harness.Size, wanted: set[str], t0: flo
         return
     url = server.url
     # Worker processes report their own fallbacks (throughput, stampede tables).
+    # Sections that depend on the size of the policy table (propagation, admin) set it first.
     steps = [
         ("redis", "redis", _healthy(lambda: redis_cost.measure(url, size))),
+        ("stampede", "stampede", lambda: stampede.run(url, size)),
         ("scale:throughput", "throughput", lambda: scale.throughput(url, size)),
         ("scale:redis", "circuits.redis", _healthy(lambda: scale.circuits_and_windows(size, url))),
-        ("stampede", "stampede", lambda: stampede.run(url, size)),
         ("propagation", "propagation", _healthy(lambda: propagation.run(size))),
         ("admin:redis", "admin.redis", _healthy(lambda: admin_render.measure(size, url))),
     ]

@@ -191,18 +191,19 @@ def _propagation_admin(results: dict[str, Any]) -> Any:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if prop:
         actions = list(dict.fromkeys(r["action"] for r in prop["rows"]))
-        counts = sorted({r["workers"] for r in prop["rows"]})
+        configs = sorted({(r["policies"], r["workers"]) for r in prop["rows"]})
         series = {}
-        for count in counts:
+        for policies, count in configs:
             values = []
             for action in actions:
                 v = sorted(
-                    r["seconds"] if r["seconds"] is not None else float("nan")
+                    r["seconds"]
                     for r in prop["rows"]
-                    if r["workers"] == count and r["action"] == action
+                    if (r["policies"], r["workers"], r["action"]) == (policies, count, action)
+                    and r["seconds"] is not None  # never applied: no bar (the table says so)
                 )
-                values.append((v[len(v) // 2], v[0], v[-1]))
-            series[f"{count} workers"] = values
+                values.append((v[len(v) // 2], v[0], v[-1]) if v else (float("nan"),) * 3)
+            series[f"{count} workers, {policies} policies"] = values
         _bars(left, actions, series)
         left.axhline(prop["refresh_seconds"], color="red", linestyle=":", label="target")
         left.set_title("Seconds until every worker applied an action")

@@ -102,6 +102,16 @@ def redis_backend(url: str) -> Iterator[None]:
         registry.clear()
 
 
+def keep_only_policies(prefix: str) -> None:
+    """Delete every policy row not named ``prefix...``, so a figure that depends on the size of
+    the table measures the size it says (earlier sections leave thousands of rows behind)."""
+    from resilience.models import BreakerPolicy
+    from resilience.policies import registry
+
+    BreakerPolicy.objects.exclude(name__startswith=prefix).delete()
+    registry.clear()
+
+
 def outages() -> int:
     """How often this process's backend lost Redis and ran on its fallback (0 for memory)."""
     from resilience.backends import get_backend

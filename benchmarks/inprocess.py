@@ -146,31 +146,37 @@ def analyse(times: dict[str, list[float]], libs: list[str]) -> dict[str, Any]:
     return out
 
 
-def profile_ok_path(out_dir: Path, calls: int) -> dict[str, str]:
-    """Profiles of our sync ok path (pyinstrument when installed, and cProfile), as text files."""
-    func = protect(OURS, noop, "profile-ok").func
-    run = ok_loop(func)
-    run(1000)
-    written = {}
+def profile(out_dir: Path, calls: int) -> dict[str, str]:
+    """Profiles of our sync ok and open paths as text files: pyinstrument (sampling, when
+    installed: realistic proportions) and cProfile (deterministic: call counts)."""
     try:
         from pyinstrument import Profiler
     except ImportError:
         Profiler = None
-    if Profiler is not None:
-        profiler = Profiler(interval=0.0001)
-        profiler.start()
-        run(calls)
-        profiler.stop()
-        path = out_dir / "profile_ok_pyinstrument.txt"
-        path.write_text(profiler.output_text(unicode=False, color=False, show_all=True))
-        written["pyinstrument"] = path.name
-    profile = cProfile.Profile()
-    profile.runcall(run, calls)
-    text = io.StringIO()
-    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(15)
-    path = out_dir / "profile_ok_cprofile.txt"
-    path.write_text(_strip_paths(text.getvalue()))
-    written["cprofile"] = path.name
+    written = {}
+    for path, upstream, wrap, threshold in (
+        ("ok", noop, ok_loop, MAX_THRESHOLD),
+        ("open", fail, raising_loop, 1),
+    ):
+        func = protect(OURS, upstream, f"profile-{path}", threshold=threshold).func
+        run = wrap(func)
+        run(1000)  # opens the "open" circuit, warms the "ok" one
+        if Profiler is not None:
+            profiler = Profiler(interval=0.0001)
+            profiler.start()
+            run(calls)
+            profiler.stop()
+            name = f"profile_{path}_pyinstrument.txt"
+            text = profiler.output_text(unicode=False, color=False, show_all=True)
+            (out_dir / name).write_text(_strip_paths(text))
+            written[f"{path} path, pyinstrument"] = name
+        stats = cProfile.Profile()
+        stats.runcall(run, calls)
+        text = io.StringIO()
+        pstats.Stats(stats, stream=text).sort_stats("tottime").print_stats(15)
+        name = f"profile_{path}_cprofile.txt"
+        (out_dir / name).write_text(_strip_paths(text.getvalue()))
+        written[f"{path} path, cProfile"] = name
     return written
 
 

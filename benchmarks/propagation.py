@@ -64,15 +64,41 @@ class _Statuses:
         )
 
 
-def run(size: harness.Size) -> dict[str, Any]:
-    """Force open, release, trip and reset a circuit while N workers call it; Redis backend."""
-    from resilience import breaker, circuit_breaker
-    from resilience.conf import settings as conf
+def _fill(count: int) -> None:
+    from resilience.models import BreakerPolicy
 
+    BreakerPolicy.objects.bulk_create(
+        [BreakerPolicy(name=f"{CIRCUIT}-filler-{i:05d}") for i in range(count)], batch_size=500
+    )
+
+
+def run(size: harness.Size) -> dict[str, Any]:
+    """Force open, release, trip and reset a circuit while N workers call it (Redis backend);
+    first with its row alone in the table, then among ``size.circuits[-1]`` other policies."""
+    from resilience.conf import settings as conf
+    from resilience.models import BreakerPolicy
+
+    harness.keep_only_policies(CIRCUIT)
     set_policy(CIRCUIT, failure_threshold=1, recovery_timeout=3600.0, mode="enforced")
+    rows = _measure(size, size.workers)
+    _fill(size.circuits[-1])
+    rows += _measure(size, size.workers[-1:])
+    BreakerPolicy.objects.filter(name__startswith=f"{CIRCUIT}-filler-").delete()
+    return {
+        "refresh_seconds": float(conf.POLICY_REFRESH_SECONDS),
+        "poll_seconds": POLL_SECONDS,
+        "rows": rows,
+    }
+
+
+def _measure(size: harness.Size, worker_counts: tuple[int, ...]) -> list[dict[str, Any]]:
+    from resilience import breaker, circuit_breaker
+    from resilience.models import BreakerPolicy
+
+    policies = BreakerPolicy.objects.count()
     failing = circuit_breaker(CIRCUIT)(fail)
     rows = []
-    for count in size.workers:
+    for count in worker_counts:
         stop = multiprocessing.get_context("spawn").Event()
         with Workers(_worker, count, stop) as workers:
             workers.sync()
@@ -89,13 +115,14 @@ def run(size: harness.Size) -> dict[str, Any]:
                             pass
                     else:
                         getattr(breaker(CIRCUIT), action)(reason="benchmark")
-                    seconds = statuses.wait_all(expected, since)
                     rows.append(
-                        {"workers": count, "round": round_, "action": action, "seconds": seconds}
+                        {
+                            "policies": policies,
+                            "workers": count,
+                            "round": round_,
+                            "action": action,
+                            "seconds": statuses.wait_all(expected, since),
+                        }
                     )
             stop.set()
-    return {
-        "refresh_seconds": float(conf.POLICY_REFRESH_SECONDS),
-        "poll_seconds": POLL_SECONDS,
-        "rows": rows,
-    }
+    return rows

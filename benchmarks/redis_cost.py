@@ -175,14 +175,14 @@ def _trip_path(
         runner(run, 1)
         elapsed = time.perf_counter_ns() - started
         time.sleep(SETTLE_SECONDS)
-        rt_after = trips.snapshot()
+        rt_after, after = trips.snapshot(), commandstats(admin)
         started = time.perf_counter_ns()
         runner(ping, 1)
         if i < 0:
             continue
         ping_ns.append(time.perf_counter_ns() - started)
         call_ns.append(elapsed)
-        commands += commandstats(admin) - before
+        commands += after - before
         caller += rt_after[0] - rt_before[0]
         background += rt_after[1] - rt_before[1]
     n = size.redis_repeats

@@ -35,7 +35,8 @@ def render(results: dict[str, Any]) -> str:
     out = [
         "# Benchmark results\n",
         f"Produced by `{meta['command']}` ({meta['size']} run) on {meta['started']}, "
-        f"commit `{meta['commit']}`, in {meta['seconds']:.0f} s.\n",
+        f"commit `{meta['commit']}` (code measured: {meta.get('code', 'unknown')}), "
+        f"in {meta['seconds']:.0f} s.\n",
         f"Machine: {meta['cpus']} CPUs, load average {meta['load_before']} before and "
         f"{meta['load_after']} after the run; Python {meta['python']}; Redis {meta['redis']}.\n",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".\n",
@@ -223,14 +224,28 @@ def _propagation(results: dict[str, Any]) -> list[str]:
     data = results.get("propagation")
     if not data:
         return []
-    rows = [
-        [r["workers"], r["round"], r["action"], _num(r["seconds"], 3) if r["seconds"] else "never"]
-        for r in data["rows"]
-    ]
+    groups: dict[tuple[int, int, str], list[float | None]] = {}
+    for r in data["rows"]:
+        groups.setdefault((r["policies"], r["workers"], r["action"]), []).append(r["seconds"])
+    rows = []
+    for (policies, workers, action), values in groups.items():
+        done = sorted(v for v in values if v is not None)
+        never = len(values) - len(done)
+        rows.append(
+            [
+                policies,
+                workers,
+                action,
+                _num(done[len(done) // 2], 3) if done else "-",
+                _num(done[-1], 3) if done else "-",
+                f"{never} of {len(values)}" if never else "0",
+            ]
+        )
+    header = ["policies in table", "workers", "action", "median s", "worst s", "never applied"]
     return [
         f"## Propagation to every worker (POLICY_REFRESH_SECONDS = {data['refresh_seconds']:g}, "
         f"workers call every {data['poll_seconds'] * 1000:g} ms)\n",
-        _table(["workers", "round", "action", "seconds until all applied it"], rows),
+        _table(header, rows),
     ]
 
 
@@ -262,5 +277,5 @@ def _profile(results: dict[str, Any]) -> list[str]:
     files = results.get("profile")
     if not files:
         return []
-    listed = ", ".join(f"`{name}` ({tool})" for tool, name in files.items())
-    return [f"## Profile of our ok path\n\nSee {listed} next to this file.\n"]
+    listed = "\n".join(f"- {what}: [`{name}`]({name})" for what, name in files.items())
+    return [f"## Profiles of our sync ok and open paths\n\n{listed}\n"]

@@ -113,18 +113,23 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(row)
     prop = results.get("propagation") or {}
     refresh = prop.get("refresh_seconds", 1.0)
-    for action in ("force_open", "release", "reset"):
-        times = [r["seconds"] for r in prop.get("rows", []) if r["action"] == action]
-        worst = None if not times else (max(times) if None not in times else float("inf"))
-        rows.append(
-            _row(
-                f"propagation of {action} to every worker",
-                f"<= POLICY_REFRESH_SECONDS ({refresh:g} s), worst round",
-                worst,
-                refresh,
-                " s",
+    for policies in sorted({r["policies"] for r in prop.get("rows", [])}):
+        for action in ("force_open", "release", "reset"):
+            times = [
+                r["seconds"]
+                for r in prop["rows"]
+                if r["action"] == action and r["policies"] == policies
+            ]
+            worst = None if not times else (max(times) if None not in times else float("inf"))
+            rows.append(
+                _row(
+                    f"propagation of {action} to every worker, {policies} policies",
+                    f"<= POLICY_REFRESH_SECONDS ({refresh:g} s), worst round",
+                    worst,
+                    refresh,
+                    " s",
+                )
             )
-        )
     admin = _get(results, "admin", "redis", "rows") or []
     if admin:
         rows.append(
