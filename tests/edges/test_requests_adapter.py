@@ -1,5 +1,6 @@
 """CircuitBreakerAdapter on a real requests.Session against a real local HTTP server."""
 
+import pickle
 import time
 
 import pytest
@@ -181,3 +182,15 @@ class TestRetries:
             session(circuit="api").get(dead_url, timeout=5)
         assert len(self.sleeps) == 2
         assert outcomes("api")["failure"] == 1
+
+
+def test_sessions_with_the_adapter_still_pickle(upstream):
+    BreakerPolicyFactory(name="api", failure_threshold=1)
+    s = session(circuit="api", failure_statuses={502})
+    s.get(upstream.url(), timeout=5)
+    copy = pickle.loads(pickle.dumps(s))
+    adapter = copy.get_adapter(upstream.url())
+    assert (adapter.circuit, adapter.failure_statuses) == ("api", frozenset({502}))
+    upstream.answer(502)
+    assert copy.get(upstream.url(), timeout=5).status_code == 502
+    assert breaker("api").state == "open"
