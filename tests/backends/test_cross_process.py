@@ -128,3 +128,106 @@ def test_sixteen_processes_trip_once_and_admit_one_trial(redis_url):
         client.close()
     finally:
         backend.close()
+
+
+# --- the same through the decorator, the policy table and the events layer -----------------------
+
+DECORATED = "xproc-decorated"
+
+
+def _decorated_worker(database, url, start, results):
+    """A Django process of its own: policy from the shared test database, state in Redis."""
+    try:
+        import os
+
+        os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+        from django.conf import settings
+
+        settings.DATABASES["default"].update(database)
+        settings.RESILIENCE = {
+            "BACKEND": "resilience.backends.redis.RedisBackend",
+            "OPTIONS": {"url": url, "prefix": "xdeco", "socket_timeout": 5.0},
+        }
+        import django
+
+        django.setup()
+        from resilience import CircuitOpenError, circuit_breaker, events
+        from resilience.backends import get_backend
+
+        rng = random.Random()
+        upstream_calls = 0
+
+        @circuit_breaker(DECORATED)
+        def call_upstream():
+            nonlocal upstream_calls
+            upstream_calls += 1
+            time.sleep(rng.uniform(0, 0.003))
+            raise ConnectionError("upstream down")
+
+        start.wait(120)
+        rejected_at = None
+        for attempt in range(1000):
+            try:
+                call_upstream()
+            except ConnectionError:
+                continue
+            except CircuitOpenError:
+                rejected_at = attempt
+                break
+        rejections = 0
+        for _ in range(100):  # once rejected, rejected every time
+            try:
+                call_upstream()
+            except CircuitOpenError:
+                rejections += 1
+        flushed = events.flush(10)
+        results.put(
+            {
+                "upstream_calls": upstream_calls,
+                "rejected_at": rejected_at,
+                "rejections": rejections,
+                "flushed": flushed,
+                "degraded": get_backend().health()["degraded"],
+            }
+        )
+    except BaseException:
+        results.put({"error": traceback.format_exc()})
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_sixteen_django_processes_record_one_opened_event(redis_url):
+    from django.db import connection
+
+    from resilience.models import BreakerPolicy, CircuitEvent
+
+    BreakerPolicy.objects.create(
+        name=DECORATED, failure_threshold=THRESHOLD, recovery_timeout=60, alert_on_open=False
+    )
+    database = {k: v for k, v in connection.settings_dict.items() if k in ("ENGINE", "NAME")}
+    database.update({k: connection.settings_dict[k] for k in ("USER", "PASSWORD", "HOST", "PORT")})
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(PROCESSES)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_decorated_worker, args=(database, redis_url, start, results))
+        for _ in range(PROCESSES)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        outcomes = [results.get(timeout=180) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+    errors = [o["error"] for o in outcomes if "error" in o]
+    assert not errors, errors[0]
+    assert all(o["flushed"] and not o["degraded"] for o in outcomes)
+    assert all(o["rejected_at"] is not None and o["rejections"] == 100 for o in outcomes)
+    upstream = sum(o["upstream_calls"] for o in outcomes)
+    assert THRESHOLD <= upstream <= THRESHOLD + PROCESSES - 1
+    opened = CircuitEvent.objects.filter(circuit=DECORATED, kind="opened")
+    assert opened.count() == 1
+    assert CircuitEvent.objects.filter(circuit=DECORATED).count() == 1
