@@ -8,12 +8,14 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-HANG = object()
+HANG = object()  # no answer at all
+HANG_BODY = object()  # headers and a first chunk, then nothing
 
 
 class Upstream:
     """A threaded HTTP server: ``answer(503, 200, (429, {"Retry-After": "2"}), HANG)`` queues the
-    next responses (then 200 "ok" forever); ``HANG`` holds the request until the test ends."""
+    next responses (then 200 forever); ``HANG``/``HANG_BODY`` hold the request until the test
+    ends."""
 
     def __init__(self) -> None:
         self.server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
@@ -38,8 +40,16 @@ class Upstream:
         if step is HANG:
             self.release.wait(30)
             return Response("too late", 200)
+        if step is HANG_BODY:
+            return Response(self._stalled_body(self.release), 200, direct_passthrough=True)
         status, headers = step if isinstance(step, tuple) else (step, {})
         return Response(f"status {status}", status, headers)
+
+    @staticmethod
+    def _stalled_body(release):
+        yield b"first chunk "
+        release.wait(30)
+        yield b"too late"
 
     def reset(self) -> None:
         self.release.set()  # let a hanging request finish before the next test

@@ -8,7 +8,7 @@ import requests
 
 from resilience import CircuitOpenError, breaker
 from resilience.contrib.requests import CircuitBreakerAdapter
-from tests.edges.conftest import HANG
+from tests.edges.conftest import HANG, HANG_BODY
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = pytest.mark.usefixtures("breaker_db")
@@ -79,6 +79,17 @@ def test_timeouts_count(upstream):
     with pytest.raises(requests.ReadTimeout):
         s.get(upstream.url(), timeout=0.3)
     assert time.monotonic() - started < 5
+    assert breaker("api").state == "open"
+
+
+def test_a_body_that_stalls_counts_unless_streamed(upstream):
+    BreakerPolicyFactory(name="api", failure_threshold=1)
+    upstream.answer(HANG_BODY, HANG_BODY)
+    with session(circuit="api").get(upstream.url(), timeout=0.3, stream=True) as response:
+        assert response.status_code == 200  # the caller reads (and times out) on its own
+    assert breaker("api").state == "closed"
+    with pytest.raises(requests.ConnectionError):
+        session(circuit="api").get(upstream.url(), timeout=0.3)
     assert breaker("api").state == "open"
 
 
