@@ -36,6 +36,8 @@ class Size:
     rounds: int  # propagation: edits (and resets) timed per worker count
     policies: tuple[int, ...]  # admin changelist sizes
     renders: int
+    filler: int  # propagation is measured again among this many other policies (0: not)
+    settle: float  # seconds for background work of a call (ours: outbox acks) to land
 
 
 SIZES = {
@@ -43,19 +45,20 @@ SIZES = {
         batch=300, repeats=3, redis_batch=50, redis_repeats=2,
         processes=(2,), threads=(1,), seconds=0.2, circuits=(1, 10), windows=(60,),
         stampede=(2,), stampede_calls=10, workers=(2,), rounds=1, policies=(10,), renders=2,
+        filler=0, settle=0.05,
     ),
     "quick": Size(
-        batch=5_000, repeats=9, redis_batch=300, redis_repeats=5,
+        batch=3_000, repeats=7, redis_batch=300, redis_repeats=5,
         processes=(1, 2, 4), threads=(1, 4), seconds=1.0, circuits=(1, 100, 10_000),
         windows=(1, 60, 3600), stampede=(8,), stampede_calls=30, workers=(4,), rounds=3,
-        policies=(10, 100), renders=5,
+        policies=(10, 100), renders=5, filler=10_000, settle=0.15,
     ),
     "full": Size(
-        batch=20_000, repeats=25, redis_batch=1_000, redis_repeats=9,
+        batch=10_000, repeats=21, redis_batch=1_000, redis_repeats=9,
         processes=(1, 2, 4, 8), threads=(1, 4), seconds=2.0,
         circuits=(1, 10, 100, 1_000, 10_000), windows=(1, 10, 60, 600, 3600),
         stampede=(8, 16), stampede_calls=50, workers=(2, 4, 8), rounds=5,
-        policies=(10, 100, 1_000), renders=11,
+        policies=(10, 100, 1_000), renders=11, filler=10_000, settle=0.15,
     ),
 }  # fmt: skip
 

@@ -74,16 +74,17 @@ def _fill(count: int) -> None:
 
 def run(size: harness.Size) -> dict[str, Any]:
     """Force open, release, trip and reset a circuit while N workers call it (Redis backend);
-    first with its row alone in the table, then among ``size.circuits[-1]`` other policies."""
+    first with its row alone in the table, then among ``size.filler`` other policies."""
     from resilience.conf import settings as conf
     from resilience.models import BreakerPolicy
 
     harness.keep_only_policies(CIRCUIT)
     set_policy(CIRCUIT, failure_threshold=1, recovery_timeout=3600.0, mode="enforced")
     rows = _measure(size, size.workers)
-    _fill(size.circuits[-1])
-    rows += _measure(size, size.workers[-1:])
-    BreakerPolicy.objects.filter(name__startswith=f"{CIRCUIT}-filler-").delete()
+    if size.filler:
+        _fill(size.filler)
+        rows += _measure(size, size.workers[-1:])
+        BreakerPolicy.objects.filter(name__startswith=f"{CIRCUIT}-filler-").delete()
     return {
         "refresh_seconds": float(conf.POLICY_REFRESH_SECONDS),
         "poll_seconds": POLL_SECONDS,

@@ -26,7 +26,6 @@ from benchmarks.peers import MAX_THRESHOLD, OURS, REDIS_LIBS, installed, protect
 # that must not land in a peer's counting window. Trip first for the same reason.
 PATHS = ("trip", "open", "failure", "ok")
 TRIP_AFTER = 5  # failures that open the circuit on the tripping path
-SETTLE_SECONDS = 0.15  # background work a trip causes (the outbox acknowledgement) lands meanwhile
 
 
 class RoundTrips:
@@ -109,7 +108,7 @@ def measure(url: str, size: harness.Size) -> dict[str, Any]:
             finally:
                 if loop is not None:
                     loop.close()
-            time.sleep(SETTLE_SECONDS)
+            time.sleep(size.settle)
     admin.close()
     return out
 
@@ -141,7 +140,7 @@ def _measure_lib(
         n = size.redis_batch
         before, rt_before = commandstats(admin), trips.snapshot()
         runner(run, n)
-        time.sleep(SETTLE_SECONDS if lib == OURS else 0)
+        time.sleep(size.settle if lib == OURS else 0)
         rt_after = trips.snapshot()
         commands = commandstats(admin) - before
         result[path] = _counts(commands, rt_before, rt_after, n)
@@ -169,12 +168,12 @@ def _trip_path(
         runner(run, TRIP_AFTER - 1)
         ping = ping_loop(protected.client, REDIS_LIBS[lib] == "async")
         runner(ping, 1)
-        time.sleep(SETTLE_SECONDS)
+        time.sleep(size.settle)
         before, rt_before = commandstats(admin), trips.snapshot()
         started = time.perf_counter_ns()
         runner(run, 1)
         elapsed = time.perf_counter_ns() - started
-        time.sleep(SETTLE_SECONDS)
+        time.sleep(size.settle)
         rt_after, after = trips.snapshot(), commandstats(admin)
         started = time.perf_counter_ns()
         runner(ping, 1)
