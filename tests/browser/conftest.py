@@ -90,7 +90,12 @@ def shared_settings(redis_server, settings):
     """RESILIENCE on the private Redis, for the live server here and for other processes."""
     value = {
         "BACKEND": "resilience.backends.redis.RedisBackend",
-        "OPTIONS": {"url": redis_server.url, "prefix": f"browser{uuid.uuid4().hex[:8]}"},
+        "OPTIONS": {
+            "url": redis_server.url,
+            "prefix": f"browser{uuid.uuid4().hex[:8]}",
+            # A loaded CI machine must not push a process into its degraded, local-state mode.
+            "socket_timeout": 2.0,
+        },
         "POLICY_REFRESH_SECONDS": REFRESH_SECONDS,
     }
     settings.RESILIENCE = value
