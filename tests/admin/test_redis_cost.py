@@ -32,7 +32,11 @@ def redis_client(redis_server, settings):
     redis = pytest.importorskip("redis")
     settings.RESILIENCE = {
         "BACKEND": "resilience.backends.redis.RedisBackend",
-        "OPTIONS": {"url": redis_server.url, "prefix": f"admin{uuid.uuid4().hex[:8]}"},
+        "OPTIONS": {
+            "url": redis_server.url,
+            "prefix": f"admin{uuid.uuid4().hex[:8]}",
+            "socket_timeout": 2.0,  # a loaded machine must not trigger the degraded mode
+        },
     }
     client = redis.Redis.from_url(redis_server.url)
     yield client
