@@ -706,6 +706,35 @@ def test_readonly_replica_is_a_backend_error(redis_proc):
         backend.close()
 
 
+def test_while_degraded_only_the_reprobe_reaches_redis(redis_proc):
+    """A server that answers PING but refuses writes: probes at most every interval, no calls."""
+    backend = fault_backend(redis_proc, reprobe_interval=0.25)
+    client = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
+    policy = Policy(failure_threshold=1000)
+    try:
+        fail(backend, "probed", policy)  # both scripts loaded: no NOSCRIPT round trips below
+        client.replicaof("127.0.0.1", 1)
+        before = command_calls(client)
+        start = time.monotonic()
+        calls = 0
+        while time.monotonic() - start < 1.5:
+            backend.record(backend.acquire("probed", policy), policy, False, 1)
+            calls += 1
+        elapsed = time.monotonic() - start
+        after = command_calls(client)
+        pings = after.get("ping", 0) - before.get("ping", 0)
+        scripts = after.get("evalsha", 0) - before.get("evalsha", 0)
+        assert calls > 1000
+        # Each probe answers (PING works on a replica), the next record fails again: one
+        # round of (probe, acquire, record) per interval at most.
+        assert 1 <= pings <= elapsed / 0.25 + 1
+        assert scripts <= 2 * (pings + 1)
+    finally:
+        client.replicaof("NO", "ONE")
+        client.close()
+        backend.close()
+
+
 def test_backend_errors_are_logged_once_per_interval(redis_proc, caplog):
     backend = fault_backend(redis_proc, reprobe_interval=0.05, log_interval=60)
     url_with_password = redis_proc.url.replace("redis://", "redis://:topsecret@")
