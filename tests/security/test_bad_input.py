@@ -1,0 +1,272 @@
+"""Bad input gets a clear error and loses nothing: policy values, settings, circuit names."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import DataError, IntegrityError, transaction
+
+from resilience import CircuitOpenError, breaker, circuit_breaker, events
+from resilience.models import BOUNDS, BreakerPolicy, CircuitEvent
+from resilience.policies import registry
+from tests.factories import BreakerPolicyFactory
+
+pytestmark = pytest.mark.django_db
+
+FLOAT_FIELDS = {"recovery_timeout", "backoff_multiplier", "max_recovery_timeout"}
+
+
+def bad_values(field: str) -> list:
+    low, high = BOUNDS[field]
+    values = [low - 1, -1, high * 10, 2**63, "abc", "", None, [], {"a": 1}]
+    if field in FLOAT_FIELDS:
+        values += [math.nan, -math.inf, "nan", "1e999", low / 2]
+    else:
+        values += [math.nan, "5 OR 1=1"]
+    return values
+
+
+# Crashes instead of a ValidationError: see test_full_clean_never_crashes.
+CRASHING = [
+    ("failure_threshold", math.inf),
+    ("recovery_timeout", 10**400),
+    ("alert_cooldown_seconds", ""),
+    ("alert_cooldown_seconds", []),
+]
+CASES = [
+    (field, value)
+    for field in BOUNDS
+    for value in bad_values(field)
+    if (field, value) not in CRASHING
+]
+
+
+@pytest.mark.parametrize(("field", "value"), CASES, ids=[f"{f}={v!r}" for f, v in CASES])
+def test_full_clean_names_the_field(field, value):
+    policy = BreakerPolicy(name="checked", **{field: value})
+    if value is None and field == "alert_cooldown_seconds":
+        policy.full_clean()  # None means "the ALERTS default" there
+        return
+    with pytest.raises(ValidationError) as info:
+        policy.full_clean()
+    assert field in info.value.message_dict, info.value.message_dict
+    assert all(message.strip() for message in info.value.message_dict[field])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BreakerPolicy.full_clean() crashes instead of raising ValidationError: OverflowError "
+    "for infinity in an integer field or an int too large for a float field (Django's "
+    "to_python does not catch it), ValueError/TypeError for '' or [] in the nullable "
+    "alert_cooldown_seconds (blank, so clean_fields skips it; validate_constraints then "
+    "fails to convert it)",
+)
+@pytest.mark.parametrize(("field", "value"), CRASHING)
+def test_full_clean_never_crashes(field, value):
+    with pytest.raises(ValidationError) as info:
+        BreakerPolicy(name="checked", **{field: value}).full_clean()
+    assert field in info.value.message_dict
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("mode", "bogus"),
+        ("alert_recipients", "ops@example.com\r\nBcc: victim@example.com"),
+        ("alert_recipients", "<script>@example.com"),
+        ("ignore_exceptions", "os.system"),
+        ("ignore_exceptions", "builtins.ValueError; rm -rf /"),
+        ("record_exceptions", "no.such.Module"),
+    ],
+)
+def test_full_clean_rejects_text_fields(field, value):
+    with pytest.raises(ValidationError) as info:
+        BreakerPolicy(name="checked", **{field: value}).full_clean()
+    assert field in info.value.message_dict
+
+
+def test_cross_field_rules_are_clear():
+    policy = BreakerPolicy(
+        name="checked", recovery_timeout=60, max_recovery_timeout=10, failure_threshold=0
+    )
+    with pytest.raises(ValidationError) as info:
+        policy.full_clean()
+    assert {"max_recovery_timeout", "failure_threshold"} <= set(info.value.message_dict)
+
+
+UPDATE_CASES = [
+    ("failure_threshold", -1),
+    ("failure_threshold", 2**63),
+    ("failure_rate_threshold", 101),
+    ("window_seconds", 0),
+    ("minimum_calls", 0),
+    ("half_open_max_calls", 0),
+    ("success_threshold", 10**6),
+    ("recovery_timeout", math.nan),
+    ("recovery_timeout", math.inf),
+    ("recovery_timeout", -5.0),
+    ("backoff_multiplier", 0.5),
+    ("max_recovery_timeout", 0.0),
+    ("retry_attempts", 11),
+    ("retry_backoff_ms", -1),
+    ("mode", "bogus"),
+    ("failure_threshold", "abc"),
+    ("recovery_timeout", "soon"),
+]
+
+
+@pytest.mark.django_db(transaction=True)  # the trip's event is stored by a background thread
+@pytest.mark.parametrize(("field", "value"), UPDATE_CASES)
+def test_raw_update_is_refused_and_loses_nothing(field, value, memory_backend):
+    BreakerPolicyFactory(name="guarded", failure_threshold=2, recovery_timeout=60)
+    guarded = circuit_breaker("guarded")(lambda: 1 / 0)
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            guarded()
+    assert breaker("guarded").state == "open"
+    before = BreakerPolicy.objects.values().get(name="guarded")
+
+    with pytest.raises((IntegrityError, DataError, ValueError, TypeError, OverflowError)):
+        with transaction.atomic():
+            BreakerPolicy.objects.filter(name="guarded").update(**{field: value})
+
+    assert BreakerPolicy.objects.values().get(name="guarded") == before
+    registry.clear()  # reload from the database: the row still holds the good values
+    assert registry.get("guarded").policy.failure_threshold == 2
+    with pytest.raises(CircuitOpenError):  # and the live state was not lost either
+        guarded()
+    assert events.flush()
+    assert CircuitEvent.objects.filter(circuit="guarded", kind="opened").count() == 1
+
+
+# --- RESILIENCE settings: errors at `manage.py check`, not at the first call ---------------------
+
+REDIS = "resilience.backends.redis.RedisBackend"
+BAD_SETTINGS = {
+    "not-a-dict": "redis://127.0.0.1:6379/0",
+    "unknown-key": {"BACKNED": REDIS},
+    "backend-missing": {"BACKEND": "no.such.Backend"},
+    "options-not-a-dict": {"OPTIONS": "redis://x"},
+    "on-error": {"ON_BACKEND_ERROR": "explode"},
+    "refresh-negative": {"POLICY_REFRESH_SECONDS": -1},
+    "refresh-nan": {"POLICY_REFRESH_SECONDS": math.nan},
+    "refresh-string": {"POLICY_REFRESH_SECONDS": "1"},
+    "enabled-string": {"ENABLED": "yes"},
+    "default-policy-negative": {"DEFAULT_POLICY": {"failure_threshold": -1}},
+    "default-policy-nan": {"DEFAULT_POLICY": {"recovery_timeout": math.nan}},
+    "default-policy-unknown": {"DEFAULT_POLICY": {"treshold": 3}},
+    "policies-bad-name": {"POLICIES": {"pay{ments}": {}}},
+    "policies-bad-values": {"POLICIES": {"payments": {"half_open_max_calls": 0}}},
+    "alerts-delivery": {"ALERTS": {"DELIVERY": "pigeon"}},
+    "alerts-recipients": {"ALERTS": {"RECIPIENTS": "ops@example.com"}},
+    "alerts-cooldown": {"ALERTS": {"COOLDOWN_SECONDS": -5}},
+    "health-status": {"HEALTH": {"CRITICAL_STATUS": 99}},
+    "health-token": {"HEALTH": {"TOKEN": "short"}},
+}
+
+
+@pytest.mark.parametrize("value", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_invalid_settings_fail_the_system_check(settings, value):
+    settings.RESILIENCE = value
+    with pytest.raises(SystemCheckError, match=r"resilience\.E0\d\d"):
+        call_command("check")
+
+
+BAD_OPTIONS = {
+    "backend-not-a-backend": {"BACKEND": "collections.OrderedDict"},
+    "negative-timeout": {"socket_timeout": -1},
+    "prefix-hash-tag": {"prefix": "a{b"},
+    "unknown-option": {"no_such_option": 1},
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="checks.py only imports RESILIENCE['BACKEND'] and never validates OPTIONS: a class that "
+    "is not a Backend or invalid Redis options pass `manage.py check`, then raise "
+    "ImproperlyConfigured at the first protected call",
+)
+@pytest.mark.parametrize("options", BAD_OPTIONS.values(), ids=BAD_OPTIONS.keys())
+def test_invalid_backend_options_fail_the_system_check(settings, options):
+    options = {"url": "redis://127.0.0.1:1/0", **options}
+    settings.RESILIENCE = {"BACKEND": options.pop("BACKEND", REDIS), "OPTIONS": options}
+    with pytest.raises(SystemCheckError, match=r"resilience\.E0\d\d"):
+        call_command("check")
+
+
+def test_a_bad_default_policy_never_breaks_a_call(settings, memory_backend):
+    # Whatever slipped past the check, protected calls run on the built-in defaults.
+    settings.RESILIENCE = {**settings.RESILIENCE, "DEFAULT_POLICY": {"failure_threshold": "x"}}
+    assert circuit_breaker("defaulted")(lambda: "ran")() == "ran"
+
+
+# --- circuit names -------------------------------------------------------------------------------
+
+BAD_NAMES = {
+    "10kb": "a" * 10_240,
+    "101-chars": "a" * 101,
+    "empty": "",
+    "newline": "pay\nments",
+    "crlf-header": "pay\r\nX-Injected: 1",
+    "hash-tag": "pay{ments}",
+    "open-brace": "{payments",
+    "glob": "pay*",
+    "nul": "pay\x00ments",
+    "rtl-override": "\u202epayments",
+    "rtl-mark": "payments\u200f",
+    "emoji": "💳payments",
+    "space": "pay ments",
+    "slash": "pay/ments",
+    "leading-dot": ".payments",
+    "not-a-string": 42,
+}
+
+
+@pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
+def test_bad_circuit_names_are_rejected_clearly(name):
+    for factory in (circuit_breaker, breaker):
+        with pytest.raises(ValueError, match="invalid circuit name") as info:
+            factory(name)
+        assert len(str(info.value)) < 400  # bounded, even for a 10 KB name
+    if isinstance(name, str):
+        with pytest.raises(ValidationError) as info:
+            BreakerPolicy(name=name).full_clean()
+        assert "name" in info.value.message_dict
+    assert not BreakerPolicy.objects.exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="validators.CIRCUIT_NAME_RE ends with '$', which also matches before a trailing "
+    "newline: 'payments\\n' is accepted as a circuit name (use \\Z or re.fullmatch)",
+)
+@pytest.mark.parametrize("name", ["payments\n", "a\n"])
+def test_trailing_newline_is_rejected(name):
+    with pytest.raises(ValueError, match="invalid circuit name"):
+        circuit_breaker(name)
+    with pytest.raises(ValidationError):
+        BreakerPolicy(name=name).full_clean()
+
+
+def test_only_valid_names_reach_redis(settings, redis_proc, admin_redis):
+    settings.RESILIENCE = {
+        "BACKEND": REDIS,
+        "OPTIONS": {"url": redis_proc.url, "prefix": "names"},
+    }
+    good = ["payments-api", "http:api.example.com:8443", "a.b_c:d-e", "X" * 100]
+    for name in good:
+        assert circuit_breaker(name)(lambda: "ok")() == "ok"
+    for name in BAD_NAMES.values():
+        with pytest.raises(ValueError):
+            circuit_breaker(name)
+    from resilience.backends import get_backend
+
+    get_backend().close()  # deferred successes are written now
+    keys = set(admin_redis.keys("*"))
+    assert keys == {f"names:v1:{{{name}}}:state" for name in good}
+    for key in keys:  # one hash tag per key, exactly the circuit's name
+        assert key.count("{") == key.count("}") == 1
