@@ -314,9 +314,14 @@ class Breaker:
         from resilience.policies import default_row
 
         before = self.state
-        row = BreakerPolicy.objects.filter(name=self.name).first() or default_row(self.name)
-        row.mode = mode
-        row.save()
+        row = BreakerPolicy.objects.filter(name=self.name).first()
+        if row is None:
+            row = default_row(self.name)
+            row.mode = mode
+            row.save()
+        else:  # only the mode: a threshold edit saved at the same moment must survive
+            row.mode = mode
+            row.save(update_fields=["mode"])
         events.record_action(
             self.name, kind, actor=actor, reason=reason, from_state=before, to_state=self.state
         )

@@ -82,6 +82,9 @@ def default_row(name: str) -> Any:
     return row
 
 
+_UNKNOWN = object()
+
+
 def _in_event_loop() -> bool:
     try:
         asyncio.get_running_loop()
@@ -122,24 +125,28 @@ class PolicyRegistry:
         return resolved
 
     def _miss(self, name: str) -> ResolvedPolicy:
-        resolved = None
+        resolved = _UNKNOWN
         if not _in_event_loop():
             resolved = self._load_one(name)
-        if resolved is None:
+        if resolved is _UNKNOWN:  # no answer from the database: last known values, else defaults
             resolved = self._known.get(name) or ResolvedPolicy.from_row(default_row(name))
+        if resolved is None:  # no row (never created, or deleted): defaults
+            resolved = ResolvedPolicy.from_row(default_row(name))
+        if resolved.pk is None:
             self._schedule(name)
         self._fresh[name] = self._known[name] = resolved
         self._ensure_thread()
         return resolved
 
-    def _load_one(self, name: str) -> ResolvedPolicy | None:
+    def _load_one(self, name: str) -> ResolvedPolicy | object | None:
+        """The row's policy, None when there is no row, ``_UNKNOWN`` when the query failed."""
         from resilience.models import BreakerPolicy
 
         try:
             row = BreakerPolicy.objects.filter(name=name).first()
-        except Exception as exc:  # database down or not migrated: run on defaults meanwhile
+        except Exception as exc:  # database down or not migrated: run on what we know meanwhile
             logger.debug("resilience: cannot load policy %r: %s", name, type(exc).__name__)
-            return None
+            return _UNKNOWN
         return ResolvedPolicy.from_row(row) if row is not None else None
 
     def _schedule(self, name: str) -> None:

@@ -416,3 +416,13 @@ def test_slow_calls_count_as_failures(clock):
     assert breaker("slow").snapshot()["consecutive_failures"] == 1
     call(0.6)
     assert breaker("slow").state == "open"
+
+
+def test_deleted_policy_falls_back_to_the_defaults():
+    policy = BreakerPolicyFactory(name="gone", failure_threshold=1)
+    assert breaker("gone").snapshot()["consecutive_failures"] == 0
+    policy.delete()
+    trip("gone", 1)
+    assert breaker("gone").state == "closed"  # default threshold 5 now applies
+    trip("gone", 4)
+    assert breaker("gone").state == "open"
