@@ -16,7 +16,7 @@ def _grow_to(count: int, url: str | None) -> None:
     """Policies ``admin-00000``... up to ``count`` rows; every tenth circuit is called (again:
     the other backend's run may have created the rows), every fiftieth is open, so the live
     columns show real state."""
-    from resilience import circuit_breaker
+    from resilience import CircuitOpenError, circuit_breaker
     from resilience.models import BreakerPolicy
 
     names = [f"{PREFIX}{i:05d}" for i in range(count)]
@@ -44,7 +44,7 @@ def _grow_to(count: int, url: str | None) -> None:
 
         try:
             circuit_breaker(name)(call)()
-        except ConnectionError:
+        except (ConnectionError, CircuitOpenError):  # opened now, or by the previous size
             pass
 
 

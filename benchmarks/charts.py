@@ -114,11 +114,8 @@ def _scale(results: dict[str, Any]) -> Any:
         return None
     import matplotlib.pyplot as plt
 
-    panels = (len(tp["upstreams"]) if tp else 0) + len(circuits)
-    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
-    axes = list(axes[0])
-    for upstream in tp["upstreams"] if tp else []:
-        ax = axes.pop(0)
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    for ax, upstream in zip(axes[0], tp["upstreams"] if tp else [], strict=False):
         rows = [r for r in tp["rows"] if r["upstream"] == upstream]
         for lib, threads in sorted({(r["lib"], r["threads"]) for r in rows}):
             mine = sorted(
@@ -134,27 +131,54 @@ def _scale(results: dict[str, Any]) -> Any:
                 color=COLORS.get(lib),
                 label=f"{_label(lib)}, {threads} thread(s)/process",
             )
-        ax.set_title(f"One shared Redis circuit, upstream {upstream}")
+        ax.set_title(f"One circuit shared through Redis, upstream {upstream}")
         ax.set_xlabel("processes")
-        ax.set_ylabel("calls per second, all processes")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for backend, d in circuits.items():
-        ax = axes.pop(0)
-        key, scale, unit = (
-            ("per_ping", 1, "time per call in PINGs")
-            if backend == "redis"
-            else ("overhead_ns", 1000, "overhead µs per call")
-        )
-        xs = [r["circuits"] for r in d["circuits"]]
-        ax.plot(xs, [r[key]["median"] / scale for r in d["circuits"]], marker="o", label="circuits")
-        ax.set_xscale("log")
-        ax.set_xlabel("circuits called round-robin (log)")
-        ax.set_ylabel(unit)
-        ax.set_title(f"Ours: cost vs number of circuits ({backend})")
+        ax.set_ylabel("calls per second, all processes (higher is better)")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax, kind, xlabel, xkey in (
+        (axes[1][0], "circuits", "circuits called round-robin (log)", "circuits"),
+        (axes[1][1], "windows", "failure-rate window, seconds (log)", "window_seconds"),
+    ):
+        _cost_panel(ax, circuits, kind, xkey)
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"Ours: ok-path cost vs {kind} (flat is good)")
+    figure.tight_layout()
     return figure
+
+
+def _cost_panel(ax: Any, circuits: dict[str, Any], kind: str, xkey: str) -> None:
+    """Memory overhead (µs, left axis) and Redis cost (PINGs, right axis) on one log x axis."""
+    handles = []
+    if "memory" in circuits:
+        rows = circuits["memory"][kind]
+        handles += ax.plot(
+            [r[xkey] for r in rows],
+            [r["overhead_ns"]["median"] / 1000 for r in rows],
+            marker="o",
+            color=COLORS[OURS],
+            label="memory: overhead µs (left)",
+        )
+        ax.set_ylabel("µs above a bare call")
+        ax.set_ylim(bottom=0)
+    if "redis" in circuits:
+        right = ax.twinx()
+        rows = circuits["redis"][kind]
+        handles += right.plot(
+            [r[xkey] for r in rows],
+            [r["per_ping"]["median"] for r in rows],
+            marker="s",
+            linestyle="--",
+            color="#762a83",
+            label="Redis: time in PINGs (right)",
+        )
+        right.set_ylabel("time per call in PINGs")
+        right.set_ylim(bottom=0)
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    if handles:
+        ax.legend(handles=handles, fontsize=7, loc="lower right")
 
 
 def _stampede(results: dict[str, Any]) -> Any:
@@ -178,6 +202,10 @@ def _stampede(results: dict[str, Any]) -> Any:
             series[lib] = values
         _bars(ax, [f"{p} processes" for p in procs], series)
         ax.set_title(f"{title}\nmedian, min-max of {data['rounds']} rounds")
+        if key == "opened":
+            ax.axhline(1, color="red", linestyle=":", label="target")
+        else:
+            ax.axhline(data["threshold"], color="gray", linestyle=":", label="threshold")
         ax.legend(fontsize=8)
     return figure
 
@@ -203,7 +231,7 @@ def _propagation_admin(results: dict[str, Any]) -> Any:
                     and r["seconds"] is not None  # never applied: no bar (the table says so)
                 )
                 values.append((v[len(v) // 2], v[0], v[-1]) if v else (float("nan"),) * 3)
-            series[f"{count} workers, {policies} policies"] = values
+            series[f"{count} workers, {policies} policies in table"] = values
         _bars(left, actions, series)
         left.axhline(prop["refresh_seconds"], color="red", linestyle=":", label="target")
         left.set_title("Seconds until every worker applied an action")
