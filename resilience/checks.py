@@ -169,6 +169,26 @@ def _value_errors(conf: dict[str, Any]) -> list[Error]:
     return errors
 
 
+def _backend_errors() -> list[Error]:
+    """Build the backend once (no network I/O) so that bad OPTIONS fail here, not at a call."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from resilience.backends import build_backend
+    from resilience.sanitize import redact
+
+    try:
+        build_backend().close()
+    except ImproperlyConfigured as exc:
+        return [
+            _error(
+                redact(str(exc))[:500],
+                "Check RESILIENCE['BACKEND'] and RESILIENCE['OPTIONS'] (docs/settings.md).",
+                "E002",
+            )
+        ]
+    return []
+
+
 @register(Tags.compatibility)
 def check_settings(app_configs=None, **kwargs) -> list[Error | Warning]:
     raw = getattr(django_settings, "RESILIENCE", {})
@@ -211,6 +231,7 @@ def check_settings(app_configs=None, **kwargs) -> list[Error | Warning]:
             )
         )
     else:
+        errors += _backend_errors()
         if backend == MEMORY_BACKEND and not django_settings.DEBUG:
             errors.append(
                 Warning(

@@ -268,6 +268,33 @@ class BreakerPolicy(models.Model):
         registry.invalidate(name)
         transaction.on_commit(lambda: registry.invalidate(name), robust=True)
 
+    def clean_fields(self, exclude=None) -> None:
+        """Like Django's, but inf, 1e400 or "" in a number field is a form error, not a crash."""
+        exclude = set(exclude or ())
+        errors: dict[str, list[str]] = {}
+        for field in self._meta.concrete_fields:
+            if field.name in exclude or not isinstance(
+                field, models.IntegerField | models.FloatField
+            ):
+                continue
+            value = getattr(self, field.attname)
+            if value is None:  # Django reports a missing required value itself
+                continue
+            try:
+                if value in field.empty_values:  # "" or [] is never a number (forms send None)
+                    raise TypeError
+                field.to_python(value)
+            except ValidationError as exc:
+                errors[field.name] = exc.messages
+            except (OverflowError, TypeError, ValueError):
+                errors[field.name] = [_("Enter a finite number within the allowed range.")]
+        try:
+            super().clean_fields(exclude=exclude | set(errors))
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+        if errors:
+            raise ValidationError(errors)
+
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         recovery, max_recovery = self.recovery_timeout, self.max_recovery_timeout

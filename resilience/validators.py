@@ -12,12 +12,12 @@ from django.utils.translation import gettext_lazy as _
 
 # Letters, digits and ``. _ : -``: enough for "payments-api" and "http:api.example.com:443",
 # and nothing that could break a Redis key, a hash tag ({}), a glob (*) or a header line.
-CIRCUIT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}$")
-DOTTED_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+CIRCUIT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}")  # use fullmatch, never match
+DOTTED_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 def validate_circuit_name(value: str) -> None:
-    if not isinstance(value, str) or not CIRCUIT_NAME_RE.match(value):
+    if not isinstance(value, str) or not CIRCUIT_NAME_RE.fullmatch(value):
         raise ValidationError(
             _(
                 "A circuit name is 1 to 100 characters: letters, digits, '.', '_', ':' and '-', "
@@ -44,7 +44,7 @@ def split_lines(value: str) -> list[str]:
 def validate_exception_paths(value: str) -> None:
     errors = []
     for path in split_lines(value):
-        if not DOTTED_PATH_RE.match(path) or len(path) > 200:
+        if len(path) > 200 or not DOTTED_PATH_RE.fullmatch(path):
             errors.append(
                 ValidationError(
                     _("%(path)s is not a dotted path such as requests.exceptions.Timeout."),

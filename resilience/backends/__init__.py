@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from resilience.backends.base import Backend
 
-__all__ = ["get_backend", "reset_backend"]
+__all__ = ["build_backend", "get_backend", "reset_backend"]
 
 _lock = threading.Lock()
 _backend: Backend | None = None
@@ -21,7 +21,7 @@ def get_backend() -> Backend:
         return backend
     with _lock:
         if _backend is None:
-            _set(_build())
+            _set(build_backend())
         return _backend  # type: ignore[return-value]
 
 
@@ -38,7 +38,8 @@ def _set(backend: Backend | None) -> None:
         old.close()
 
 
-def _build() -> Backend:
+def build_backend() -> Backend:
+    """A new backend from the current settings (``ImproperlyConfigured`` if they are wrong)."""
     # Imported here so that base/memory stay importable without configured Django settings.
     from django.core.exceptions import ImproperlyConfigured
     from django.utils.module_loading import import_string

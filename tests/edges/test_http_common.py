@@ -31,7 +31,7 @@ def test_host_circuit_names(scheme, host, port, expected):
 )
 def test_hostile_hosts_still_give_valid_distinct_names(host):
     name = host_circuit("http", host, None)
-    assert CIRCUIT_NAME_RE.match(name)
+    assert CIRCUIT_NAME_RE.fullmatch(name)
     assert name.startswith("http:")
     assert name != host_circuit("http", host + "x", None)
 

@@ -57,14 +57,6 @@ def test_full_clean_names_the_field(field, value):
     assert all(message.strip() for message in info.value.message_dict[field])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BreakerPolicy.full_clean() crashes instead of raising ValidationError: OverflowError "
-    "for infinity in an integer field or an int too large for a float field (Django's "
-    "to_python does not catch it), ValueError/TypeError for '' or [] in the nullable "
-    "alert_cooldown_seconds (blank, so clean_fields skips it; validate_constraints then "
-    "fails to convert it)",
-)
 @pytest.mark.parametrize(("field", "value"), CRASHING)
 def test_full_clean_never_crashes(field, value):
     with pytest.raises(ValidationError) as info:
@@ -184,12 +176,6 @@ BAD_OPTIONS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checks.py only imports RESILIENCE['BACKEND'] and never validates OPTIONS: a class that "
-    "is not a Backend or invalid Redis options pass `manage.py check`, then raise "
-    "ImproperlyConfigured at the first protected call",
-)
 @pytest.mark.parametrize("options", BAD_OPTIONS.values(), ids=BAD_OPTIONS.keys())
 def test_invalid_backend_options_fail_the_system_check(settings, options):
     options = {"url": "redis://127.0.0.1:1/0", **options}
@@ -239,11 +225,6 @@ def test_bad_circuit_names_are_rejected_clearly(name):
     assert not BreakerPolicy.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validators.CIRCUIT_NAME_RE ends with '$', which also matches before a trailing "
-    "newline: 'payments\\n' is accepted as a circuit name (use \\Z or re.fullmatch)",
-)
 @pytest.mark.parametrize("name", ["payments\n", "a\n"])
 def test_trailing_newline_is_rejected(name):
     with pytest.raises(ValueError, match="invalid circuit name"):
