@@ -47,7 +47,7 @@ def initial_status(event: CircuitEvent, policy: BreakerPolicy) -> str:
     """
     earlier = CircuitEvent.objects.filter(
         circuit=event.circuit, alert_status__in=ANNOUNCED, created_at__lte=event.created_at
-    )
+    ).exclude(pk=event.pk)
     if event.kind == EventKind.OPENED:
         if not policy.alert_on_open:
             return AlertStatus.NONE

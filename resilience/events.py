@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from resilience import alerts, delivery, signals
@@ -228,12 +228,20 @@ def _store(item: _Item, policy: BreakerPolicy | None, **overrides: Any) -> Circu
         created_at=_datetime(t.at_ms),
         **values,
     )
-    # Decided before the write transaction: on SQLite a transaction that reads and then writes
-    # cannot wait for another writer (its lock upgrade fails at once with "database is locked").
-    event.alert_status = alerts.initial_status(event, policy or _default(t.circuit))
+    rules = policy or _default(t.circuit)
     try:
         with transaction.atomic():
+            if policy is not None and connection.features.has_select_for_update:
+                # One alert decision per circuit at a time: two processes storing openings of
+                # the same circuit (e.g. both on ON_BACKEND_ERROR="local") cannot both alert.
+                list(BreakerPolicy.objects.select_for_update().filter(pk=policy.pk).values("pk"))
+            # Write first, decide after: SQLite then serialises the decision too (a transaction
+            # that reads before writing fails at once with "database is locked" instead).
             event.save()
+            status = alerts.initial_status(event, rules)
+            if status != AlertStatus.NONE:
+                event.alert_status = status
+                event.save(update_fields=["alert_status"])
     except IntegrityError:  # another process stored the same transition a moment ago
         return None
     return event
