@@ -141,24 +141,22 @@ def _is_smtp(exc: BaseException) -> bool:
 
 
 def dispatch(event_id: int) -> bool:
-    """Hand one pending alert to its delivery (Celery, or send here); False: try again later."""
+    """Hand one pending alert to its delivery (Celery, or send here).
+
+    False or an exception (broker down, Celery missing): the alert stays pending, try later.
+    """
     if conf.ALERTS["DELIVERY"] == "sync":
         return deliver(event_id) != RETRY
-    try:
-        from resilience.tasks import send_alert
+    from resilience.tasks import send_alert
 
-        send_alert.apply_async(
-            (event_id,),
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
-            soft_time_limit=send_budget(),
-            time_limit=send_budget() + 5,
-        )
-    except Exception as exc:  # broker down, Celery missing: the sweeper publishes it later
-        logger.warning(
-            "resilience: could not queue the alert of event %s: %s", event_id, describe_error(exc)
-        )
-        return False
+    # Raises when the broker is down (after PUBLISH_RETRY_POLICY): the caller retries later.
+    send_alert.apply_async(
+        (event_id,),
+        retry=True,
+        retry_policy=PUBLISH_RETRY_POLICY,
+        soft_time_limit=send_budget(),
+        time_limit=send_budget() + 5,
+    )
     return True
 
 

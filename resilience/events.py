@@ -112,7 +112,9 @@ def record_action(
     _seen.add(circuit)
     reason = str(reason or "")[:REASON_MAX]
     actor_id = getattr(actor, "pk", None)
-    _log(circuit, kind, transition, "", actor, reason)
+    # State changes are WARNINGs; a policy edit is routine.
+    level = logging.INFO if kind == EventKind.POLICY_CHANGED else logging.WARNING
+    _log(circuit, kind, transition, "", actor, reason, level)
     policy = BreakerPolicy.objects.filter(name=circuit).first()
     if transition is None:
         event = _new_event(
@@ -293,8 +295,9 @@ def _log(
     error: str,
     actor: Any,
     reason: str,
+    level: int = logging.WARNING,
 ) -> None:
-    """One WARNING per transition (or manual action), by the process that performed it."""
+    """One log line per transition or manual action, by the process that performed it."""
     circuit = one_line(circuit, 100)
     head = f"Circuit {circuit} {kind}"
     details = []
@@ -311,7 +314,7 @@ def _log(
     if error:
         details.append(f"last error: {error}")
     message = "; ".join([head, *details])
-    logger.warning("%s", message, extra={"circuit": circuit, "event_kind": kind})
+    logger.log(level, "%s", message, extra={"circuit": circuit, "event_kind": kind})
 
 
 # --- background threads ----------------------------------------------------------------------
@@ -333,8 +336,8 @@ def _write(items: list[_Item]) -> list[_Item]:
             _store_and_notify(circuit, group, _dispatcher.put)
         except Exception as exc:  # database down: the transitions also wait in the outbox
             failed.extend(group)
-            logger.warning(
-                "resilience: cannot store %d event(s) of %s yet: %s",
+            _writer.warn(
+                "resilience: cannot store %d event(s) of %s yet, retrying: %s",
                 len(group),
                 circuit,
                 describe_error(exc),
@@ -350,9 +353,11 @@ def _dispatch(event_ids: list[int]) -> list[int]:
 def _dispatch_now(event_id: int) -> bool:
     try:
         return delivery.dispatch(event_id)
-    except Exception as exc:  # database trouble while sending (sync delivery): try again later
-        logger.warning(
-            "resilience: cannot dispatch the alert of event %s: %s", event_id, describe_error(exc)
+    except Exception as exc:  # broker down, or database trouble while sending: try again later
+        _dispatcher.warn(
+            "resilience: cannot dispatch the alert of event %s yet: %s",
+            event_id,
+            describe_error(exc),
         )
         return False
 
@@ -363,5 +368,5 @@ _dispatcher = BackgroundQueue("alerts", _dispatch, on_idle=_close_connections)
 
 
 @atexit.register
-def _drain_at_exit() -> None:
+def _flush_at_exit() -> None:
     flush(timeout=2.0)

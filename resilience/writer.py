@@ -72,7 +72,7 @@ class BackgroundQueue:
             with self._idle:
                 self._unfinished -= 1
                 self._idle.notify_all()
-            self._warn("%s queue is full; an item is left to the sweeper", self.name)
+            self.warn("%s queue is full; an item is left to the sweeper", self.name)
             return False
         return True
 
@@ -149,7 +149,7 @@ class BackgroundQueue:
                 failed = list(self.handler(items))
             except Exception as exc:
                 failed = items
-                self._warn(
+                self.warn(
                     "%s: %d item(s) failed, will retry: %s",
                     self.name,
                     len(items),
@@ -170,7 +170,8 @@ class BackgroundQueue:
                     logger.debug("%s idle hook failed", self.name, exc_info=True)
             self._done(new)
 
-    def _warn(self, msg: str, *args: Any) -> None:
+    def warn(self, msg: str, *args: Any) -> None:
+        """A WARNING on logger ``resilience``, at most once per minute per queue."""
         now = time.monotonic()
         if now - self._last_log >= LOG_EVERY_SECONDS:
             self._last_log = now
