@@ -27,32 +27,27 @@ def _log(message: str, started: float) -> None:
 
 
 def _meta(size_name: str, argv: list[str]) -> dict[str, Any]:
+    import resilience
     from benchmarks.peers import DISTRIBUTIONS, version
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=harness.ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    import resilience
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(["git", *args], cwd=harness.ROOT, capture_output=True, text=True)
+        except OSError:
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
 
+    # BENCH_COMMIT: set when the run measures an export (git archive) of a commit, no .git.
+    commit = os.environ.get("BENCH_COMMIT") or git("rev-parse", "--short", "HEAD") or "unknown"
     source = Path(resilience.__file__).resolve().parent
-    if source.is_relative_to(harness.ROOT):
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "resilience"],
-            cwd=harness.ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        code = "this checkout, with uncommitted changes" if dirty else "this checkout, as committed"
-    else:
+    if source != harness.ROOT / "resilience":
         code = f"a copy at {source}"
+    elif not (harness.ROOT / ".git").exists():
+        code = f"a clean export of commit {commit}"
+    elif git("status", "--porcelain", "--", "resilience"):
+        code = "this checkout, with uncommitted changes"
+    else:
+        code = "this checkout, as committed"
     redis_version = ""
     if shutil.which("redis-server"):
         out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
@@ -69,7 +64,7 @@ def _meta(size_name: str, argv: list[str]) -> dict[str, Any]:
         "command": " ".join(["benchmarks/run.sh", *argv]),
         "size": size_name,
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit or "unknown",
+        "commit": commit,
         "code": code,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

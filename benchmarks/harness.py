@@ -71,8 +71,8 @@ def setup_django(state_dir: Path | None = None, *, migrate: bool = False) -> Non
     if state_dir is not None:
         os.environ["BENCH_STATE_DIR"] = str(state_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:  # appended: never shadow the code being measured
+        sys.path.append(str(ROOT))
     import django
 
     django.setup()
@@ -124,8 +124,8 @@ def outages() -> int:
 
 def redis_server() -> Any:
     """A private ``redis-server`` on a free loopback port (never the system one on 6379)."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:  # appended: never shadow the code being measured
+        sys.path.append(str(ROOT))
     from tests.support.redisproc import RedisProcess
 
     return RedisProcess()

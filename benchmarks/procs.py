@@ -54,11 +54,12 @@ class Workers:
             raise RuntimeError(f"a worker did not reach the barrier: {self._errors()}") from exc
 
     def get(self, timeout: float = START_TIMEOUT) -> Any:
-        """The next message from any worker; a worker's error is raised here."""
+        """The next message from any worker; a worker's error is raised here (RuntimeError),
+        silence for ``timeout`` seconds as TimeoutError."""
         try:
             message = self.outbox.get(timeout=timeout)
         except queue_module.Empty:
-            raise RuntimeError(f"no message from the workers in {timeout}s") from None
+            raise TimeoutError(f"no message from the workers in {timeout:.1f}s") from None
         if message[0] == "error":
             raise RuntimeError(f"worker {message[1]} failed: {message[2]}")
         return message

@@ -53,7 +53,7 @@ class _Statuses:
                 return None
             try:
                 _, index, status, at = self.workers.get(timeout=left)
-            except RuntimeError:
+            except TimeoutError:
                 return None
             self.last[index] = (status, at)
         return max(at for _, at in self.last.values()) - since if self.last else None
