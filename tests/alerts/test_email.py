@@ -129,3 +129,14 @@ def test_a_claimed_alert_is_never_sent_twice_until_the_claim_is_stale(smtp):
     assert events.drain() == 1  # stale claim: the sweeper re-sends
     assert delivery.deliver(event.pk) == delivery.SKIPPED
     assert len(smtp.settle(quiet=0.3)) == 1
+
+
+def test_admin_link_is_a_path_without_a_site_url(settings):
+    from resilience.alerts import admin_url, message_id
+
+    settings.RESILIENCE = {**settings.RESILIENCE, "ALERTS": {"DELIVERY": "sync"}}
+    policy = BreakerPolicyFactory(name="pay", failure_threshold=3, alert_on_open=False)
+    open_circuit("pay")
+    event = opened_event("pay")
+    assert admin_url(event) == f"/admin/resilience/breakerpolicy/{policy.pk}/change/"
+    assert message_id(event).startswith(f"<resilience.event.{event.pk}.")
