@@ -16,112 +16,14 @@ the circuit trips in shared state. Guarantees checked (docs/reliability.md):
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
-from resilience.models import CircuitEvent
-from tests.factories import BreakerPolicyFactory
-from tests.faults.load import Load, Result
+from tests.faults.scenario import MARGIN, SOCKET_TIMEOUT, assert_survived, run_scenario
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-SOCKET_TIMEOUT = 0.25
-REPROBE = 0.25
-# Two shared CPU cores run the workers, redis-server, the proxy and pytest: scheduling noise.
-MARGIN = 0.15
-RECOVERY = REPROBE + SOCKET_TIMEOUT + 0.6
-THRESHOLD = 3
-# A known RedisBackend bug, reproduced deterministically (xfail) in test_backend_errors.py: a
-# timeout in one thread closes the connections other threads are reading. Remove with its fix.
-KNOWN_BUG = ("I/O operation on closed file", "'NoneType' object has no attribute 'readline'")
-
-
-@dataclass
-class Run:
-    result: Result
-    fault: float
-    heal: float
-    trip: float
-
-
-def settings_for(url: str, **options) -> dict:
-    return {
-        "BACKEND": "resilience.backends.redis.RedisBackend",
-        "OPTIONS": {
-            "url": url,
-            "prefix": f"f{uuid.uuid4().hex[:8]}",
-            "socket_timeout": SOCKET_TIMEOUT,
-            "reprobe_interval": REPROBE,
-            "log_interval": 0.5,
-            **options,
-        },
-        "ON_BACKEND_ERROR": "local",
-        "POLICY_REFRESH_SECONDS": 0.5,
-    }
-
-
-def run_scenario(
-    tmp_path,
-    url: str,
-    inject: Callable[[], None],
-    heal: Callable[[], None],
-    fault_seconds: float = 1.2,
-) -> Run:
-    circuit = "faulty-upstream"
-    BreakerPolicyFactory(name=circuit, failure_threshold=THRESHOLD, recovery_timeout=60)
-    with Load(tmp_path, settings_for(url), circuit) as load:
-        time.sleep(0.4)
-        fault = time.time()
-        inject()
-        time.sleep(fault_seconds)
-        healed = time.time()
-        heal()
-        time.sleep(RECOVERY + 0.3)
-        trip = time.time()
-        load.fail(True)
-        time.sleep(0.8)
-        result = load.stop()
-    return Run(result, fault, healed, trip)
-
-
-def assert_survived(run: Run, *, degraded: bool, bound: float = SOCKET_TIMEOUT + MARGIN) -> None:
-    result = run.result
-    leaks = [leak for leak in result.leaks if not any(bug in leak for bug in KNOWN_BUG)]
-    assert leaks == [], f"{len(leaks)} errors reached callers, e.g. {leaks[0]}"
-    assert result.outcomes(run.fault, run.heal).get("ok", 0) > 50  # callers kept working
-    slowest = result.slowest()
-    assert slowest <= bound, f"a protected call took {slowest:.3f}s (bound {bound:.3f}s)"
-
-    during = result.degraded_during(run.fault, run.heal + 0.05)
-    assert during == [degraded] * len(during), during
-    assert result.degraded_during(0, run.fault) == [False] * len(during), result.reasons
-    for recovered in result.recovered_at(run.heal):
-        assert recovered is not None and recovered <= run.heal + RECOVERY, (
-            recovered and recovered - run.heal
-        )
-
-    # Shared state again: the processes failing together make exactly one "opened".
-    after = result.transitions(since=run.trip)
-    assert [t[1] for t in after] == ["opened"], after
-    opened_ms = after[0][2]
-    admitted_late = [c for c in result.between(opened_ms / 1000 + 0.003, 1e12) if c[2] == 1]
-    assert admitted_late == [], f"{len(admitted_late)} calls admitted after the circuit opened"
-    assert result.outcomes(run.trip).get("rejected", 0) > 0
-
-    # Every transition handed over by any process is stored exactly once.
-    ids = [t[0] for t in result.transitions()]
-    assert len(ids) == len(set(ids)), Counter(ids).most_common(3)
-    stored = list(
-        CircuitEvent.objects.filter(transition_id__isnull=False).values_list(
-            "transition_id", flat=True
-        )
-    )
-    assert sorted(stored) == sorted(ids)
 
 
 def test_connection_refused(tmp_path, proxy):

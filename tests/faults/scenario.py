@@ -1,0 +1,112 @@
+"""Scenario machinery shared by the fault tests: settings, phases, and what must hold."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from resilience.models import CircuitEvent
+from tests.factories import BreakerPolicyFactory
+from tests.faults.load import Load, Result
+
+SOCKET_TIMEOUT = 0.25
+REPROBE = 0.25
+# Two shared CPU cores run the workers, redis-server, the proxy and pytest: scheduling noise.
+MARGIN = 0.15
+RECOVERY = REPROBE + SOCKET_TIMEOUT + 0.6
+THRESHOLD = 3
+# A known RedisBackend bug, reproduced deterministically (xfail) in test_backend_errors.py: a
+# timeout in one thread closes the connections other threads are reading. Remove with its fix.
+KNOWN_BUG = ("I/O operation on closed file", "'NoneType' object has no attribute 'readline'")
+
+
+@dataclass
+class Run:
+    result: Result
+    fault: float
+    heal: float
+    trip: float
+
+
+def settings_for(url: str, **options: object) -> dict:
+    return {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        "OPTIONS": {
+            "url": url,
+            "prefix": f"f{uuid.uuid4().hex[:8]}",
+            "socket_timeout": SOCKET_TIMEOUT,
+            "reprobe_interval": REPROBE,
+            "log_interval": 0.5,
+            **options,
+        },
+        "ON_BACKEND_ERROR": "local",
+        "POLICY_REFRESH_SECONDS": 0.5,
+    }
+
+
+def run_scenario(
+    tmp_path,
+    url: str,
+    inject: Callable[[], None],
+    heal: Callable[[], None],
+    fault_seconds: float = 1.2,
+    **options: object,
+) -> Run:
+    """Warm up, ``inject()``, wait, ``heal()`` (the fault is over when it returns), trip."""
+    circuit = "faulty-upstream"
+    BreakerPolicyFactory(name=circuit, failure_threshold=THRESHOLD, recovery_timeout=60)
+    with Load(tmp_path, settings_for(url, **options), circuit) as load:
+        time.sleep(0.4)
+        fault = time.time()
+        inject()
+        time.sleep(fault_seconds)
+        heal()
+        healed = time.time()
+        time.sleep(RECOVERY + 0.3)
+        trip = time.time()
+        load.fail(True)
+        time.sleep(0.8)
+        result = load.stop()
+    return Run(result, fault, healed, trip)
+
+
+def assert_survived(
+    run: Run, *, degraded: bool | None, bound: float = SOCKET_TIMEOUT + MARGIN
+) -> None:
+    """The guarantees of the module docstring; ``degraded=None``: either is fine in the fault."""
+    result = run.result
+    leaks = [leak for leak in result.leaks if not any(bug in leak for bug in KNOWN_BUG)]
+    assert leaks == [], f"{len(leaks)} errors reached callers, e.g. {leaks[0]}"
+    assert result.outcomes(run.fault, run.heal).get("ok", 0) > 50  # callers kept working
+    slowest = result.slowest()
+    assert slowest <= bound, f"a protected call took {slowest:.3f}s (bound {bound:.3f}s)"
+
+    during = result.degraded_during(run.fault, run.heal + 0.05)
+    if degraded is not None:
+        assert during == [degraded] * len(during), during
+    assert result.degraded_during(0, run.fault) == [False] * len(during), result.reasons
+    for recovered in result.recovered_at(run.heal):
+        assert recovered is not None and recovered <= run.heal + RECOVERY, (
+            recovered and recovered - run.heal
+        )
+
+    # Shared state again: the processes failing together make exactly one "opened".
+    after = result.transitions(since=run.trip)
+    assert [t[1] for t in after] == ["opened"], after
+    opened_ms = after[0][2]
+    admitted_late = [c for c in result.between(opened_ms / 1000 + 0.003, 1e12) if c[2] == 1]
+    assert admitted_late == [], f"{len(admitted_late)} calls admitted after the circuit opened"
+    assert result.outcomes(run.trip).get("rejected", 0) > 0
+
+    # Every transition handed over by any process is stored exactly once.
+    ids = [t[0] for t in result.transitions()]
+    assert len(ids) == len(set(ids)), Counter(ids).most_common(3)
+    stored = list(
+        CircuitEvent.objects.filter(transition_id__isnull=False).values_list(
+            "transition_id", flat=True
+        )
+    )
+    assert sorted(stored) == sorted(ids)
