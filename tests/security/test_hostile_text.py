@@ -133,9 +133,14 @@ def test_every_admin_page_escapes_and_redacts(hostile):
     assert "&lt;script&gt;" in change  # the description is shown, escaped
 
 
+@pytest.mark.urls("tests.edges.urls")
 def test_health_json_never_carries_error_text(hostile, client):
     for headers in ({}, {"Authorization": f"Bearer {HEALTH_TOKEN}"}):
         response = client.get("/resilience/health/", headers=headers)
+        assert response.status_code == 200 and response.json()["status"] == "healthy"
         text = response.content.decode()
         assert_clean(text, f"health {headers}")
         assert "UpstreamExploded" not in text
+        if not headers:
+            assert response.json() == {"status": "healthy"}  # anonymous: the status only
+    assert "hostile" in text  # the token holder saw the circuit detail, and nothing more
