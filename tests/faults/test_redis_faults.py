@@ -16,12 +16,21 @@ the circuit trips in shared state. Guarantees checked (docs/reliability.md):
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 
-from tests.faults.scenario import MARGIN, SOCKET_TIMEOUT, assert_survived, run_scenario
+from resilience import circuit_breaker
+from tests.faults.scenario import (
+    MARGIN,
+    RECOVERY,
+    SOCKET_TIMEOUT,
+    assert_survived,
+    run_scenario,
+    settings_for,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -109,3 +118,21 @@ def test_keys_deleted_and_evicted(tmp_path, proxy, admin_redis):
     run = run_scenario(tmp_path, proxy.url(), start, heal)
     assert_survived(run, degraded=False)
     assert admin_redis.info("stats")["evicted_keys"] > 0
+
+
+@pytest.mark.urls("tests.edges.urls")
+def test_health_endpoint_reports_the_outage_and_the_recovery(settings, proxy, client):
+    settings.RESILIENCE = settings_for(proxy.url())
+    call = circuit_breaker("probed")(lambda: "ok")
+    assert call() == "ok"
+    assert client.get("/resilience/health/").status_code == 200
+    proxy.refuse()
+    assert call() == "ok"
+    response = client.get("/resilience/health/")
+    assert response.status_code == 503 and response.json() == {"status": "degraded"}
+    proxy.heal()
+    healed = time.monotonic()
+    while client.get("/resilience/health/").status_code != 200:
+        assert time.monotonic() - healed < RECOVERY, "health still degraded"
+        assert call() == "ok"  # degraded calls schedule the re-probe
+        time.sleep(0.02)
