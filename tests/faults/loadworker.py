@@ -10,6 +10,7 @@ written as JSON to ``CONFIG["out"]`` when the control file says stop.
 from __future__ import annotations
 
 import json
+import random
 import sys
 import threading
 import time
@@ -50,11 +51,17 @@ def main(config_path: str) -> None:
 
     events.emit = recording_emit
 
-    @circuit_breaker(config["circuit"])
-    def upstream() -> str:
-        if control["fail"]:
-            raise UpstreamError("upstream is failing")
-        return "ok"
+    def protected(name: str) -> Any:
+        @circuit_breaker(name)
+        def upstream() -> str:
+            # "fail": True/False, or the probability that a call fails (the soak).
+            if random.random() < float(control["fail"]):  # noqa: S311 - not cryptography
+                raise UpstreamError("upstream is failing")
+            return "ok"
+
+        return upstream
+
+    upstreams = [protected(name) for name in config["circuits"]]
 
     def read_control() -> None:
         path = Path(config["control"])
@@ -80,6 +87,7 @@ def main(config_path: str) -> None:
         while not control["stop"]:
             started = time.time()
             t0 = time.perf_counter()
+            upstream = random.choice(upstreams)  # noqa: S311
             try:
                 upstream()
                 outcome = OK
@@ -96,7 +104,8 @@ def main(config_path: str) -> None:
             out.append([round(started, 4), round(time.perf_counter() - t0, 5), outcome])
             time.sleep(pace)
 
-    upstream()  # connect, load the scripts and the policy before saying ready
+    for upstream in upstreams:  # connect, load the scripts and the policies before "ready"
+        upstream()
     Path(config["ready"]).write_text("ready")
     threading.Thread(target=read_control, daemon=True).start()
     per_thread: list[list[list[float]]] = [[] for _ in range(config["threads"])]
@@ -105,7 +114,7 @@ def main(config_path: str) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    stored = events.flush(timeout=20)
+    stored = events.flush(timeout=60)
     get_backend().close()
     result = {
         "calls": [call for out in per_thread for call in out],

@@ -78,6 +78,7 @@ def assert_survived(
 ) -> None:
     """The guarantees of the module docstring; ``degraded=None``: either is fine in the fault."""
     result = run.result
+    assert result.unflushed == 0, "a worker could not store its events"
     leaks = [leak for leak in result.leaks if not any(bug in leak for bug in KNOWN_BUG)]
     assert leaks == [], f"{len(leaks)} errors reached callers, e.g. {leaks[0]}"
     assert result.outcomes(run.fault, run.heal).get("ok", 0) > 50  # callers kept working
