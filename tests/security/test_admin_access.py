@@ -17,6 +17,7 @@ from resilience import breaker, events
 from resilience.admin.live import policy_from_values
 from resilience.models import BreakerPolicy, CircuitEvent
 from tests.factories import BreakerPolicyFactory, UserFactory
+from tests.security.admin_forms import form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -64,22 +65,6 @@ def client_as(kind: str, **kwargs) -> Client:
             user.user_permissions.add(Permission.objects.get(codename=codename))
         client.force_login(user)
     return client
-
-
-def form_data(policy: BreakerPolicy, **changes) -> dict:
-    """A complete, valid change-form POST for ``policy`` with ``changes`` applied."""
-    data = {}
-    for field in BreakerPolicy._meta.concrete_fields:
-        if not field.editable or field.primary_key:
-            continue
-        value = getattr(policy, field.name)
-        if isinstance(value, bool):
-            if value:
-                data[field.name] = "on"
-        else:
-            data[field.name] = "" if value is None else value
-    data.pop("name", None)  # read-only on the change page
-    return {**data, **changes}
 
 
 def request_for(endpoint: str, policy: BreakerPolicy) -> tuple[str, dict]:

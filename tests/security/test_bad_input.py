@@ -7,13 +7,15 @@ import math
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.core.management.base import SystemCheckError
+from django.core.management.base import CommandError, SystemCheckError
 from django.db import DataError, IntegrityError, transaction
+from django.test import Client
 
 from resilience import CircuitOpenError, breaker, circuit_breaker, events
 from resilience.models import BOUNDS, BreakerPolicy, CircuitEvent
 from resilience.policies import registry
-from tests.factories import BreakerPolicyFactory
+from tests.factories import BreakerPolicyFactory, UserFactory
+from tests.security.admin_forms import form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -251,3 +253,48 @@ def test_only_valid_names_reach_redis(settings, redis_proc, admin_redis):
     assert keys == {f"names:v1:{{{name}}}:state" for name in good}
     for key in keys:  # one hash tag per key, exactly the circuit's name
         assert key.count("{") == key.count("}") == 1
+
+
+# --- the admin form and the command line ---------------------------------------------------------
+
+ADMIN_CASES = [
+    ("failure_threshold", "-1"),
+    ("failure_threshold", "1e9"),
+    ("failure_threshold", "abc"),
+    ("failure_threshold", "inf"),
+    ("recovery_timeout", "nan"),
+    ("recovery_timeout", "inf"),
+    ("recovery_timeout", "1e999"),
+    ("recovery_timeout", "0"),
+    ("max_recovery_timeout", "-3"),
+    ("window_seconds", "99999999999999999999"),
+    ("half_open_max_calls", "0"),
+    ("failure_rate_threshold", "101"),
+    ("backoff_multiplier", "0.5"),
+    ("alert_cooldown_seconds", "-1"),
+    ("mode", "bogus"),
+    ("alert_recipients", "ops@example.com\r\nBcc: victim@example.com"),
+    ("ignore_exceptions", "os.system"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), ADMIN_CASES)
+def test_admin_form_shows_a_field_error_and_saves_nothing(field, value, memory_backend):
+    policy = BreakerPolicyFactory(name="edited")
+    before = BreakerPolicy.objects.values().get(pk=policy.pk)
+    client = Client()
+    client.force_login(UserFactory(username="root", is_superuser=True))
+    url = f"/admin/resilience/breakerpolicy/{policy.pk}/change/"
+    response = client.post(url, form_data(policy, **{field: value}))
+    assert response.status_code == 200  # the form again, not a crash and not a redirect
+    errors = response.context["adminform"].form.errors
+    assert field in errors, errors
+    assert BreakerPolicy.objects.values().get(pk=policy.pk) == before
+
+
+@pytest.mark.parametrize("name", [BAD_NAMES["10kb"], BAD_NAMES["crlf-header"], "pay{ments}"])
+def test_command_line_rejects_bad_names_clearly(name):
+    with pytest.raises(CommandError) as info:
+        call_command("resilience", "reset", name)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400
