@@ -57,8 +57,8 @@ def acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
     if state.state == CLOSED:
         ticket = state.closed_ticket
         # Closed tickets carry no permit, so one immutable ticket serves a whole generation.
-        if ticket is None or ticket.generation != state.generation:
-            ticket = Ticket(state.circuit, True, CLOSED, state.generation)
+        if ticket is None or ticket.generation != state.generation or ticket.epoch != state.epoch:
+            ticket = Ticket(state.circuit, True, CLOSED, state.generation, epoch=state.epoch)
             state.closed_ticket = ticket
         return ticket
     transitions: tuple[Transition, ...] = ()
@@ -78,7 +78,13 @@ def acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
         permit = f"p{state.permit_seq}"
         permits[permit] = now_ms + policy.permit_ttl_ms
         return Ticket(
-            state.circuit, True, HALF_OPEN, state.generation, permit, transitions=transitions
+            state.circuit,
+            True,
+            HALF_OPEN,
+            state.generation,
+            permit,
+            transitions=transitions,
+            epoch=state.epoch,
         )
     return _reject(state, policy, min(permits.values(), default=now_ms) - now_ms, transitions)
 
@@ -96,6 +102,7 @@ def _reject(
         max(0, retry_after_ms),
         monitor,
         transitions,
+        state.epoch,
     )
 
 
@@ -111,8 +118,8 @@ def record(
     duration_ms: int,
 ) -> list[Transition]:
     """Count the outcome of an admitted call; returns the transitions it caused (0 or 1)."""
-    if ticket.generation != state.generation or not ticket.admitted:
-        return []  # a late result: it belongs to a circuit that has transitioned since
+    if not _current(state, ticket) or not ticket.admitted:
+        return []  # a late result: the circuit has transitioned (or been re-created) since
     failed = not success or (0 < policy.slow_call_ms < duration_ms)
     if state.state == CLOSED:
         return _record_closed(state, policy, now_ms, failed)
@@ -192,12 +199,11 @@ def record_successes(
     mirror it. Counts the batch at once when that cannot differ from one-by-one recording.
     """
     if state.state == CLOSED:
-        generation = state.generation
         count, shared = 0, state.closed_ticket
-        if shared is not None and shared.generation == generation:
+        if shared is not None and _current(state, shared):
             count = tickets.count(shared)  # C speed: the batch is mostly this one shared object
         if count != len(tickets):
-            count = sum(1 for t in tickets if t.generation == generation and t.admitted)
+            count = sum(1 for t in tickets if _current(state, t) and t.admitted)
         if not count:
             return []
         if state.bucket_ms != policy.bucket_ms:
@@ -218,9 +224,19 @@ def record_successes(
 
 def release(state: CircuitState, ticket: Ticket) -> bool:
     """Give back a half-open permit without an outcome; True if a live permit was returned."""
-    if ticket.permit is None or ticket.generation != state.generation:
+    if ticket.permit is None or not _current(state, ticket):
         return False
     return state.permits.pop(ticket.permit, None) is not None
+
+
+def _current(state: CircuitState, ticket: Ticket) -> bool:
+    """Whether ``ticket`` was issued by this circuit as it is now (same epoch and generation).
+
+    The generation alone is not enough: a store that lost the circuit (Redis emptied, keys
+    evicted) re-creates it under a new epoch with the generation back at 0, and permit ids
+    start again at ``p1``.
+    """
+    return ticket.generation == state.generation and ticket.epoch == state.epoch
 
 
 def reset(state: CircuitState, now_ms: int) -> list[Transition]:

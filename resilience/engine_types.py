@@ -70,11 +70,14 @@ class Policy:
 class Ticket:
     """The answer to ``acquire``: whether the call may run, and what to hand back to ``record``.
 
-    ``state``/``generation`` are the circuit's at acquire time; ``permit`` is the half-open trial
-    permit id (``None`` when closed or rejected); ``retry_after_ms`` is set on rejection;
-    ``monitor_rejected`` marks a monitor-mode call that enforced mode would have rejected (its
-    outcome is ignored); ``transitions`` are those the acquire itself performed (``half_opened``).
-    Closed tickets are shared between calls of one generation, hence frozen.
+    ``state``/``generation``/``epoch`` are the circuit's at acquire time (a result counts only
+    if both generation and epoch still match, so a circuit re-created under a new epoch after
+    its stored state was lost never counts a ticket of the old one; ``""`` = issued by no stored
+    circuit, never counted); ``permit`` is the half-open trial permit id (``None`` when closed
+    or rejected); ``retry_after_ms`` is set on rejection; ``monitor_rejected`` marks a
+    monitor-mode call that enforced mode would have rejected (its outcome is ignored);
+    ``transitions`` are those the acquire itself performed (``half_opened``). Closed tickets
+    are shared between calls of one generation, hence frozen.
     """
 
     circuit: str
@@ -85,6 +88,7 @@ class Ticket:
     retry_after_ms: int = 0
     monitor_rejected: bool = False
     transitions: tuple[Transition, ...] = ()
+    epoch: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +137,8 @@ class CircuitState:
     - ``state`` (str): ``closed`` | ``open`` | ``half_open``.
     - ``epoch`` (str): random id chosen when the state is first created; transition ids are
       ``"<epoch>:<generation>"`` so an emptied store never reissues an id.
-    - ``generation``: +1 on every transition; tickets carry it, results of older ones are ignored.
+    - ``generation``: +1 on every transition; tickets carry it (and the epoch), results of other
+      generations or epochs are ignored.
     - ``consecutive_failures``: counted failures in a row (closed and half-open); a counted
       success sets it to 0.
     - ``trips``: openings since the last full close (``closed``/``reset`` set it to 0); drives

@@ -11,7 +11,7 @@ from typing import Any
 from resilience import engine
 from resilience.backends.base import OUTBOX_MAX, Backend
 from resilience.clock import SystemClock
-from resilience.engine import CLOSED, CircuitState, Policy, Ticket, Transition
+from resilience.engine import CLOSED, OPEN, CircuitState, Policy, Ticket, Transition
 
 # Batched fast successes are counted under the lock once this many are waiting.
 FLUSH_AT = 256
@@ -68,7 +68,8 @@ class MemoryBackend(Backend):
         circuit = self._circuits.get(name) or self._circuit(name)
         state = circuit.state
         # A ticket read just before a concurrent transition carries the old generation, so its
-        # result is ignored as late: the lock-free read is linearisable.
+        # result is ignored as late: the lock-free read is linearisable. (A state's epoch never
+        # changes here, and the shared ticket carries it.)
         ticket = state.closed_ticket
         if ticket is not None and ticket.generation == state.generation:
             return ticket
@@ -143,6 +144,20 @@ class MemoryBackend(Backend):
             return
         with circuit.lock:
             engine.release(circuit.state, ticket)
+
+    def assume_open(self, name: str, open_until_ms: int) -> None:
+        """Start the not yet used circuit ``name`` open until ``open_until_ms``, silently.
+
+        For state known from elsewhere (the Redis backend's outage fallback): no transition is
+        made, since the opening was already reported where it happened; ``trips`` is 1 so that
+        a failed trial backs off, and the opening time is unknown (0).
+        """
+        circuit = self._circuit(name)
+        with circuit.lock:
+            state = circuit.state
+            state.state = OPEN
+            state.trips = 1
+            state.open_until_ms = open_until_ms
 
     def reset(self, name: str, policy: Policy) -> list[Transition]:
         circuit = self._circuit(name)

@@ -10,7 +10,12 @@ from django.core.exceptions import ImproperlyConfigured
 from resilience import engine
 from resilience.backends.base import OUTBOX_MAX, Backend
 from resilience.backends.memory import MemoryBackend
-from resilience.backends.redis_client import ERRORS, connect, script_source
+from resilience.backends.redis_client import (
+    ERRORS,
+    connect,
+    drop_idle_connections,
+    script_source,
+)
 from resilience.backends.redis_fallback import (
     ON_ERROR_CHOICES,
     FallbackTicket,
@@ -101,7 +106,7 @@ class RedisBackend(Backend):
         self._deferred = Deferred(self._flush_pending, self._refresh_seconds)
         self._outage = Outage(
             ping=self.client.ping,
-            make_fallback=lambda: MemoryBackend(clock=self.clock),
+            make_fallback=self._new_fallback,
             interval=self.reprobe_interval,
             log_interval=float(log_interval),
             where=self.where,
@@ -136,13 +141,15 @@ class RedisBackend(Backend):
     def _fail(self, exc: BaseException) -> None:
         """Enter (or stay in) degraded mode after a failed Redis call."""
         self._outage.trip(exc)
-        try:  # pooled sockets to a dead or hung server would each fail once more later
-            if self._cluster:
-                self.client.disconnect_connection_pools()
-            else:
-                self.client.connection_pool.disconnect()
-        except Exception:  # noqa: S110 - best effort; never raise from error handling
-            pass
+        drop_idle_connections(self.client, self._cluster)
+
+    def _new_fallback(self) -> MemoryBackend:
+        """The local state for an outage: circuits this process last saw open start open."""
+        fallback = MemoryBackend(clock=self.clock)
+        local_now, fallback_now = self._local_now(), self.clock.now_ms()
+        for name, until in self._open_cache.known_open(local_now):
+            fallback.assume_open(name, fallback_now + until - local_now)
+        return fallback
 
     def _on_error(self) -> str:
         mode = _setting("ON_BACKEND_ERROR", "local")
@@ -162,7 +169,7 @@ class RedisBackend(Backend):
         args = [
             now if self._injected_clock else "",
             name,
-            new_epoch() if pending else "",
+            new_epoch(),
             OUTBOX_MAX,
             policy.half_open_max_calls,
             policy.permit_ttl_ms,
@@ -170,25 +177,21 @@ class RedisBackend(Backend):
         ]
         try:
             raw = self._scripts["acquire"](keys=self._keys(name), args=args)
+            admitted, state, generation, permit, retry_after_ms, epoch = raw[:6]
+            transitions = tuple(Transition.from_json(t) for t in raw[6:])
         except ERRORS as exc:
             self._fail(exc)
             return self._degraded_acquire(name, policy)
-        admitted, state, generation, permit, retry_after_ms = raw[:5]
         if admitted:
+            if self._open_cache:
+                self._open_cache.discard(name)  # what this process knew is out of date
             if state == CLOSED:
-                return Ticket(name, True, CLOSED, generation)
-            transitions = tuple(Transition.from_json(t) for t in raw[5:])
-            return Ticket(name, True, state, generation, permit or None, transitions=transitions)
+                return Ticket(name, True, CLOSED, generation, epoch=epoch)
+            permit = permit or None
+            return Ticket(name, True, state, generation, permit, 0, False, transitions, epoch)
         monitor = policy.mode == MONITOR
         ticket = Ticket(
-            name,
-            monitor,
-            state,
-            generation,
-            None,
-            retry_after_ms,
-            monitor,
-            tuple(Transition.from_json(t) for t in raw[5:]),
+            name, monitor, state, generation, None, retry_after_ms, monitor, transitions, epoch
         )
         self._open_cache.put(name, policy, ticket, now, int(self._refresh_seconds() * 1000))
         return ticket
@@ -236,6 +239,7 @@ class RedisBackend(Backend):
             name,
             new_epoch(),
             OUTBOX_MAX,
+            ticket.epoch,
             ticket.generation,
             ticket.permit or "",
             1 if failed else 0,
@@ -244,10 +248,10 @@ class RedisBackend(Backend):
         ]
         try:
             raw = self._scripts["record"](keys=self._keys(name), args=args)
+            return [Transition.from_json(t) for t in raw]
         except ERRORS as exc:
             self._fail(exc)
             return []
-        return [Transition.from_json(t) for t in raw]
 
     @staticmethod
     def _policy_args(policy: Policy) -> list[Any]:
@@ -266,7 +270,7 @@ class RedisBackend(Backend):
         """Send deferred successes on their own (background thread, ``close()``)."""
         if self._outage.active:
             return
-        args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX, NEVER, "", 0]
+        args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX, "", NEVER, "", 0]
         args += self._policy_args(pending.policy) + self._pending_args(pending)
         try:
             self._scripts["record"](keys=self._keys(name), args=args)
@@ -286,7 +290,8 @@ class RedisBackend(Backend):
             return
         state_key = self._keys(ticket.circuit)[0]
         try:
-            self._scripts["release"](keys=[state_key], args=[ticket.generation, ticket.permit])
+            args = [ticket.epoch, ticket.generation, ticket.permit]
+            self._scripts["release"](keys=[state_key], args=args)
         except ERRORS as exc:
             self._fail(exc)
 
@@ -299,13 +304,14 @@ class RedisBackend(Backend):
         args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX, *self._pending_args(pending)]
         try:
             raw = self._scripts["reset"](keys=self._keys(name), args=args)
+            transitions = [Transition.from_json(t) for t in raw]
         except ERRORS as exc:
             self._fail(exc)
             return self._outage.current_fallback().reset(name, policy)
         if fallback is not None:  # keep this process's outage state in line, silently
             local = fallback.reset(name, policy)
             fallback.ack(name, [t.id for t in local])
-        return [Transition.from_json(t) for t in raw]
+        return transitions
 
     def snapshot(self, name: str, policy: Policy) -> dict[str, Any]:
         return self.snapshot_many({name: policy})[name]
@@ -331,7 +337,7 @@ class RedisBackend(Backend):
                 name: self._snapshot_one(name, policies[name], fields, now)
                 for name, fields in zip(names, hashes, strict=True)
             }
-        except (*ERRORS, ValueError) as exc:
+        except ERRORS as exc:
             self._fail(exc)
             return self._outage.current_fallback().snapshot_many(policies)
 
@@ -341,7 +347,7 @@ class RedisBackend(Backend):
         state = CircuitState.from_fields(name, fields) if fields else CircuitState(name, epoch="")
         pending = self._deferred.peek(name) if self._deferred else None
         if pending is not None:  # this process's deferred successes, as if already sent
-            ticket = Ticket(name, True, CLOSED, pending.generation)
+            ticket = Ticket(name, True, CLOSED, pending.generation, epoch=pending.epoch)
             local_now = None if self._injected_clock else monotonic_ms()
             for at, count in pending.pairs:
                 when = at if local_now is None else now - (local_now - at)

@@ -23,8 +23,13 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
 from resilience.backends.redis_fallback import redact_url
 
 LUA_DIR = Path(__file__).with_name("lua")
-# What a Redis call may raise: connection refused/reset/timeout, READONLY, OOM, a script error.
-ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+# What the backend catches around a Redis call (and the decoding of its reply): anything that
+# is an Exception. redis-py documents RedisError (refused/reset/timeout, READONLY, OOM, a script
+# error) and OSError, but a connection closed under a reader raises ValueError ("I/O operation
+# on closed file") or AttributeError ("'NoneType' object has no attribute 'readline'"), and a
+# garbled reply TypeError or ValueError: none of them may reach a protected call. BaseException
+# (KeyboardInterrupt, SystemExit, task cancellation) is not an error of Redis and goes through.
+ERRORS: tuple[type[BaseException], ...] = (Exception,)
 
 
 @cache
@@ -100,3 +105,23 @@ def connect(
     pool = client.connection_pool
     pool.connection_class(**pool.connection_kwargs)  # unknown options fail now, not per call
     return client, redact_url(url), secrets
+
+
+def drop_idle_connections(client: Any, cluster: bool) -> None:
+    """Close the pooled connections no thread is using; never raises.
+
+    After a failed call: redis-py has dropped the connection that failed, but idle ones may lead
+    to the same dead or hung server and would each fail once more after the outage. The ones in
+    use are left alone (each pool's lock keeps them apart): closing a socket another thread is
+    reading from makes redis-py raise ``ValueError``/``AttributeError`` in that thread.
+    """
+    try:
+        if cluster:
+            nodes = client.get_nodes()
+            pools = [n.redis_connection.connection_pool for n in nodes if n.redis_connection]
+        else:
+            pools = [client.connection_pool]
+        for pool in pools:
+            pool.disconnect(inuse_connections=False)
+    except Exception:  # noqa: S110 - best effort; never raise from error handling
+        pass

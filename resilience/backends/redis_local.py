@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from resilience.engine import MONITOR, Policy, Ticket
+from resilience.engine import MONITOR, OPEN, Policy, Ticket
 
 
 def monotonic_ms() -> int:
@@ -23,13 +23,16 @@ class OpenCache:
     (``POLICY_REFRESH_SECONDS`` after the rejection, so that a reset made by another process is
     seen in time), whichever comes first, and only for the policy it was computed with (a larger
     ``half_open_max_calls`` may admit at once). Times are in the backend's local milliseconds.
-    Any operation of this process on the circuit drops its entry.
+    Past ``fresh_until`` (or for another policy) the entry no longer answers but is kept, as
+    what this process last knew, until Redis answers again (``put``/``discard``) or the trial
+    time passes: an outage that starts right then still knows the circuit is open
+    (``known_open``). Any operation of this process on the circuit drops its entry.
     """
 
     __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[Policy, str, int, int, int, int]] = {}
+        self._entries: dict[str, tuple[Policy, str, str, int, int, int, int]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._entries)
@@ -38,21 +41,32 @@ class OpenCache:
         entry = self._entries.get(name)
         if entry is None:
             return None
-        cached_policy, state, generation, until, fresh_until, since = entry
-        if not (since <= now < until and now < fresh_until) or (
-            cached_policy is not policy and cached_policy != policy
-        ):
-            self._entries.pop(name, None)
+        cached_policy, state, epoch, generation, until, fresh_until, since = entry
+        if not since <= now < until:
+            self._entries.pop(name, None)  # the trial time has come (or the clock stepped back)
+            return None
+        if now >= fresh_until or (cached_policy is not policy and cached_policy != policy):
             return None
         monitor = policy.mode == MONITOR
-        return Ticket(name, monitor, state, generation, None, until - now, monitor)
+        return Ticket(name, monitor, state, generation, None, until - now, monitor, (), epoch)
 
     def put(self, name: str, policy: Policy, ticket: Ticket, now: int, refresh_ms: int) -> None:
         if ticket.retry_after_ms > 0 and refresh_ms > 0:
             until = now + ticket.retry_after_ms
             self._entries[name] = (
-                policy, ticket.state, ticket.generation, until, now + refresh_ms, now
+                policy, ticket.state, ticket.epoch, ticket.generation, until, now + refresh_ms,
+                now,
             )  # fmt: skip
+
+    def known_open(self, now: int) -> list[tuple[str, int]]:
+        """``(circuit, trial time)`` of every circuit last seen open whose trial is still ahead."""
+        # A copy: other threads put and pop entries meanwhile.
+        entries = self._entries.copy()
+        return [
+            (name, entry[4])
+            for name, entry in entries.items()
+            if entry[1] == OPEN and entry[6] <= now < entry[4]
+        ]
 
     def discard(self, name: str) -> None:
         self._entries.pop(name, None)
@@ -62,11 +76,12 @@ class OpenCache:
 
 
 class Pending:
-    """Deferred successes of one circuit: all of one closed generation and one policy."""
+    """Deferred successes of one circuit: all of one closed epoch and generation, one policy."""
 
-    __slots__ = ("created", "generation", "pairs", "policy")
+    __slots__ = ("created", "epoch", "generation", "pairs", "policy")
 
-    def __init__(self, generation: int, policy: Policy) -> None:
+    def __init__(self, epoch: str, generation: int, policy: Policy) -> None:
+        self.epoch = epoch
         self.generation = generation
         self.policy = policy
         self.pairs: list[list[int]] = []  # [time, count]; time as produced by the stamp
@@ -74,7 +89,7 @@ class Pending:
 
     def args(self, relative_to: int | None) -> list[Any]:
         """The ``apply_successes`` ARGV tail; ``relative_to`` (local ms) sends ages instead."""
-        out: list[Any] = [self.generation, self.policy.bucket_ms, len(self.pairs)]
+        out: list[Any] = [self.epoch, self.generation, self.policy.bucket_ms, len(self.pairs)]
         for at, count in self.pairs:
             out.append(at if relative_to is None else f"-{max(0, relative_to - at)}")
             out.append(count)
@@ -129,6 +144,8 @@ class Deferred:
             self._check_fork()
             pending = self._by_name.get(ticket.circuit)
             if pending is not None:
+                if ticket.epoch != pending.epoch:
+                    return False  # the circuit was re-created: let Redis sort out which is live
                 if ticket.generation < pending.generation:
                     return True  # a late result: the engine would ignore it too
                 if ticket.generation > pending.generation:
@@ -136,7 +153,9 @@ class Deferred:
                 elif pending.policy.bucket_ms != policy.bucket_ms:
                     return False  # the window changed width: flush in order, then this one
             if pending is None:
-                pending = self._by_name[ticket.circuit] = Pending(ticket.generation, policy)
+                pending = self._by_name[ticket.circuit] = Pending(
+                    ticket.epoch, ticket.generation, policy
+                )
             pairs = pending.pairs
             if pairs and pairs[-1][0] == at:
                 pairs[-1][1] += 1
@@ -178,7 +197,7 @@ class Deferred:
             pending = self._by_name.get(name)
             if pending is None:
                 return None
-            copy = Pending(pending.generation, pending.policy)
+            copy = Pending(pending.epoch, pending.generation, pending.policy)
             copy.pairs = [list(pair) for pair in pending.pairs]
             return copy
 

@@ -227,6 +227,25 @@ def test_a_success_that_could_trip_is_not_queued(backend):
     assert [t.kind for t in succeed(backend, "edge", policy)] == ["opened"]
 
 
+def test_tickets_of_another_store_or_a_closed_one_are_not_counted(backend, clock):
+    """Same circuit name, same generation, another epoch: a late result, also when queued."""
+    policy = Policy(failure_threshold=1)
+    other = MemoryBackend(clock=clock)
+    foreign = other.acquire("svc", policy)
+    own = backend.acquire("svc", policy)
+    assert own.epoch != foreign.epoch and own.generation == foreign.generation
+    assert backend.record(foreign, policy, False, 1) == []
+    backend.record(own, policy, True, 1)  # arms the lock-free success path
+    for _ in range(memory.FLUSH_AT + 1):
+        backend.record(foreign, policy, True, 1)
+    snap = backend.snapshot("svc", policy)
+    assert (snap["state"], snap["calls_in_window"]) == ("closed", 1)
+    backend.close()  # forgets every circuit: the next acquire starts a new epoch
+    assert backend.acquire("svc", policy).epoch != own.epoch
+    assert backend.record(own, policy, False, 1) == []
+    assert backend.snapshot("svc", policy)["state"] == "closed"
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_the_backend_agrees_with_the_pure_engine(seed):
     """Random traffic through the backend and through ``engine`` directly: same snapshots."""

@@ -276,7 +276,7 @@ def test_open_rejects_with_retry_after_until_the_recovery_timeout():
     state, policy = fresh(), Policy(failure_threshold=1, recovery_timeout=30)
     trip(state, policy, T0)
     ticket = engine.acquire(state, policy, T0 + 12_345)
-    assert ticket == Ticket("svc", False, "open", 1, None, 17_655, False, ())
+    assert ticket == Ticket("svc", False, "open", 1, None, 17_655, False, (), state.epoch)
     assert engine.acquire(state, policy, T0 + 29_999).retry_after_ms == 1
 
 
@@ -499,6 +499,41 @@ def test_results_from_before_a_reset_are_ignored():
     engine.reset(state, T0)
     assert engine.record(state, policy, T0, ticket, False, 1) == []
     assert state.state == "closed"
+
+
+def test_results_from_an_earlier_epoch_are_ignored():
+    """A store that lost the circuit re-creates it (new epoch, generation 0, permit ids from p1):
+    a ticket of the lost incarnation matches its generation and permit but must not count."""
+    policy = Policy(failure_threshold=1, recovery_timeout=1)
+    lost, now = half_open(policy)
+    closed = engine.acquire(CircuitState("svc", epoch="e0"), policy, now)
+    trial = engine.acquire(lost, policy, now)
+    assert (closed.epoch, trial.epoch, trial.generation, trial.permit) == ("e0", "e1", 2, "p1")
+    recreated = CircuitState("svc", epoch="e2")
+    assert engine.record(recreated, policy, now, closed, False, 1) == []
+    assert engine.record_successes(recreated, policy, now, [closed]) == []
+    assert (recreated.state, recreated.consecutive_failures, recreated.win_calls) == (
+        "closed",
+        0,
+        0,
+    )
+    trip(recreated, policy, now)
+    now += 1000
+    current = engine.acquire(recreated, policy, now)
+    assert (current.generation, current.permit) == (trial.generation, trial.permit)
+    assert engine.release(recreated, trial) is False
+    assert engine.record(recreated, policy, now, trial, True, 1) == []
+    assert recreated.state == "half_open" and "p1" in recreated.permits
+    assert [t.kind for t in engine.record(recreated, policy, now, current, True, 1)] == ["closed"]
+
+
+def test_tickets_carry_the_epoch_of_their_circuit():
+    policy = Policy(failure_threshold=1, recovery_timeout=1)
+    state, now = half_open(policy)
+    assert engine.acquire(state, policy, now).epoch == "e1"  # a trial
+    assert engine.acquire(state, policy, now).epoch == "e1"  # rejected: permits taken
+    engine.reset(state, now)
+    assert engine.acquire(state, policy, now).epoch == "e1"  # closed, shared
 
 
 # --- monitor mode -------------------------------------------------------------------------------

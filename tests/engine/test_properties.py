@@ -111,8 +111,10 @@ def test_batched_successes_equal_one_by_one_records(policy, ops, count, later):
     state, _ = run(policy, ops)
     now = T0 + 10**6 + later
     tickets = [engine.acquire(state, policy, now) for _ in range(count)]
-    stale = Ticket("svc", True, "closed", max(0, state.generation - 1))
+    stale = Ticket("svc", True, "closed", max(0, state.generation - 1), epoch=state.epoch)
+    other_epoch = Ticket("svc", True, "closed", state.generation, epoch="another")
     tickets.insert(count // 2, stale)
+    tickets.insert(count // 3, other_epoch)
     one_by_one, batched = copy.deepcopy(state), copy.deepcopy(state)
     expected = []
     for ticket in tickets:

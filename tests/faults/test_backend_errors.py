@@ -13,12 +13,6 @@ from resilience.backends import get_backend
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RedisBackend._fail() disconnects the whole pool, including connections other threads "
-    "are reading from; redis-py then raises ValueError('I/O operation on closed file.'), which "
-    "is not in redis.ERRORS and reaches the caller",
-)
 def test_staggered_timeouts_on_a_hung_server_never_reach_callers(redis_proc, settings):
     settings.RESILIENCE = {
         "BACKEND": "resilience.backends.redis.RedisBackend",

@@ -199,15 +199,16 @@ end
 
 -- Closed-state successes this client deferred (see "Deferred successes" in docs/redis.md),
 -- applied before the operation as engine.record() would have applied them one by one.
--- args[i]: generation of their tickets, args[i+1]: their policy's bucket_ms, args[i+2]: count
--- of (time, n) pairs, then the pairs; time is absolute epoch ms, or "-<age ms>" relative to
--- `now` when the server clock is used. Successes of an older generation are dropped (late).
+-- args[i]: epoch and args[i+1]: generation of their tickets, args[i+2]: their policy's
+-- bucket_ms, args[i+3]: count of (time, n) pairs, then the pairs; time is absolute epoch ms,
+-- or "-<age ms>" relative to `now` when the server clock is used. Successes of another
+-- generation or epoch are dropped (late).
 local function apply_successes(s, now, args, i)
-  local generation, bucket_ms, pairs_count = tonumber(args[i]), tonumber(args[i + 1]),
-                                             tonumber(args[i + 2])
-  local live = s.state == 'closed' and generation == s.generation
+  local epoch, generation = args[i], tonumber(args[i + 1])
+  local bucket_ms, pairs_count = tonumber(args[i + 2]), tonumber(args[i + 3])
+  local live = s.state == 'closed' and epoch == s.epoch and generation == s.generation
   for j = 0, pairs_count - 1 do
-    local at, n = args[i + 3 + 2 * j], tonumber(args[i + 4 + 2 * j])
+    local at, n = args[i + 4 + 2 * j], tonumber(args[i + 5 + 2 * j])
     if live then
       if string.sub(at, 1, 1) == '-' then at = now + tonumber(at) else at = tonumber(at) end
       if s.bucket_ms ~= bucket_ms then clear_window(s, bucket_ms) end
@@ -219,5 +220,5 @@ local function apply_successes(s, now, args, i)
       s.consecutive_failures = 0
     end
   end
-  return i + 3 + 2 * pairs_count
+  return i + 4 + 2 * pairs_count
 end

@@ -1,24 +1,26 @@
 -- record: count the outcome of an admitted call (engine.record).
 -- KEYS[1] state hash, KEYS[2] outbox list.
 -- ARGV[1] now ms ("" = server TIME), ARGV[2] circuit name, ARGV[3] epoch for a new hash,
--- ARGV[4] outbox bound, ARGV[5] ticket generation, ARGV[6] ticket permit ("" = none),
--- ARGV[7] failed (1|0, slow calls already counted as failures by the client),
--- ARGV[8..15] policy: failure_threshold, failure_rate_threshold, minimum_calls, bucket_ms,
--- recovery_timeout, backoff_multiplier, max_recovery_timeout, success_threshold,
--- ARGV[16..] optional deferred successes (see apply_successes), applied first.
+-- ARGV[4] outbox bound, ARGV[5] ticket epoch, ARGV[6] ticket generation, ARGV[7] ticket
+-- permit ("" = none), ARGV[8] failed (1|0, slow calls already counted as failures by the
+-- client), ARGV[9..16] policy: failure_threshold, failure_rate_threshold, minimum_calls,
+-- bucket_ms, recovery_timeout, backoff_multiplier, max_recovery_timeout, success_threshold,
+-- ARGV[17..] optional deferred successes (see apply_successes), applied first.
 -- Returns the transitions it performed as JSON strings (0 or 1).
 local now = now_ms(ARGV[1])
 local name = ARGV[2]
 local s = load(KEYS[1], ARGV[3])
-if ARGV[16] ~= nil then apply_successes(s, now, ARGV, 16) end
-local p = {failure_threshold = tonumber(ARGV[8]), failure_rate_threshold = tonumber(ARGV[9]),
-           minimum_calls = tonumber(ARGV[10]), bucket_ms = tonumber(ARGV[11]),
-           recovery_timeout = tonumber(ARGV[12]), backoff_multiplier = tonumber(ARGV[13]),
-           max_recovery_timeout = tonumber(ARGV[14]), success_threshold = tonumber(ARGV[15])}
-local failed = ARGV[7] == '1'
-local permit = ARGV[6]
+if ARGV[17] ~= nil then apply_successes(s, now, ARGV, 17) end
+local p = {failure_threshold = tonumber(ARGV[9]), failure_rate_threshold = tonumber(ARGV[10]),
+           minimum_calls = tonumber(ARGV[11]), bucket_ms = tonumber(ARGV[12]),
+           recovery_timeout = tonumber(ARGV[13]), backoff_multiplier = tonumber(ARGV[14]),
+           max_recovery_timeout = tonumber(ARGV[15]), success_threshold = tonumber(ARGV[16])}
+local failed = ARGV[8] == '1'
+local permit = ARGV[7]
 local json = nil
-if tonumber(ARGV[5]) == s.generation then
+-- A late result (engine._current): another generation, or a ticket of an earlier incarnation
+-- of the circuit (keys deleted or evicted since: a new epoch, generations from 0 again).
+if ARGV[5] == s.epoch and tonumber(ARGV[6]) == s.generation then
   if s.state == 'closed' then
     json = record_closed(s, p, name, now, failed)
   elseif permit ~= '' and s.state == 'half_open' then
