@@ -26,6 +26,19 @@ def _log(message: str, started: float) -> None:
     print(f"[{time.monotonic() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
+def _without_out(argv: list[str]) -> list[str]:
+    """The command line minus ``--out DIR``: where results go does not change them."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return kept
+
+
 def _meta(size_name: str, argv: list[str]) -> dict[str, Any]:
     import resilience
     from benchmarks.peers import DISTRIBUTIONS, version
@@ -61,7 +74,7 @@ def _meta(size_name: str, argv: list[str]) -> dict[str, Any]:
         except Exception:
             versions[extra] = "not installed"
     return {
-        "command": " ".join(["benchmarks/run.sh", *argv]),
+        "command": " ".join(["benchmarks/run.sh", *_without_out(argv)]),
         "size": size_name,
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit,

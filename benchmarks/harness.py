@@ -54,9 +54,9 @@ SIZES = {
         policies=(10, 100), renders=5, filler=10_000, settle=0.15,
     ),
     "full": Size(
-        batch=10_000, repeats=21, redis_batch=1_000, redis_repeats=9,
+        batch=10_000, repeats=15, redis_batch=1_000, redis_repeats=9,
         processes=(1, 2, 4, 8), threads=(1, 4), seconds=2.0,
-        circuits=(1, 10, 100, 1_000, 10_000), windows=(1, 10, 60, 600, 3600),
+        circuits=(1, 10, 100, 1_000, 10_000), windows=(1, 60, 3600),
         stampede=(8, 16), stampede_calls=50, workers=(2, 4, 8), rounds=5,
         policies=(10, 100, 1_000), renders=11, filler=10_000, settle=0.15,
     ),

@@ -108,9 +108,17 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         if runs and min(r["opened"] for r in runs) < 1:
             row["result"] = "MISSED: a round never opened"
-        if any(r.get("backend_outages") for r in runs):
-            row["result"] = "NOT MEASURED: our backend ran on its local fallback"
-        rows.append(row)
+        limit = results["stampede"]["threshold"] + processes - 1
+        upstream = _row(
+            f"{processes} processes failing together",
+            f"<= {limit} upstream calls (threshold + calls in flight), worst round",
+            max(r["upstream_calls"] for r in runs) if runs else None,
+            limit,
+        )
+        for judged in (row, upstream):
+            if any(r.get("backend_outages") for r in runs):
+                judged["result"] = "NOT MEASURED: our backend ran on its local fallback"
+            rows.append(judged)
     prop = results.get("propagation") or {}
     refresh = prop.get("refresh_seconds", 1.0)
     for policies in sorted({r["policies"] for r in prop.get("rows", [])}):
