@@ -18,9 +18,6 @@ REPROBE = 0.25
 MARGIN = 0.15
 RECOVERY = REPROBE + SOCKET_TIMEOUT + 0.6
 THRESHOLD = 3
-# A known RedisBackend bug, reproduced deterministically (xfail) in test_backend_errors.py: a
-# timeout in one thread closes the connections other threads are reading. Remove with its fix.
-KNOWN_BUG = ("I/O operation on closed file", "'NoneType' object has no attribute 'readline'")
 
 
 @dataclass
@@ -79,7 +76,7 @@ def assert_survived(
     """The guarantees of the module docstring; ``degraded=None``: either is fine in the fault."""
     result = run.result
     assert result.unflushed == 0, "a worker could not store its events"
-    leaks = [leak for leak in result.leaks if not any(bug in leak for bug in KNOWN_BUG)]
+    leaks = result.leaks
     assert leaks == [], f"{len(leaks)} errors reached callers, e.g. {leaks[0]}"
     assert result.outcomes(run.fault, run.heal).get("ok", 0) > 50  # callers kept working
     slowest = result.slowest()
