@@ -93,6 +93,14 @@ def status(event: CircuitEvent) -> str:
     return event.alert_status
 
 
+def final_status(event: CircuitEvent, timeout: float = 10.0) -> str:
+    """The status once no sender holds the row (the worker marks it just after SMTP said 250)."""
+    deadline = time.monotonic() + timeout
+    while status(event) == AlertStatus.PENDING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return event.alert_status
+
+
 @pytest.mark.usefixtures("celery_alerts")
 class TestWorker:
     def test_opening_is_mailed_by_the_worker(self, worker, broker, smtp):
@@ -102,7 +110,7 @@ class TestWorker:
             message = one_message(smtp, worker)
         assert message["Subject"] == "[resilience] Circuit opened: payments-api"
         assert len(smtp.settle(quiet=0.5)) == 1
-        assert status(stored("payments-api")) == AlertStatus.SENT
+        assert final_status(stored("payments-api")) == AlertStatus.SENT
 
     def test_transient_smtp_errors_are_retried_with_backoff(self, worker, broker, smtp):
         smtp.fail_next(451, times=3)
@@ -112,7 +120,7 @@ class TestWorker:
             one_message(smtp, worker)
         assert len(smtp.settle(quiet=1.0)) == 1
         event = stored("pay")
-        assert status(event) == AlertStatus.SENT
+        assert final_status(event) == AlertStatus.SENT
         assert event.alert_attempts == smtp.attempts == 4
 
     def test_permanent_smtp_error_fails_without_a_retry_storm(self, worker, broker, smtp):
@@ -121,9 +129,7 @@ class TestWorker:
         with broker_client(broker.url):
             open_circuit("pay")
             event = stored("pay")
-            deadline = time.monotonic() + 20
-            while status(event) == AlertStatus.PENDING and time.monotonic() < deadline:
-                time.sleep(0.05)
+            assert final_status(event, timeout=20) == AlertStatus.FAILED
             time.sleep(1.5)  # time for any (wrong) retry to show up
             assert events.drain() == 0  # the sweeper leaves failed alerts alone
         assert (status(event), event.alert_attempts, smtp.attempts) == ("failed", 1, 1)
@@ -140,7 +146,7 @@ class TestWorker:
         assert codes == [500] * 4  # three upstream failures, then the open circuit
         assert not get_user_model().objects.filter(username__startswith="visitor-").exists()
         assert message["Subject"] == "[resilience] Circuit opened: atomic-upstream"
-        assert status(stored("atomic-upstream")) == AlertStatus.SENT
+        assert final_status(stored("atomic-upstream")) == AlertStatus.SENT
 
     def test_sixteen_processes_trip_once_and_mail_once(
         self, worker, broker, smtp, redis_url, settings, tmp_path
@@ -182,7 +188,7 @@ class TestWorker:
             message = one_message(smtp, worker)
             assert len(smtp.settle(quiet=1.5)) == 1
         assert CircuitEvent.objects.filter(circuit="shared").count() == 1, err
-        assert status(stored("shared")) == AlertStatus.SENT
+        assert final_status(stored("shared")) == AlertStatus.SENT
         assert message["Subject"] == "[resilience] Circuit opened: shared"
 
 
@@ -204,7 +210,7 @@ def test_broker_outage_never_slows_the_call_and_loses_nothing(outage, redis_proc
                 events.drain()  # the sweeper (Celery beat / manage.py resilience drain)
                 time.sleep(0.5)
             assert len(smtp.settle(quiet=1.5)) == 1
-        assert status(event) == AlertStatus.SENT
+        assert final_status(event) == AlertStatus.SENT
     finally:
         worker.close()
 
