@@ -54,6 +54,11 @@ ASGI_APPLICATION = "project.asgi.application"
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'demo.sqlite3'}")
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # resilience writes events from a background thread: avoid SQLite lock-upgrade failures.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from numbers import Real
 from typing import Any
@@ -242,4 +243,20 @@ def check_settings(app_configs=None, **kwargs) -> list[Error | Warning]:
                     id="resilience.W001",
                 )
             )
+    errors += _celery_warnings(raw)
     return errors
+
+
+def _celery_warnings(raw: dict[str, Any]) -> list[Warning]:
+    alerts = raw.get("ALERTS", {})
+    delivery = alerts.get("DELIVERY", "celery") if isinstance(alerts, dict) else "celery"
+    if delivery != "celery" or importlib.util.find_spec("celery") is not None:
+        return []
+    return [
+        Warning(
+            "ALERTS['DELIVERY'] is 'celery' but Celery is not installed: alerts stay pending.",
+            hint="pip install django-resilience[celery], or set ALERTS['DELIVERY'] = 'sync'.",
+            obj="settings.RESILIENCE",
+            id="resilience.W002",
+        )
+    ]

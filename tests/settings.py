@@ -50,6 +50,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
 # Concurrent runs (two checkouts, CI next to a developer) must not share a test database.
 DATABASES["default"]["TEST"] = {"NAME": f"test_resilience_{os.getpid()}"}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Background writers (events, policy creation) write next to the test thread: take the
+    # write lock at BEGIN and wait for it, instead of failing a read-then-write upgrade.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30}
     DATABASES["default"]["TEST"] = {
         "NAME": str(
             Path(os.environ.get("TMPDIR", "/tmp")) / f"test_resilience_{os.getpid()}.sqlite3"

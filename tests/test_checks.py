@@ -83,3 +83,14 @@ def test_settings_are_read_lazily():
         assert conf.ALERTS["COOLDOWN_SECONDS"] == 9
         assert conf.ALERTS["DELIVERY"] == "celery"  # merged with the defaults
     assert conf.POLICY_REFRESH_SECONDS == 1.0
+
+
+def test_celery_delivery_without_celery_warns(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "celery" else real(name, *a)
+    )
+    assert "resilience.W002" in ids()
+    assert "resilience.W002" not in ids(ALERTS={"DELIVERY": "sync"})
