@@ -149,3 +149,15 @@ def test_health_json_never_carries_error_text(hostile, client, settings):
         if not headers:
             assert response.json() == {"status": "healthy"}  # anonymous: the status only
     assert "hostile" in text  # the token holder saw the circuit detail, and nothing more
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/json"])
+def test_503_bodies_carry_neither_the_error_nor_the_circuit(hostile, client, settings, accept):
+    settings.ROOT_URLCONF = "tests.edges.urls"  # /checkout/ calls the "payments-api" circuit
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "resilience.middleware.CircuitBreakerMiddleware"]
+    breaker("payments-api").force_open(reason=PAYLOAD[:400])
+    response = client.get("/checkout/", headers={"Accept": accept})
+    assert response.status_code == 503 and int(response["Retry-After"]) >= 0
+    text = response.content.decode()
+    assert_clean(text, f"503 body ({accept})")
+    assert "payments-api" not in text and "Bcc" not in text
