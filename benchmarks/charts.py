@@ -235,7 +235,7 @@ def _propagation_admin(results: dict[str, Any]) -> Any:
         _bars(left, actions, series)
         left.axhline(prop["refresh_seconds"], color="red", linestyle=":", label="target")
         left.set_title("Seconds until every worker applied an action")
-        left.legend(fontsize=8)
+        left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
     for backend, d in admin.items():
         xs = [r["policies"] for r in d["rows"]]
         right.plot(xs, [r["ms"]["median"] for r in d["rows"]], marker="o", label=f"{backend}: ms")
