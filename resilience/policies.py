@@ -162,7 +162,6 @@ class PolicyRegistry:
             self._fresh.clear()
         else:
             self._fresh.pop(name, None)
-        self._stamp = None
         self.epoch += 1
 
     def clear(self) -> None:
@@ -178,24 +177,41 @@ class PolicyRegistry:
         return sorted(self._known)
 
     def refresh(self) -> bool:
-        """Create rows for circuits first used here, then reload all rows if the table changed.
+        """Create rows for circuits first used here, then reload what changed in the table.
 
-        Returns True when the table was reloaded. Runs in the background thread, and in tests.
+        A cheap stamp (row count, highest id, sum of versions, latest update) says whether
+        anything changed; then only rows updated since the last refresh or added since are read,
+        so a large table does not slow propagation down. A deletion (the count does not add up)
+        reloads everything. Returns True when something was reloaded. Runs in the background
+        thread, and in tests.
         """
-        from django.db.models import Count, Max, Sum
+        from django.db.models import Count, Max, Q, Sum
 
         from resilience.models import BreakerPolicy
 
         self._create_missing()
-        stamp = tuple(
-            BreakerPolicy.objects.aggregate(Count("id"), Max("id"), Sum("version")).values()
+        aggregate = BreakerPolicy.objects.aggregate(
+            Count("id"), Max("id"), Sum("version"), Max("updated_at")
         )
-        if stamp == self._stamp:
+        count, max_id, versions, latest = aggregate.values()
+        stamp = (count, max_id, versions, latest)
+        previous = self._stamp
+        if stamp == previous:
             return False
-        rows = {row.name: ResolvedPolicy.from_row(row) for row in BreakerPolicy.objects.all()}
-        for name in list(self._known):
-            if name not in rows:  # deleted, or never created: back to the defaults
-                rows[name] = ResolvedPolicy.from_row(default_row(name))
+        rows: dict[str, ResolvedPolicy] = {}
+        incremental = False
+        if previous is not None and previous[3] is not None:
+            changed = BreakerPolicy.objects.filter(
+                Q(updated_at__gte=previous[3]) | Q(id__gt=previous[1] or 0)
+            )
+            rows = {row.name: ResolvedPolicy.from_row(row) for row in changed}
+            added = sum(1 for r in rows.values() if r.pk is not None and r.pk > (previous[1] or 0))
+            incremental = count == previous[0] + added  # else a row was deleted
+        if not incremental:
+            rows = {row.name: ResolvedPolicy.from_row(row) for row in BreakerPolicy.objects.all()}
+            for name in list(self._known):
+                if name not in rows:  # deleted, or never created: back to the defaults
+                    rows[name] = ResolvedPolicy.from_row(default_row(name))
         self._known.update(rows)
         self._fresh.update(rows)
         self._stamp = stamp

@@ -41,6 +41,10 @@ def _setting(name: str, default: Any) -> Any:
         return default
 
 
+# Fraction of POLICY_REFRESH_SECONDS a remembered rejection answers for without Redis.
+OPEN_CACHE_SHARE = 0.8
+
+
 class RedisBackend(Backend):
     """Shared circuit state in Redis, updated atomically by Lua scripts.
 
@@ -193,7 +197,10 @@ class RedisBackend(Backend):
         ticket = Ticket(
             name, monitor, state, generation, None, retry_after_ms, monitor, transitions, epoch
         )
-        self._open_cache.put(name, policy, ticket, now, int(self._refresh_seconds() * 1000))
+        # Re-ask Redis a little before POLICY_REFRESH_SECONDS is up, so that a reset made in
+        # another process is in force here within that bound, not just after it.
+        horizon_ms = int(self._refresh_seconds() * 1000 * OPEN_CACHE_SHARE)
+        self._open_cache.put(name, policy, ticket, now, horizon_ms)
         return ticket
 
     def _degraded_acquire(self, name: str, policy: Policy) -> Ticket:
