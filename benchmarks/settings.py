@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import django
+
 STATE_DIR = Path(os.environ.get("BENCH_STATE_DIR", "/tmp/resilience-bench"))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "")
 
@@ -44,10 +46,15 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(STATE_DIR / "bench.sqlite3"),
-        # Worker processes read while the main process writes policies.
+        # Several processes, and background threads of each (policy refresh, events writer),
+        # write at once: wait for the lock instead of failing.
         "OPTIONS": {"timeout": 30},
     }
 }
+if django.VERSION >= (5, 1):
+    # A deferred transaction that reads and then writes cannot wait for a concurrent writer
+    # (SQLite answers "database is locked" at once); IMMEDIATE takes the write lock up front.
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
