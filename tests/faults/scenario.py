@@ -76,8 +76,7 @@ def assert_survived(
     """The guarantees of the module docstring; ``degraded=None``: either is fine in the fault."""
     result = run.result
     assert result.unflushed == 0, "a worker could not store its events"
-    leaks = result.leaks
-    assert leaks == [], f"{len(leaks)} errors reached callers, e.g. {leaks[0]}"
+    assert result.leaks == [], f"{len(result.leaks)} errors reached callers: {result.leaks[0]}"
     assert result.outcomes(run.fault, run.heal).get("ok", 0) > 50  # callers kept working
     slowest = result.slowest()
     assert slowest <= bound, f"a protected call took {slowest:.3f}s (bound {bound:.3f}s)"
