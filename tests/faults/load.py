@@ -29,6 +29,7 @@ class Result:
     reasons: list[list[list[Any]]] = field(default_factory=list)  # health changes, per process
     leaks: list[str] = field(default_factory=list)
     unflushed: int = 0  # workers whose events.flush() timed out at exit
+    stalls: list[str] = field(default_factory=list)  # stacks of calls slower than ``stall``
     logs: list[str] = field(default_factory=list)
 
     def between(self, start: float, end: float) -> list[list[float]]:
@@ -86,6 +87,7 @@ class Load:
         threads: int = 4,
         pace: float = 0.004,
         env: dict[str, str] | None = None,
+        stall: float = 0.5,
     ) -> None:
         self.dir = tmp_path
         self.resilience = resilience
@@ -94,6 +96,7 @@ class Load:
         self.threads = threads
         self.pace = pace
         self.env = env or {}
+        self.stall = stall
         self.control = tmp_path / "control.json"
         self.procs: list[subprocess.Popen] = []
         self._logs: list[Any] = []
@@ -130,6 +133,7 @@ class Load:
                 "circuits": self.circuits,
                 "threads": self.threads,
                 "pace": self.pace,
+                "stall": self.stall,
                 "control": str(self.control),
                 "ready": str(self.dir / f"ready-{i}"),
                 "out": str(self.dir / f"out-{i}.json"),
@@ -172,6 +176,7 @@ class Load:
             result.health.append(data["health"])
             result.emitted.append(data["emitted"])
             result.reasons.append(data["reasons"])
+            result.stalls += data["stalls"]
             result.leaks += data["leaks"]
             result.unflushed += not data["flushed"]
         result.logs = self._read_logs()

@@ -4,7 +4,8 @@ Run by ``tests.faults.load.Load`` as ``python -m tests.faults.loadworker CONFIG.
 ``DJANGO_SETTINGS_MODULE=tests.support.procsettings``. Every call's start, duration and outcome,
 the backend's ``health()["degraded"]`` over time, every transition handed to the events layer
 and every exception that is not the upstream's own or ``CircuitOpenError`` (a "leak") are
-written as JSON to ``CONFIG["out"]`` when the control file says stop.
+written as JSON to ``CONFIG["out"]`` when the control file says stop, with the stack of any
+call still running after ``CONFIG["stall"]`` seconds (where the time went).
 """
 
 from __future__ import annotations
@@ -82,11 +83,29 @@ def main(config_path: str) -> None:
             health.append([round(time.time(), 4), degraded])
             time.sleep(0.02)
 
+    inflight: dict[int, float] = {}  # thread id -> perf_counter() when its call started
+    stalls: list[str] = []
+
+    def watchdog() -> None:
+        # Where is a call that is taking too long? One stack per stalled call, at most 20.
+        sampled: set[tuple[int, float]] = set()
+        while not control["stop"] and len(stalls) < 20:
+            now = time.perf_counter()
+            frames = sys._current_frames()
+            for ident, started in list(inflight.items()):
+                if now - started > config["stall"] and (ident, started) not in sampled:
+                    sampled.add((ident, started))
+                    if ident in frames:
+                        stack = traceback.format_stack(frames[ident])
+                        stalls.append("".join(f for f in stack if "/resilience/" in f)[-1500:])
+            time.sleep(0.05)
+
     def caller(out: list[list[float]]) -> None:
         pace = config["pace"]
+        ident = threading.get_ident()
         while not control["stop"]:
             started = time.time()
-            t0 = time.perf_counter()
+            t0 = inflight[ident] = time.perf_counter()
             upstream = random.choice(upstreams)  # noqa: S311
             try:
                 upstream()
@@ -101,6 +120,7 @@ def main(config_path: str) -> None:
                 where = [f for f in frames if "/resilience/" in f][-2:] + frames[-2:-1]
                 with lock:
                     leaks.append(f"{type(exc).__module__}.{exc!r} at {''.join(where)}"[:2000])
+            inflight.pop(ident, None)
             out.append([round(started, 4), round(time.perf_counter() - t0, 5), outcome])
             time.sleep(pace)
 
@@ -108,6 +128,7 @@ def main(config_path: str) -> None:
         upstream()
     Path(config["ready"]).write_text("ready")
     threading.Thread(target=read_control, daemon=True).start()
+    threading.Thread(target=watchdog, daemon=True).start()
     per_thread: list[list[list[float]]] = [[] for _ in range(config["threads"])]
     threads = [threading.Thread(target=caller, args=(out,)) for out in per_thread]
     for thread in threads:
@@ -123,6 +144,7 @@ def main(config_path: str) -> None:
         "emitted": emitted,
         "leaks": leaks,
         "flushed": stored,
+        "stalls": stalls,
     }
     Path(config["out"]).write_text(json.dumps(result))
 

@@ -190,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         injected: Counter[str] = Counter()
         timeline: list[tuple[float, float, str]] = []
         print(f"soak: seed {seed}, {args.seconds:.0f}s, work dir {workdir}", flush=True)
-        with Load(workdir, resilience, names, args.processes, args.threads, 0.002, env) as load:
+        bound = 2 * SOCKET_TIMEOUT + 0.15
+        load = Load(workdir, resilience, names, args.processes, args.threads, 0.002, env, bound)
+        with load:
             load.fail(args.failure_rate)
             deadline = time.monotonic() + args.seconds
             while time.monotonic() < deadline:
@@ -209,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
         with override_settings(RESILIENCE=resilience):
             settle(events.drain)
             totals, problems = reconcile(result, smtp)
-    bound = 2 * SOCKET_TIMEOUT + 0.15
     slow = [c for c in result.calls if c[1] > bound]
     if result.unflushed:
         problems.append(f"{result.unflushed} worker(s) could not store their events in 60 s")
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         during = Counter(fault_at(timeline, call[0]) for call in slow)
         problems.append(
             f"{len(slow)} calls slower than {bound:.2f}s (max {result.slowest():.3f}s), "
-            f"during: {dict(during)}"
+            f"during: {dict(during)}; stalled in: {Counter(result.stalls).most_common(3)}"
         )
     report = {
         "seed": seed,

@@ -33,7 +33,6 @@ class FaultProxy:
         self.port = port or free_port()
         self.mode = PASS
         self.delay = 0.0
-        self.accepted = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="faultproxy", daemon=True
@@ -48,8 +47,9 @@ class FaultProxy:
         self._run(self._listen())
         return self
 
-    def url(self, scheme: str = "redis", db: int = 0, auth: str = "") -> str:
-        return f"{scheme}://{auth}{self.host}:{self.port}/{db}"
+    def url(self, db: int = 0) -> str:
+        """A Redis URL through the proxy."""
+        return f"redis://{self.host}:{self.port}/{db}"
 
     def latency(self, seconds: float) -> None:
         self.delay = float(seconds)
@@ -109,7 +109,6 @@ class FaultProxy:
         self._conns.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
         if self.mode == RESET:
             _abort(writer)
             return
