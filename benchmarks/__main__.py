@@ -112,9 +112,18 @@ def _run_steps(
 
 
 def run(size_name: str, out_dir: Path, wanted: set[str], argv: list[str]) -> dict[str, Any]:
+    state_dir = Path(tempfile.mkdtemp(prefix="resilience-bench-"))
+    try:
+        return _run_in(state_dir, size_name, out_dir, wanted, argv)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _run_in(
+    state_dir: Path, size_name: str, out_dir: Path, wanted: set[str], argv: list[str]
+) -> dict[str, Any]:
     t0 = time.monotonic()
     size = harness.SIZES[size_name]
-    state_dir = Path(tempfile.mkdtemp(prefix="resilience-bench-"))
     harness.setup_django(state_dir, migrate=True)
     from benchmarks import admin_render, inprocess, scale
 
@@ -134,7 +143,6 @@ def run(size_name: str, out_dir: Path, wanted: set[str], argv: list[str]) -> dic
     _run_steps(results, steps, wanted, t0)
     results["meta"]["seconds"] = time.monotonic() - t0
     results["meta"]["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    shutil.rmtree(state_dir, ignore_errors=True)
     return results
 
 
