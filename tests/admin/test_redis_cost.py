@@ -11,20 +11,11 @@ import pytest
 
 from resilience.backends import get_backend
 from tests.factories import BreakerPolicyFactory
-from tests.support.redisproc import REDIS_SERVER, RedisProcess
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/resilience/breakerpolicy/"
 IGNORED = {"cmdstat_info", "cmdstat_config"}  # the measurement itself
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    if not REDIS_SERVER:
-        pytest.skip("redis-server is not installed")
-    with RedisProcess() as server:
-        yield server
 
 
 @pytest.fixture

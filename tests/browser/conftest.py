@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.support.redisproc import REDIS_SERVER, RedisProcess
-
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("RESILIENCE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -75,14 +73,6 @@ def login(page, username: str, password: str = "pw") -> None:
     page.fill("#id_password", password)
     page.click("input[type=submit]")
     page.wait_for_url("**/admin/")
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    if not REDIS_SERVER:
-        pytest.skip("redis-server is not installed")
-    with RedisProcess() as server:
-        yield server
 
 
 @pytest.fixture
