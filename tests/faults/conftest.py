@@ -7,6 +7,7 @@ import redis as redis_py
 
 from tests.support.faultproxy import FaultProxy
 from tests.support.redisproc import REDIS_SERVER, RedisProcess
+from tests.support.smtp import SMTPServer
 
 
 @pytest.fixture
@@ -31,3 +32,17 @@ def admin_redis(redis_proc):
     client = redis_py.Redis(host=redis_proc.host, port=redis_proc.port, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    with SMTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp(smtp_server):
+    """The session's SMTP server, emptied: load workers mail their alerts there."""
+    smtp_server.clear()
+    yield smtp_server
+    smtp_server.release()

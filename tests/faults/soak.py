@@ -5,8 +5,9 @@
 Starts a private redis-server behind a fault proxy and a private SMTP server, runs load
 processes (``tests/faults/loadworker.py``) over many fast-cycling circuits with sync alerts, and
 injects a random fault every few seconds. Then it sweeps the outboxes (``events.drain()``) and
-reconciles: every transition handed to a caller is stored as exactly one ``CircuitEvent``, every
-sent alert arrived exactly once, nothing is left pending, and no caller saw a backend error.
+reconciles (tests/faults/reconcile.py): every transition handed to a caller is stored as exactly
+one ``CircuitEvent``, every sent alert arrived exactly once, nothing is left pending, and no caller
+saw a backend error.
 Prints a report; exits 1 if anything does not reconcile. SQLite in a temp dir by default;
 ``DATABASE_URL=postgres://... --db-name <empty database>`` for PostgreSQL.
 """
@@ -69,53 +70,6 @@ def faults(proxy: FaultProxy, server: RedisProcess, timeout: float) -> list[Faul
     ]
 
 
-def reconcile(result: Any, smtp: SMTPServer) -> tuple[dict[str, Any], list[str]]:
-    """Compare what callers were handed with what was stored and mailed."""
-    from resilience import alerts
-    from resilience.models import AlertStatus, CircuitEvent
-
-    problems: list[str] = []
-    emitted = [t[0] for t in result.transitions()]
-    duplicated = [i for i, n in Counter(emitted).items() if n > 1]
-    if duplicated:
-        problems.append(f"{len(duplicated)} transitions handed to two callers: {duplicated[:5]}")
-    events = list(CircuitEvent.objects.exclude(transition_id=None))
-    stored = Counter(e.transition_id for e in events)
-    lost = set(emitted) - set(stored)
-    if lost:
-        problems.append(f"{len(lost)} transitions have no CircuitEvent: {sorted(lost)[:5]}")
-    extra = set(stored) - set(emitted)
-    if extra:
-        problems.append(f"{len(extra)} events match no transition: {sorted(extra)[:5]}")
-
-    statuses = Counter(e.alert_status for e in events)
-    for status in (AlertStatus.PENDING, AlertStatus.FAILED):
-        if statuses[status]:
-            problems.append(f"{statuses[status]} alerts still {status}")
-    return {"transitions": len(emitted), "events": len(events), "alerts": dict(statuses)}, (
-        problems + mail_problems(events, alerts.message_id, smtp)
-    )
-
-
-def mail_problems(
-    events: list[Any], message_id: Callable[[Any], str], smtp: SMTPServer
-) -> list[str]:
-    """Each alert marked sent arrived exactly once, and nothing else arrived."""
-    from resilience.models import AlertStatus
-
-    problems = []
-    sent = {message_id(e) for e in events if e.alert_status == AlertStatus.SENT}
-    arrived = Counter(m["Message-ID"] for m in smtp.settle(quiet=2.0, timeout=60))
-    twice = [i for i, n in arrived.items() if n > 1]
-    if twice:
-        problems.append(f"{len(twice)} alerts e-mailed more than once: {twice[:3]}")
-    if sent - set(arrived):
-        problems.append(f"{len(sent - set(arrived))} alerts marked sent never arrived")
-    if set(arrived) - sent:
-        problems.append(f"{len(set(arrived) - sent)} e-mails for events not marked sent")
-    return problems
-
-
 def settle(drain: Callable[[], int], timeout: float = 90.0) -> None:
     """Sweep like the beat task until no alert is pending (lost ones are re-sent after 30 s)."""
     from resilience.models import AlertStatus, CircuitEvent
@@ -161,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         env = {
             "DJANGO_SETTINGS_MODULE": "tests.support.procsettings",
             "RESILIENCE_TEST_DB_NAME": args.db_name or str(workdir / "soak.sqlite3"),
-            "RESILIENCE_TEST_SMTP_PORT": str(smtp.port),
         }
         os.environ.update(env)
         os.environ["RESILIENCE_TEST_SETTINGS"] = "null"
@@ -169,16 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         from django.core.management import call_command
 
         from resilience import events
-        from resilience.models import BreakerPolicy
+        from resilience.models import BreakerPolicy, CircuitEvent
         from tests.faults.load import Load
+        from tests.faults.reconcile import (
+            alert_problems,
+            alerts_settings,
+            smtp_env,
+            transition_problems,
+        )
         from tests.faults.scenario import SOCKET_TIMEOUT, settings_for
 
         resilience = settings_for(proxy.url(), prefix="soak")
-        resilience["ALERTS"] = {
-            "DELIVERY": "sync",
-            "RECIPIENTS": ["oncall@example.com"],
-            "COOLDOWN_SECONDS": 0,
-        }
+        resilience["ALERTS"] = alerts_settings()
+        env.update(smtp_env(smtp))
         env["RESILIENCE_TEST_SETTINGS"] = json.dumps(resilience)
         call_command("migrate", verbosity=0)
         names = [f"soak-{i}" for i in range(args.circuits)]
@@ -210,7 +166,13 @@ def main(argv: list[str] | None = None) -> int:
 
         with override_settings(RESILIENCE=resilience):
             settle(events.drain)
-            totals, problems = reconcile(result, smtp)
+            problems = transition_problems(result) + alert_problems(smtp, quiet=2.0)
+            stored = CircuitEvent.objects.exclude(transition_id=None)
+            totals = {
+                "transitions": len(result.transitions()),
+                "events": stored.count(),
+                "alerts": dict(Counter(stored.values_list("alert_status", flat=True))),
+            }
     slow = [c for c in result.calls if c[1] > bound]
     if result.unflushed:
         problems.append(f"{result.unflushed} worker(s) could not store their events in 60 s")

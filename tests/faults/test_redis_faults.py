@@ -35,49 +35,51 @@ from tests.faults.scenario import (
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def test_connection_refused(tmp_path, proxy):
-    run = run_scenario(tmp_path, proxy.url(), proxy.refuse, proxy.heal)
+def test_connection_refused(tmp_path, smtp, proxy):
+    run = run_scenario(tmp_path, smtp, proxy.url(), proxy.refuse, proxy.heal)
     assert_survived(run, degraded=True)
 
 
-def test_connections_reset(tmp_path, proxy):
-    run = run_scenario(tmp_path, proxy.url(), proxy.reset, proxy.heal)
+def test_connections_reset(tmp_path, smtp, proxy):
+    run = run_scenario(tmp_path, smtp, proxy.url(), proxy.reset, proxy.heal)
     assert_survived(run, degraded=True)
 
 
-def test_network_blackhole(tmp_path, proxy):
-    run = run_scenario(tmp_path, proxy.url(), proxy.blackhole, proxy.heal)
+def test_network_blackhole(tmp_path, smtp, proxy):
+    run = run_scenario(tmp_path, smtp, proxy.url(), proxy.blackhole, proxy.heal)
     assert_survived(run, degraded=True)
 
 
-def test_server_hung_by_sigstop(tmp_path, proxy, redis_proc):
-    run = run_scenario(tmp_path, proxy.url(), redis_proc.pause, redis_proc.resume)
+def test_server_hung_by_sigstop(tmp_path, smtp, proxy, redis_proc):
+    run = run_scenario(tmp_path, smtp, proxy.url(), redis_proc.pause, redis_proc.resume)
     assert_survived(run, degraded=True)
 
 
-def test_server_restarted_empty(tmp_path, proxy, redis_proc, admin_redis):
-    run = run_scenario(tmp_path, proxy.url(), redis_proc.stop, redis_proc.start)
+def test_server_restarted_empty(tmp_path, smtp, proxy, redis_proc, admin_redis):
+    run = run_scenario(tmp_path, smtp, proxy.url(), redis_proc.stop, redis_proc.start)
     assert_survived(run, degraded=True)
     assert admin_redis.dbsize() > 0  # the trip was stored in the new, empty server
 
 
-def test_slower_than_socket_timeout(tmp_path, proxy):
-    run = run_scenario(tmp_path, proxy.url(), lambda: proxy.latency(2 * SOCKET_TIMEOUT), proxy.heal)
+def test_slower_than_socket_timeout(tmp_path, smtp, proxy):
+    run = run_scenario(
+        tmp_path, smtp, proxy.url(), lambda: proxy.latency(2 * SOCKET_TIMEOUT), proxy.heal
+    )
     assert_survived(run, degraded=True)
 
 
-def test_slow_but_within_socket_timeout(tmp_path, proxy):
+def test_slow_but_within_socket_timeout(tmp_path, smtp, proxy):
     # Each round trip is slower but answered in time: not an outage. A call is one or two
     # round trips (acquire, and record for a failure).
     latency = 0.03
-    run = run_scenario(tmp_path, proxy.url(), lambda: proxy.latency(latency), proxy.heal)
+    run = run_scenario(tmp_path, smtp, proxy.url(), lambda: proxy.latency(latency), proxy.heal)
     assert_survived(run, degraded=False, bound=2 * (2 * latency) + MARGIN)
 
 
-def test_client_pause(tmp_path, proxy, admin_redis):
+def test_client_pause(tmp_path, smtp, proxy, admin_redis):
     # CLIENT UNPAUSE would itself wait for the pause to end: the pause simply runs out.
     run = run_scenario(
-        tmp_path, proxy.url(), lambda: admin_redis.client_pause(1100, all=True), lambda: None
+        tmp_path, smtp, proxy.url(), lambda: admin_redis.client_pause(1100, all=True), lambda: None
     )
     assert_survived(run, degraded=True)
 
@@ -91,13 +93,13 @@ def repeatedly(action: Callable[[], None], every: float = 0.1):
     return thread.start, lambda: (stop.set(), thread.join(5))
 
 
-def test_script_flush_is_transparent(tmp_path, proxy, admin_redis):
+def test_script_flush_is_transparent(tmp_path, smtp, proxy, admin_redis):
     start, stop = repeatedly(admin_redis.script_flush)
-    run = run_scenario(tmp_path, proxy.url(), start, stop)
+    run = run_scenario(tmp_path, smtp, proxy.url(), start, stop)
     assert_survived(run, degraded=False)
 
 
-def test_keys_deleted_and_evicted(tmp_path, proxy, admin_redis):
+def test_keys_deleted_and_evicted(tmp_path, smtp, proxy, admin_redis):
     def evict() -> None:
         for key in admin_redis.scan_iter("f*"):
             admin_redis.delete(key)
@@ -115,7 +117,7 @@ def test_keys_deleted_and_evicted(tmp_path, proxy, admin_redis):
         stop()
         admin_redis.config_set("maxmemory", 0)
 
-    run = run_scenario(tmp_path, proxy.url(), start, heal)
+    run = run_scenario(tmp_path, smtp, proxy.url(), start, heal)
     assert_survived(run, degraded=False)
     assert admin_redis.info("stats")["evicted_keys"] > 0
 

@@ -36,12 +36,13 @@ def demote(deployment: SentinelDeployment) -> None:
         old.replicaof(deployment.replica.host, deployment.replica.port)
 
 
-def failover_run(tmp_path, deployment: SentinelDeployment, inject) -> object:
+def failover_run(tmp_path, smtp, deployment: SentinelDeployment, inject) -> object:
     old = deployment.master_address()
     assert old == (deployment.master.host, deployment.master.port)
     took: list[float] = []
     run = run_scenario(
         tmp_path,
+        smtp,
         "redis://",
         inject,
         lambda: took.append(deployment.wait_for_new_master(old)),
@@ -63,9 +64,9 @@ def assert_trip_on_new_master(deployment: SentinelDeployment) -> None:
 
 
 @pytest.mark.parametrize("how", ["old-master-demoted", "old-master-killed"])
-def test_failover_under_load(tmp_path, deployment, how):
+def test_failover_under_load(tmp_path, smtp, deployment, how):
     inject = (lambda: demote(deployment)) if how == "old-master-demoted" else deployment.master.stop
-    run = failover_run(tmp_path, deployment, inject)
+    run = failover_run(tmp_path, smtp, deployment, inject)
     assert_survived(run, degraded=None)  # READONLY included: nothing reaches a caller
     assert_trip_on_new_master(deployment)
 
@@ -76,7 +77,7 @@ def test_failover_under_load(tmp_path, deployment, how):
     "failover until Sentinel demotes that node (~10 s later): trips and resets written "
     "meanwhile land on the old master and are wiped when it resyncs from the new one",
 )
-def test_graceful_failover_switches_to_the_new_master_at_once(tmp_path, deployment):
-    run = failover_run(tmp_path, deployment, deployment.failover)
+def test_graceful_failover_switches_to_the_new_master_at_once(tmp_path, smtp, deployment):
+    run = failover_run(tmp_path, smtp, deployment, deployment.failover)
     assert_survived(run, degraded=None)
     assert_trip_on_new_master(deployment)
