@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from dataclasses import dataclass, fields
 from typing import Any
 
 from django.core.signals import setting_changed
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils.module_loading import import_string
 
 from resilience.conf import settings as conf
@@ -114,7 +115,10 @@ class PolicyRegistry:
         self._thread: threading.Thread | None = None
         self.background = True  # the test suite turns this off and calls refresh() itself
         # Bumped whenever an entry may have changed; breakers cache their entry per epoch.
+        # next() on a count is atomic: an increment from two threads is never lost.
+        self._epochs = itertools.count(1)
         self.epoch = 0
+        self._versions: dict[str, int] = {}
 
     # --- call path ----------------------------------------------------------------------------
 
@@ -143,7 +147,10 @@ class PolicyRegistry:
         from resilience.models import BreakerPolicy
 
         try:
-            row = BreakerPolicy.objects.filter(name=name).first()
+            # In the caller's transaction, a failed query (table not migrated yet) must not
+            # abort it: a savepoint contains the failure.
+            with transaction.atomic(savepoint=connection.in_atomic_block):
+                row = BreakerPolicy.objects.filter(name=name).first()
         except Exception as exc:  # database down or not migrated: run on what we know meanwhile
             logger.debug("resilience: cannot load policy %r: %s", name, type(exc).__name__)
             return _UNKNOWN
@@ -162,7 +169,7 @@ class PolicyRegistry:
             self._fresh.clear()
         else:
             self._fresh.pop(name, None)
-        self.epoch += 1
+        self.epoch = next(self._epochs)
 
     def clear(self) -> None:
         """Forget everything (tests, settings changes)."""
@@ -171,51 +178,47 @@ class PolicyRegistry:
         with self._lock:
             self._missing.clear()
         self._stamp = None
-        self.epoch += 1
+        self._versions = {}
+        self.epoch = next(self._epochs)
 
     def known_names(self) -> list[str]:
         return sorted(self._known)
 
     def refresh(self) -> bool:
-        """Create rows for circuits first used here, then reload what changed in the table.
+        """Create rows for circuits first used here, then reload the rows whose version changed.
 
-        A cheap stamp (row count, highest id, sum of versions, latest update) says whether
-        anything changed; then only rows updated since the last refresh or added since are read,
-        so a large table does not slow propagation down. A deletion (the count does not add up)
-        reloads everything. Returns True when something was reloaded. Runs in the background
-        thread, and in tests.
+        A cheap stamp (row count, highest id, sum of versions; versions only grow) says whether
+        anything changed; then the (name, version) pairs say which rows did, and only those are
+        read, so propagation stays fast with thousands of policies. Versions, not timestamps:
+        clocks of the saving hosts and commit order cannot hide an edit. Returns True when
+        something changed. Runs in the background thread, and in tests.
         """
-        from django.db.models import Count, Max, Q, Sum
+        from django.db.models import Count, Max, Sum
 
         from resilience.models import BreakerPolicy
 
         self._create_missing()
-        aggregate = BreakerPolicy.objects.aggregate(
-            Count("id"), Max("id"), Sum("version"), Max("updated_at")
+        stamp = tuple(
+            BreakerPolicy.objects.aggregate(Count("id"), Max("id"), Sum("version")).values()
         )
-        count, max_id, versions, latest = aggregate.values()
-        stamp = (count, max_id, versions, latest)
-        previous = self._stamp
-        if stamp == previous:
+        if stamp == self._stamp:
             return False
-        rows: dict[str, ResolvedPolicy] = {}
-        incremental = False
-        if previous is not None and previous[3] is not None:
-            changed = BreakerPolicy.objects.filter(
-                Q(updated_at__gte=previous[3]) | Q(id__gt=previous[1] or 0)
-            )
-            rows = {row.name: ResolvedPolicy.from_row(row) for row in changed}
-            added = sum(1 for r in rows.values() if r.pk is not None and r.pk > (previous[1] or 0))
-            incremental = count == previous[0] + added  # else a row was deleted
-        if not incremental:
-            rows = {row.name: ResolvedPolicy.from_row(row) for row in BreakerPolicy.objects.all()}
-            for name in list(self._known):
-                if name not in rows:  # deleted, or never created: back to the defaults
-                    rows[name] = ResolvedPolicy.from_row(default_row(name))
+        versions = dict(BreakerPolicy.objects.values_list("name", "version"))
+        changed = [
+            name for name, version in versions.items() if self._versions.get(name) != version
+        ]
+        rows = {}
+        for start in range(0, len(changed), 500):
+            chunk = BreakerPolicy.objects.filter(name__in=changed[start : start + 500])
+            rows.update({row.name: ResolvedPolicy.from_row(row) for row in chunk})
+        for name in list(self._known):
+            if name not in versions:  # deleted, or never created: back to the defaults
+                rows[name] = ResolvedPolicy.from_row(default_row(name))
         self._known.update(rows)
         self._fresh.update(rows)
+        self._versions = versions
         self._stamp = stamp
-        self.epoch += 1
+        self.epoch = next(self._epochs)
         return True
 
     def _create_missing(self) -> None:
