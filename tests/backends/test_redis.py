@@ -624,11 +624,11 @@ def test_hung_server_costs_one_socket_timeout_then_nothing(redis_proc):
         ticket = backend.acquire("hung", policy)
         first = time.monotonic() - start
         assert ticket.admitted and isinstance(ticket, FallbackTicket)
-        assert 0.09 <= first < 0.1 + 0.25, first
+        assert 0.09 <= first < 0.1 + 1.0, first  # one socket_timeout, plus a loaded machine
         start = time.monotonic()
         for _ in range(200):
             backend.record(backend.acquire("hung", policy), policy, False, 1)
-        assert time.monotonic() - start < 0.2  # no Redis traffic while degraded
+        assert time.monotonic() - start < 2.0  # not 200 timeouts: no Redis traffic while degraded
     finally:
         redis_proc.resume()
         backend.close()

@@ -21,7 +21,7 @@ def test_put_never_blocks_and_drops_when_full():
     assert busy.wait(5)  # the thread is stuck handling item 0
     started = time.perf_counter()
     results = [queue.put(i) for i in range(1, 10)]
-    assert time.perf_counter() - started < 0.1
+    assert time.perf_counter() - started < 2.0  # a full queue refuses at once, never waits 5 s
     assert results == [True] * 3 + [False] * 6
     release.set()
     assert queue.flush(5)
