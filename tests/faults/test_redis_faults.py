@@ -138,3 +138,14 @@ def test_health_endpoint_reports_the_outage_and_the_recovery(settings, proxy, cl
         assert time.monotonic() - healed < RECOVERY, "health still degraded"
         assert call() == "ok"  # degraded calls schedule the re-probe
         time.sleep(0.02)
+
+
+def test_upstream_failing_during_the_outage(tmp_path, smtp, proxy):
+    # Each process trips its own local circuit once (ON_BACKEND_ERROR "local"); back on Redis,
+    # that local state is dropped and the processes share one circuit again.
+    run = run_scenario(tmp_path, smtp, proxy.url(), proxy.refuse, proxy.heal, fail_during=True)
+    assert_survived(run, degraded=True)
+    for emitted in run.result.emitted:
+        during = [t[1] for t in emitted if run.fault * 1000 <= t[2] < run.heal * 1000]
+        assert during == ["opened"], during
+    assert len(run.smtp.messages) == len(run.result.emitted) + 1
