@@ -66,7 +66,9 @@ class Policy:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ per field, which
+# made building a ticket cost more than a whole rejected call. Tickets are never mutated.
+@dataclass(slots=True)
 class Ticket:
     """The answer to ``acquire``: whether the call may run, and what to hand back to ``record``.
 
@@ -77,7 +79,7 @@ class Ticket:
     or rejected); ``retry_after_ms`` is set on rejection; ``monitor_rejected`` marks a
     monitor-mode call that enforced mode would have rejected (its outcome is ignored);
     ``transitions`` are those the acquire itself performed (``half_opened``). Closed tickets
-    are shared between calls of one generation, hence frozen.
+    are shared between calls of one generation: treat every ticket as read-only.
     """
 
     circuit: str

@@ -20,7 +20,7 @@ ON_ERROR_CHOICES = ("local", "allow", "deny")
 _TICKET_FIELDS = tuple(f.name for f in fields(Ticket))
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class FallbackTicket(Ticket):
     """A ticket issued while Redis was unusable; it remembers where its outcome belongs.
 
