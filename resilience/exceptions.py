@@ -10,11 +10,19 @@ class ResilienceError(Exception):
 class CircuitOpenError(ResilienceError):
     """A protected call was rejected because its circuit is open."""
 
+    # Raised on every rejected call, often caught without ever being printed: the message is
+    # formatted in __str__, BaseException.__init__ is skipped (``args`` is set by __new__) and
+    # slots spare building an instance dict.
+    __slots__ = ("circuit", "retry_after", "state")
+
     def __init__(self, circuit: str, retry_after: float = 0.0, state: str = "open") -> None:
+        retry_after = float(retry_after)
         self.circuit = circuit
-        self.retry_after = max(0.0, float(retry_after))
+        self.retry_after = retry_after if retry_after > 0.0 else 0.0
         self.state = state
-        super().__init__(f"circuit {circuit!r} is {state}; retry after {self.retry_after:.1f}s")
+
+    def __str__(self) -> str:
+        return f"circuit {self.circuit!r} is {self.state}; retry after {self.retry_after:.1f}s"
 
     def __reduce__(self):  # picklable across Celery/multiprocessing boundaries
         return (type(self), (self.circuit, self.retry_after, self.state))
