@@ -28,9 +28,11 @@ __all__ = [
     "Ticket",
     "Transition",
     "acquire",
+    "closed_ticket",
     "open_duration_ms",
     "record",
     "record_successes",
+    "reject_while_open",
     "release",
     "reset",
     "snapshot",
@@ -54,17 +56,14 @@ def open_duration_ms(policy: Policy, trips: int) -> int:
 
 def acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
     """Ask to make one call; may move an open circuit to half-open (returned in the ticket)."""
-    if state.state == CLOSED:
-        ticket = state.closed_ticket
-        # Closed tickets carry no permit, so one immutable ticket serves a whole generation.
-        if ticket is None or ticket.generation != state.generation or ticket.epoch != state.epoch:
-            ticket = Ticket(state.circuit, True, CLOSED, state.generation, epoch=state.epoch)
-            state.closed_ticket = ticket
+    ticket = closed_ticket(state)
+    if ticket is not None:
         return ticket
+    rejected = reject_while_open(state, policy, now_ms)
+    if rejected is not None:
+        return rejected
     transitions: tuple[Transition, ...] = ()
     if state.state == OPEN:
-        if now_ms < state.open_until_ms:
-            return _reject(state, policy, state.open_until_ms - now_ms, transitions)
         state.state = HALF_OPEN
         state.permits.clear()
         state.half_open_successes = 0
@@ -87,6 +86,33 @@ def acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
             epoch=state.epoch,
         )
     return _reject(state, policy, min(permits.values(), default=now_ms) - now_ms, transitions)
+
+
+def closed_ticket(state: CircuitState) -> Ticket | None:
+    """The ticket admitting a call of this circuit while it is closed; None when it is not.
+
+    Closed tickets carry no permit, so one ticket serves a whole generation (``acquire``
+    returns it without changing anything).
+    """
+    if state.state != CLOSED:
+        return None
+    ticket = state.closed_ticket
+    if ticket is None or ticket.generation != state.generation or ticket.epoch != state.epoch:
+        ticket = Ticket(state.circuit, True, CLOSED, state.generation, epoch=state.epoch)
+        state.closed_ticket = ticket
+    return ticket
+
+
+def reject_while_open(state: CircuitState, policy: Policy, now_ms: int) -> Ticket | None:
+    """The rejection of an open circuit before its trial time, else None; changes nothing.
+
+    Read-only, so a backend may ask it without its lock (and then check that the generation
+    did not change meanwhile).
+    """
+    open_until_ms = state.open_until_ms
+    if state.state == OPEN and now_ms < open_until_ms:
+        return _reject(state, policy, open_until_ms - now_ms, ())
+    return None
 
 
 def _reject(

@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from resilience import engine
@@ -17,19 +18,68 @@ from resilience.engine import CLOSED, OPEN, CircuitState, Policy, Ticket, Transi
 FLUSH_AT = 256
 
 
-class _Circuit:
-    __slots__ = ("fast_max_ms", "fast_policy", "fast_until", "lock", "outbox", "pending", "state")
+class Lane:
+    """One circuit of the memory backend, with what a call may do without taking its lock.
 
-    def __init__(self, name: str) -> None:
+    ``ticket`` is the circuit's shared closed ticket while it is closed, else None: a caller
+    holding it was admitted without asking the backend. (Read just before a concurrent
+    transition, it carries the old generation, and its result is ignored as late: the lock-free
+    read is linearisable.) ``ok()`` counts a success lock-free while that cannot differ from
+    ``MemoryBackend.record``. Both are re-armed under the lock by every operation that changes
+    the circuit, and disarmed when the backend is closed.
+    """
+
+    __slots__ = (
+        "_flush",
+        "_now",
+        "fast_max_ms",
+        "fast_policy",
+        "fast_until",
+        "lock",
+        "outbox",
+        "pending",
+        "rejection",
+        "state",
+        "ticket",
+    )
+
+    def __init__(
+        self, name: str, now: Callable[[], int], flush: Callable[[Lane, Policy], None]
+    ) -> None:
         self.lock = threading.Lock()
         self.state = CircuitState(name)
+        self.ticket: Ticket | None = engine.closed_ticket(self.state)
+        # The last lock-free rejection: (now_ms, policy, ticket), reused within that ms.
+        self.rejection: tuple[int, Policy, Ticket] | None = None
         self.outbox: deque[Transition] = deque(maxlen=OUTBOX_MAX)
         # Fast successes appended without the lock (deque.append is atomic), counted later.
         self.pending: deque[Ticket] = deque()
         # The lock-free success path is open for calls of this policy object lasting at most
-        # fast_max_ms, while the clock is before fast_until (the end of the newest bucket).
+        # fast_max_ms, while the fast clock is before fast_until (the end of the newest bucket).
         self.fast_policy: Policy | None = None
         self.fast_max_ms = 0
+        self.fast_until = 0
+        self._now = now
+        self._flush = flush
+
+    def ok(self, ticket: Ticket, policy: Policy) -> bool:
+        """Count a fast (not slow) success of ``ticket`` without the lock, if that changes
+        nothing observable; False: it must be recorded the usual way.
+
+        Queued successes are counted (exactly as ``engine.record`` would) by the next locked
+        operation, at the latest when ``FLUSH_AT`` are waiting.
+        """
+        if policy is self.fast_policy and self._now() < self.fast_until:
+            pending = self.pending
+            pending.append(ticket)
+            if len(pending) >= FLUSH_AT:
+                self._flush(self, policy)
+            return True
+        return False
+
+    def disarm(self) -> None:
+        """Send every caller of this lane to the backend (its state is about to be dropped)."""
+        self.ticket = self.rejection = None
         self.fast_until = 0
 
 
@@ -52,27 +102,48 @@ class MemoryBackend(Backend):
             self._fast_now, self._fast_scale = time.time_ns, 1_000_000
         else:
             self._fast_now, self._fast_scale = self._now, 1
-        self._circuits: dict[str, _Circuit] = {}
+        self._circuits: dict[str, Lane] = {}
         self._create_lock = threading.Lock()
 
-    def _circuit(self, name: str) -> _Circuit:
+    def _circuit(self, name: str) -> Lane:
         circuit = self._circuits.get(name)
         if circuit is None:
             with self._create_lock:
                 circuit = self._circuits.get(name)
                 if circuit is None:
-                    circuit = self._circuits[name] = _Circuit(name)
+                    circuit = self._circuits[name] = Lane(name, self._fast_now, self._flush)
         return circuit
+
+    def lane(self, name: str) -> Lane:
+        """The lock-free side of circuit ``name`` (created if new), for callers on a hot path.
+
+        A caller may run a call on ``lane.ticket`` when it is not None (instead of
+        ``acquire``), and report its success with ``lane.ok()`` when the call was not timed
+        (instead of ``record``, which it must call when ``ok()`` returns False).
+        """
+        return self._circuits.get(name) or self._circuit(name)
 
     def acquire(self, name: str, policy: Policy) -> Ticket:
         circuit = self._circuits.get(name) or self._circuit(name)
-        state = circuit.state
-        # A ticket read just before a concurrent transition carries the old generation, so its
-        # result is ignored as late: the lock-free read is linearisable. (A state's epoch never
-        # changes here, and the shared ticket carries it.)
-        ticket = state.closed_ticket
-        if ticket is not None and ticket.generation == state.generation:
+        ticket = circuit.ticket
+        if ticket is not None:
             return ticket
+        state = circuit.state
+        if state.state == OPEN:
+            # Rejections need no lock either: every transition bumps the generation after
+            # changing the state, so an unchanged generation means the read was consistent.
+            # A burst of rejections within one millisecond shares one ticket.
+            generation = state.generation
+            now = self._fast_now() // self._fast_scale  # = self._now(), without a call
+            cached = circuit.rejection
+            if cached is not None and cached[0] == now and cached[1] is policy:
+                ticket = cached[2]
+                if ticket.generation == generation == state.generation:
+                    return ticket
+            ticket = engine.reject_while_open(state, policy, now)
+            if ticket is not None and ticket.generation == generation == state.generation:
+                circuit.rejection = (now, policy, ticket)
+                return ticket
         with circuit.lock:
             ticket = engine.acquire(state, policy, self._now())
             if ticket.transitions:
@@ -85,18 +156,8 @@ class MemoryBackend(Backend):
         circuit = self._circuits.get(ticket.circuit)
         if circuit is None:
             return []  # acquired from another backend instance: a late result
-        if (
-            success
-            and policy is circuit.fast_policy
-            and duration_ms <= circuit.fast_max_ms
-            and self._fast_now() < circuit.fast_until
-        ):
-            pending = circuit.pending
-            pending.append(ticket)
-            if len(pending) < FLUSH_AT:
-                return []
-            with circuit.lock:
-                return self._settle(circuit, policy, self._drain(circuit, policy))
+        if success and duration_ms <= circuit.fast_max_ms and circuit.ok(ticket, policy):
+            return []
         with circuit.lock:
             transitions = self._drain(circuit, policy)
             transitions += engine.record(
@@ -104,7 +165,16 @@ class MemoryBackend(Backend):
             )
             return self._settle(circuit, policy, transitions)
 
-    def _drain(self, circuit: _Circuit, policy: Policy) -> list[Transition]:
+    def _flush(self, circuit: Lane, policy: Policy) -> None:
+        """Count a full queue of fast successes (``Lane.ok``).
+
+        That causes no transition: queued successes are counted under the state and policy
+        they were queued under (any other operation drains them first), where they cannot trip.
+        """
+        with circuit.lock:
+            self._settle(circuit, policy, self._drain(circuit, policy))
+
+    def _drain(self, circuit: Lane, policy: Policy) -> list[Transition]:
         """Count the queued fast successes (caller holds the lock)."""
         pending = circuit.pending
         if not pending:
@@ -119,12 +189,13 @@ class MemoryBackend(Backend):
         return engine.record_successes(state, circuit.fast_policy or policy, now_ms, tickets)
 
     def _settle(
-        self, circuit: _Circuit, policy: Policy, transitions: list[Transition]
+        self, circuit: Lane, policy: Policy, transitions: list[Transition]
     ) -> list[Transition]:
-        """Publish transitions and re-arm the lock-free path (caller holds the lock)."""
+        """Publish transitions and re-arm the lock-free paths (caller holds the lock)."""
         if transitions:
             circuit.outbox.extend(transitions)
         state = circuit.state
+        circuit.ticket = engine.closed_ticket(state)
         if (
             state.state == CLOSED
             and state.win_head
@@ -154,6 +225,7 @@ class MemoryBackend(Backend):
         """
         circuit = self._circuit(name)
         with circuit.lock:
+            circuit.disarm()
             state = circuit.state
             state.state = OPEN
             state.trips = 1
@@ -198,4 +270,6 @@ class MemoryBackend(Backend):
         return {"backend": "memory", "degraded": False, "circuits": len(self._circuits)}
 
     def close(self) -> None:
+        for circuit in list(self._circuits.values()):
+            circuit.disarm()
         self._circuits.clear()
