@@ -899,9 +899,11 @@ def redis_cluster():
             capture_output=True,
             timeout=60,
         )
-        client = redis_py.Redis.from_url(nodes[0].url, decode_responses=True)
-        assert wait_until(lambda: client.cluster("info")["cluster_state"] == "ok", 30)
-        client.close()
+        # Every node must have learnt the whole slot map by gossip, not just the first one.
+        for node in nodes:
+            client = redis_py.Redis.from_url(node.url, decode_responses=True)
+            assert wait_until(lambda c=client: c.cluster("info")["cluster_state"] == "ok", 30)
+            client.close()
         yield nodes
     finally:
         for node in nodes:
