@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from collections.abc import Callable
@@ -14,23 +13,13 @@ from django.core.exceptions import ValidationError
 from resilience import stats
 from resilience.backends import get_backend
 from resilience.conf import settings as conf
-from resilience.engine_types import DISABLED, FORCED_OPEN
+from resilience.engine_types import DISABLED, FORCED_OPEN, Ticket
 from resilience.exceptions import CircuitOpenError
-from resilience.policies import ResolvedPolicy, registry
+from resilience.policies import registry
 from resilience.retry import acall_with_retries, call_with_retries
+from resilience.route import PASS, REJECT, TRACK, Call, Route
+from resilience.stats import FAILURE, IGNORED, REJECTED, SUCCESS
 from resilience.validators import validate_circuit_name
-
-# Not failures, and never successes: the call did not finish. A half-open permit is returned.
-# An inner breaker's rejection is not this circuit's failure either.
-_NOT_FAILURES = (
-    CircuitOpenError,
-    KeyboardInterrupt,
-    SystemExit,
-    GeneratorExit,
-    asyncio.CancelledError,
-)
-
-_Call = tuple[ResolvedPolicy, Any, int, Any] | None
 
 
 def _emit(name: str, transitions: Any, error: BaseException | None = None, **kwargs: Any) -> None:
@@ -42,8 +31,8 @@ def _emit(name: str, transitions: Any, error: BaseException | None = None, **kwa
 class Breaker:
     """A named circuit: call it as a decorator, or use it as a (async) context manager.
 
-    Policies are looked up on every call (one dict lookup), so an admin edit applies to
-    existing breakers without re-decorating anything.
+    Every call checks that its route (``resilience.route``) is as new as the policy registry,
+    so an admin edit applies to existing breakers without re-decorating anything.
     """
 
     def __init__(
@@ -67,181 +56,228 @@ class Breaker:
         self.record = tuple(record)
         self.is_failure = is_failure
         self._counts = stats.counters(name)
-        self._epoch = -1
-        self._resolved: ResolvedPolicy | None = None
-        self._calls: ContextVar[tuple[_Call, ...]] = ContextVar(f"resilience:{name}", default=())
+        self._route = Route(-1, PASS, None, self)  # stale at once: built on the first call
+        self._calls: ContextVar[tuple[Call, ...]] = ContextVar(f"resilience:{name}", default=())
 
-    def _resolve(self) -> ResolvedPolicy:
+    def _reroute(self) -> Route:
         epoch = registry.epoch  # read first: an invalidation racing with get() wins
-        self._resolved = resolved = registry.get(self.name)
-        self._epoch = epoch
-        return resolved
+        # ENABLED needs no check per call: a settings change also bumps the registry's epoch.
+        resolved = registry.get(self.name) if conf.ENABLED else None
+        if resolved is None or resolved.mode == DISABLED:
+            action = PASS
+        else:
+            action = REJECT if resolved.mode == FORCED_OPEN else TRACK
+        self._route = route = Route(epoch, action, resolved, self)
+        return route
 
     def __repr__(self) -> str:
         return f"<Breaker {self.name!r}>"
 
     # --- the protocol every wrapper uses --------------------------------------------------------
 
-    def _enter(self) -> _Call:
-        """Admit one call or raise ``CircuitOpenError``; None means "not tracked"."""
-        if not conf.ENABLED:
-            return None
-        if self._epoch == registry.epoch:
-            resolved = self._resolved
-        else:
-            resolved = self._resolve()
-        mode = resolved.mode
-        if mode == DISABLED:
-            return None
-        if mode == FORCED_OPEN:
-            self._counts[stats.REJECTED] += 1
-            raise CircuitOpenError(self.name, resolved.policy.recovery_timeout, FORCED_OPEN)
-        backend = get_backend()
-        ticket = backend.acquire(self.name, resolved.policy)
+    def _enter(self) -> Call:
+        """Ask to run one call: ``(route, ticket, started)``, where the ticket may be a
+        rejection (``_refused()`` then gives the error to raise); None means "not tracked"."""
+        route = self._route
+        backend = route.backend
+        if route.epoch != registry.epoch or (backend is not None and backend is not get_backend()):
+            route = self._reroute()
+        if route.action:
+            return None if route.action == PASS else (route, route.refusal, 0)
+        ticket = self._acquire(route)
+        return route, ticket, route.clock.now_ms() if route.timed and ticket.admitted else 0
+
+    def _acquire(self, route: Route) -> Ticket:
+        ticket = route.acquire(route.policy)
         if ticket.transitions:
             _emit(self.name, ticket.transitions)
-        if not ticket.admitted:
-            self._counts[stats.REJECTED] += 1
-            raise CircuitOpenError(self.name, ticket.retry_after_ms / 1000, ticket.state)
-        # Duration only matters to slow-call detection: skip the clock when that rule is off.
-        # It is the backend's clock, so tests drive slow calls with a ManualClock.
-        started = backend.clock.now_ms() if resolved.policy.slow_call_ms else 0
-        return resolved, ticket, started, backend
+        return ticket
 
-    def _exit(self, call: _Call, exc: BaseException | None = None, result: Any = None) -> bool:
-        """Report how an admitted call ended; returns True when it counted as a failure."""
+    def _refused(self, route: Route, ticket: Ticket) -> CircuitOpenError:
+        """The error for a call whose ticket was not admitted (counted as rejected)."""
+        self._counts[REJECTED] += 1
+        if route.action == REJECT:
+            return CircuitOpenError(self.name, route.policy.recovery_timeout, FORCED_OPEN)
+        return CircuitOpenError(self.name, ticket.retry_after_ms / 1000, ticket.state)
+
+    def _succeeded(self, call: Call, result: Any) -> None:
+        """Report that an admitted call returned ``result`` (a failure if ``is_failure`` says)."""
+        if call is None:
+            return
+        route, ticket, started = call
+        failed = self.is_failure is not None and self._result_failed(result)
+        self._counts[failed] += 1  # SUCCESS == 0, FAILURE == 1
+        duration_ms = max(0, route.clock.now_ms() - started) if started else 0
+        transitions = route.record(ticket, route.policy, not failed, duration_ms)
+        if transitions:
+            _emit(self.name, transitions)
+
+    def _failed(self, call: Call, exc: BaseException) -> bool:
+        """Report that an admitted call raised ``exc``; True when that counted as a failure."""
         if call is None:
             return False
-        resolved, ticket, started, backend = call
-        if exc is not None:
-            if not self._exception_counts(exc, resolved):
-                self._counts[stats.IGNORED] += 1
-                if ticket.permit is not None:
-                    backend.release(ticket, resolved.policy)
-                return False
-            failed = True
-        elif self.is_failure is None:
-            failed = False
-        else:
-            failed = self._result_failed(result)
-        self._counts[failed] += 1  # stats.SUCCESS == 0, stats.FAILURE == 1
-        duration_ms = max(0, backend.clock.now_ms() - started) if started else 0
-        transitions = backend.record(ticket, resolved.policy, not failed, duration_ms)
+        route, ticket, started = call
+        if isinstance(exc, route.not_failures) or (
+            route.recorded and not isinstance(exc, route.recorded)
+        ):
+            self._counts[IGNORED] += 1
+            if ticket.permit is not None:
+                route.backend.release(ticket, route.policy)
+            return False
+        self._counts[FAILURE] += 1
+        duration_ms = max(0, route.clock.now_ms() - started) if started else 0
+        transitions = route.record(ticket, route.policy, False, duration_ms)
         if transitions:
             _emit(self.name, transitions, exc)
-        return failed
+        return True
 
     def _opened(self) -> bool:
         """Whether the circuit opened meanwhile (asked between retries, never per call)."""
         return self.snapshot()["state"] in ("open", FORCED_OPEN)
 
     def _result_failed(self, result: Any) -> bool:
-        if self.is_failure is None:
-            return False
         try:
-            return bool(self.is_failure(result))
+            return bool(self.is_failure(result))  # type: ignore[misc]
         except Exception:  # a broken predicate must not leak a half-open permit
             return True
-
-    def _exception_counts(self, exc: BaseException, resolved: ResolvedPolicy) -> bool:
-        if isinstance(exc, _NOT_FAILURES + self.ignore + resolved.ignore):
-            return False
-        recorded = self.record + resolved.record
-        return not recorded or isinstance(exc, recorded)
 
     # --- decorator ----------------------------------------------------------------------------
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.isasyncgenfunction(func):
-            return self._wrap_async_generator(func)
-        if inspect.iscoroutinefunction(func):
-            return self._wrap_coroutine(func)
-        if inspect.isgeneratorfunction(func):
-            return self._wrap_generator(func)
-        return self._wrap_function(func)
+            wrapper = self._wrap_async_generator(func)
+        elif inspect.iscoroutinefunction(func):
+            wrapper = self._wrap_coroutine(func)
+        elif inspect.isgeneratorfunction(func):
+            wrapper = self._wrap_generator(func)
+        else:
+            wrapper = self._wrap_function(func)
+        wrapper = functools.wraps(func)(wrapper)
+        wrapper.breaker = self
+        return wrapper
 
-    def _rejected(self, exc: CircuitOpenError, args: tuple, kwargs: dict) -> Any:
-        if self.fallback is None:
-            raise exc
-        return self.fallback(exc, *args, **kwargs)
+    # The function and coroutine wrappers are the hot paths. They run the protocol's steps from
+    # closure variables (cheaper than attribute lookups) and, when the route has a lane (see
+    # Route), skip _enter(): a closed circuit admits through the lane, any other state is
+    # asked of the backend directly; a success the lane counts needs no _succeeded(). A
+    # rejection is raised in the wrapper itself, never re-raised on its way out.
 
     def _wrap_function(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(func)
+        enter, acquire, refused = self._enter, self._acquire, self._refused
+        succeeded, failed, counts = self._succeeded, self._failed, self._counts
+
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            route = self._route
+            lane = route.lane
+            if (
+                lane is not None
+                and route.epoch == registry.epoch
+                and ((ticket := lane.ticket) is not None or lane.live)
+            ):
+                if ticket is None:
+                    ticket = acquire(route)
+                started = 0
+            else:
+                call = enter()
+                if call is None:
+                    return func(*args, **kwargs)
+                route, ticket, started = call
+                lane = route.lane
+            if not ticket.admitted:
+                if self.fallback is None:
+                    raise refused(route, ticket)
+                return self.fallback(refused(route, ticket), *args, **kwargs)
             try:
-                call = self._enter()
-            except CircuitOpenError as exc:
-                return self._rejected(exc, args, kwargs)
-            try:
-                if call is not None and call[0].retry_attempts:
-                    result = call_with_retries(func, args, kwargs, call[0], self._opened)
+                if route.retries:
+                    result = call_with_retries(func, args, kwargs, route.resolved, self._opened)
                 else:
                     result = func(*args, **kwargs)
             except BaseException as exc:
-                if self._exit(call, exc) and self.fallback is not None:
+                if failed((route, ticket, started), exc) and self.fallback is not None:
                     return self.fallback(exc, *args, **kwargs)
                 raise
-            self._exit(call, None, result)
+            if lane is not None and lane.ok(ticket, route.policy):  # counted by the lane
+                counts[SUCCESS] += 1
+            else:
+                succeeded((route, ticket, started), result)
             return result
 
-        wrapper.breaker = self  # type: ignore[attr-defined]
         return wrapper
 
     def _wrap_coroutine(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        enter, acquire, refused = self._enter, self._acquire, self._refused
+        succeeded, failed, counts = self._succeeded, self._failed, self._counts
+
         async def fall_back(exc: BaseException, args: tuple, kwargs: dict) -> Any:
             result = self.fallback(exc, *args, **kwargs)  # type: ignore[misc]
             return await result if inspect.isawaitable(result) else result
 
-        @functools.wraps(func)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                call = self._enter()
-            except CircuitOpenError as exc:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:  # the sync wrapper's steps, awaited
+            route = self._route
+            lane = route.lane
+            if (
+                lane is not None
+                and route.epoch == registry.epoch
+                and ((ticket := lane.ticket) is not None or lane.live)
+            ):
+                if ticket is None:
+                    ticket = acquire(route)
+                started = 0
+            else:
+                call = enter()
+                if call is None:
+                    return await func(*args, **kwargs)
+                route, ticket, started = call
+                lane = route.lane
+            if not ticket.admitted:
                 if self.fallback is None:
-                    raise
-                return await fall_back(exc, args, kwargs)
+                    raise refused(route, ticket)
+                return await fall_back(refused(route, ticket), args, kwargs)
             try:
-                if call is not None and call[0].retry_attempts:
-                    result = await acall_with_retries(func, args, kwargs, call[0], self._opened)
+                if route.retries:
+                    result = await acall_with_retries(
+                        func, args, kwargs, route.resolved, self._opened
+                    )
                 else:
                     result = await func(*args, **kwargs)
             except BaseException as exc:
-                if self._exit(call, exc) and self.fallback is not None:
+                if failed((route, ticket, started), exc) and self.fallback is not None:
                     return await fall_back(exc, args, kwargs)
                 raise
-            self._exit(call, None, result)
+            if lane is not None and lane.ok(ticket, route.policy):  # counted by the lane
+                counts[SUCCESS] += 1
+            else:
+                succeeded((route, ticket, started), result)
             return result
 
-        wrapper.breaker = self  # type: ignore[attr-defined]
         return wrapper
 
     def _wrap_generator(self, func: Callable[..., Any]) -> Callable[..., Any]:
         # The call succeeds when the consumer exhausts the generator and fails if it raises
         # mid-stream; closing it early (GeneratorExit) is neither.
-        @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                call = self._enter()
-            except CircuitOpenError as exc:
-                return (yield from self._rejected(exc, args, kwargs))
+            call = self._enter()
+            if call is not None and not call[1].admitted:
+                if self.fallback is None:
+                    raise self._refused(call[0], call[1])
+                return (yield from self.fallback(self._refused(call[0], call[1]), *args, **kwargs))
             try:
                 result = yield from func(*args, **kwargs)
             except BaseException as exc:
-                self._exit(call, exc)
+                self._failed(call, exc)
                 raise
-            self._exit(call, None, None)
+            self._succeeded(call, None)
             return result
 
-        wrapper.breaker = self  # type: ignore[attr-defined]
         return wrapper
 
     def _wrap_async_generator(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                call = self._enter()
-            except CircuitOpenError as exc:
-                replacement = self._rejected(exc, args, kwargs)
+            call = self._enter()
+            if call is not None and not call[1].admitted:
+                if self.fallback is None:
+                    raise self._refused(call[0], call[1])
+                replacement = self.fallback(self._refused(call[0], call[1]), *args, **kwargs)
                 if hasattr(replacement, "__aiter__"):
                     async for item in replacement:
                         yield item
@@ -253,24 +289,28 @@ class Breaker:
                 async for item in func(*args, **kwargs):
                     yield item
             except BaseException as exc:
-                self._exit(call, exc)
+                self._failed(call, exc)
                 raise
-            self._exit(call, None, None)
+            self._succeeded(call, None)
 
-        wrapper.breaker = self  # type: ignore[attr-defined]
         return wrapper
 
     # --- context managers -----------------------------------------------------------------------
 
     def __enter__(self) -> Breaker:
         call = self._enter()
+        if call is not None and not call[1].admitted:
+            raise self._refused(call[0], call[1])
         self._calls.set((*self._calls.get(), call))
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         stack = self._calls.get()
         self._calls.set(stack[:-1])
-        self._exit(stack[-1], exc)
+        if exc is None:
+            self._succeeded(stack[-1], None)
+        else:
+            self._failed(stack[-1], exc)
 
     async def __aenter__(self) -> Breaker:
         return self.__enter__()

@@ -30,11 +30,13 @@ class Lane:
     """
 
     __slots__ = (
-        "_flush",
+        "_backend",
         "_now",
+        "_scale",
         "fast_max_ms",
         "fast_policy",
         "fast_until",
+        "live",
         "lock",
         "outbox",
         "pending",
@@ -43,9 +45,7 @@ class Lane:
         "ticket",
     )
 
-    def __init__(
-        self, name: str, now: Callable[[], int], flush: Callable[[Lane, Policy], None]
-    ) -> None:
+    def __init__(self, name: str, backend: MemoryBackend) -> None:
         self.lock = threading.Lock()
         self.state = CircuitState(name)
         self.ticket: Ticket | None = engine.closed_ticket(self.state)
@@ -59,8 +59,36 @@ class Lane:
         self.fast_policy: Policy | None = None
         self.fast_max_ms = 0
         self.fast_until = 0
-        self._now = now
-        self._flush = flush
+        self._backend = backend
+        self._now, self._scale = backend.fast_clock  # fast clock units per millisecond
+        self.live = True  # False once its backend is closed: callers must ask for a new one
+
+    def acquire(self, policy: Policy) -> Ticket:
+        """``MemoryBackend.acquire`` of this circuit."""
+        ticket = self.ticket
+        if ticket is not None:
+            return ticket
+        state = self.state
+        if state.state == OPEN:
+            # Rejections need no lock either: every transition bumps the generation after
+            # changing the state, so an unchanged generation means the read was consistent.
+            # A burst of rejections within one millisecond shares one ticket.
+            generation = state.generation
+            now = self._now() // self._scale
+            cached = self.rejection
+            if cached is not None and cached[0] == now and cached[1] is policy:
+                ticket = cached[2]
+                if ticket.generation == generation == state.generation:
+                    return ticket
+            ticket = engine.reject_while_open(state, policy, now)
+            if ticket is not None and ticket.generation == generation == state.generation:
+                self.rejection = (now, policy, ticket)
+                return ticket
+        with self.lock:
+            ticket = engine.acquire(state, policy, self._backend.clock.now_ms())
+            if ticket.transitions:
+                self.outbox.extend(ticket.transitions)
+        return ticket
 
     def ok(self, ticket: Ticket, policy: Policy) -> bool:
         """Count a fast (not slow) success of ``ticket`` without the lock, if that changes
@@ -73,12 +101,12 @@ class Lane:
             pending = self.pending
             pending.append(ticket)
             if len(pending) >= FLUSH_AT:
-                self._flush(self, policy)
+                self._backend.flush(self, policy)
             return True
         return False
 
     def disarm(self) -> None:
-        """Send every caller of this lane to the backend (its state is about to be dropped)."""
+        """Send every caller of this lane to the locked path (its state is being replaced)."""
         self.ticket = self.rejection = None
         self.fast_until = 0
 
@@ -97,11 +125,11 @@ class MemoryBackend(Backend):
     def __init__(self, clock: Any = None, **options: Any) -> None:
         super().__init__(clock, **options)
         self._now = self.clock.now_ms
-        # The system clock is read in nanoseconds on the fast path, sparing a division.
+        # The system clock is read in nanoseconds on the lock-free paths, sparing a call.
         if type(self.clock) is SystemClock:
-            self._fast_now, self._fast_scale = time.time_ns, 1_000_000
+            self.fast_clock: tuple[Callable[[], int], int] = (time.time_ns, 1_000_000)
         else:
-            self._fast_now, self._fast_scale = self._now, 1
+            self.fast_clock = (self._now, 1)
         self._circuits: dict[str, Lane] = {}
         self._create_lock = threading.Lock()
 
@@ -111,44 +139,22 @@ class MemoryBackend(Backend):
             with self._create_lock:
                 circuit = self._circuits.get(name)
                 if circuit is None:
-                    circuit = self._circuits[name] = Lane(name, self._fast_now, self._flush)
+                    circuit = self._circuits[name] = Lane(name, self)
         return circuit
 
     def lane(self, name: str) -> Lane:
         """The lock-free side of circuit ``name`` (created if new), for callers on a hot path.
 
-        A caller may run a call on ``lane.ticket`` when it is not None (instead of
-        ``acquire``), and report its success with ``lane.ok()`` when the call was not timed
-        (instead of ``record``, which it must call when ``ok()`` returns False).
+        A caller may run a call on ``lane.ticket`` when it is not None, else ask
+        ``lane.acquire(policy)`` (``acquire`` without the lookup); and report a success with
+        ``lane.ok()`` when the call was not timed (instead of ``record``, which it must call
+        when ``ok()`` returns False). A lane whose ``live`` is False belongs to a closed
+        backend.
         """
         return self._circuits.get(name) or self._circuit(name)
 
     def acquire(self, name: str, policy: Policy) -> Ticket:
-        circuit = self._circuits.get(name) or self._circuit(name)
-        ticket = circuit.ticket
-        if ticket is not None:
-            return ticket
-        state = circuit.state
-        if state.state == OPEN:
-            # Rejections need no lock either: every transition bumps the generation after
-            # changing the state, so an unchanged generation means the read was consistent.
-            # A burst of rejections within one millisecond shares one ticket.
-            generation = state.generation
-            now = self._fast_now() // self._fast_scale  # = self._now(), without a call
-            cached = circuit.rejection
-            if cached is not None and cached[0] == now and cached[1] is policy:
-                ticket = cached[2]
-                if ticket.generation == generation == state.generation:
-                    return ticket
-            ticket = engine.reject_while_open(state, policy, now)
-            if ticket is not None and ticket.generation == generation == state.generation:
-                circuit.rejection = (now, policy, ticket)
-                return ticket
-        with circuit.lock:
-            ticket = engine.acquire(state, policy, self._now())
-            if ticket.transitions:
-                circuit.outbox.extend(ticket.transitions)
-        return ticket
+        return (self._circuits.get(name) or self._circuit(name)).acquire(policy)
 
     def record(
         self, ticket: Ticket, policy: Policy, success: bool, duration_ms: int
@@ -165,7 +171,7 @@ class MemoryBackend(Backend):
             )
             return self._settle(circuit, policy, transitions)
 
-    def _flush(self, circuit: Lane, policy: Policy) -> None:
+    def flush(self, circuit: Lane, policy: Policy) -> None:
         """Count a full queue of fast successes (``Lane.ok``).
 
         That causes no transition: queued successes are counted under the state and policy
@@ -204,7 +210,7 @@ class MemoryBackend(Backend):
         ):
             circuit.fast_policy = policy
             circuit.fast_max_ms = policy.slow_call_ms or sys.maxsize
-            circuit.fast_until = (state.win_head + 1) * state.bucket_ms * self._fast_scale
+            circuit.fast_until = (state.win_head + 1) * state.bucket_ms * self.fast_clock[1]
         else:
             circuit.fast_until = 0
         return transitions
@@ -272,4 +278,5 @@ class MemoryBackend(Backend):
     def close(self) -> None:
         for circuit in list(self._circuits.values()):
             circuit.disarm()
+            circuit.live = False
         self._circuits.clear()

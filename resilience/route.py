@@ -1,0 +1,94 @@
+"""``Route``: how a breaker handles its calls between two policy (or backend) changes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import TYPE_CHECKING
+
+from resilience.backends import get_backend
+from resilience.engine_types import FORCED_OPEN, Ticket
+from resilience.exceptions import CircuitOpenError
+
+if TYPE_CHECKING:
+    from resilience.decorators import Breaker
+    from resilience.policies import ResolvedPolicy
+
+# Not failures, and never successes: the call did not finish. A half-open permit is returned.
+# An inner breaker's rejection is not this circuit's failure either.
+_NOT_FAILURES = (
+    CircuitOpenError,
+    KeyboardInterrupt,
+    SystemExit,
+    GeneratorExit,
+    asyncio.CancelledError,
+)
+
+# What a breaker does with a call, decided once per route.
+TRACK, PASS, REJECT = 0, 1, 2
+
+
+class Route:
+    """How a breaker handles its calls until the policy registry or the backend changes.
+
+    Built once per registry epoch, so that the call path reads prepared attributes instead of
+    re-deriving them from the settings, the policy and the backend on every call.
+    """
+
+    __slots__ = (
+        "acquire",
+        "action",
+        "backend",
+        "clock",
+        "epoch",
+        "lane",
+        "not_failures",
+        "policy",
+        "record",
+        "recorded",
+        "refusal",
+        "resolved",
+        "retries",
+        "timed",
+    )
+
+    def __init__(
+        self, epoch: int, action: int, resolved: ResolvedPolicy | None, breaker: Breaker
+    ) -> None:
+        self.epoch = epoch
+        self.action = action
+        self.resolved = resolved
+        self.policy = resolved.policy if resolved is not None else None
+        # What a forced-open circuit answers every call (see ``Breaker._refused``).
+        self.refusal = Ticket(breaker.name, False, FORCED_OPEN, 0) if action == REJECT else None
+        self.retries = bool(resolved is not None and resolved.retry_attempts)
+        self.not_failures = _NOT_FAILURES + breaker.ignore + (resolved.ignore if resolved else ())
+        self.recorded = breaker.record + (resolved.record if resolved else ())
+        # Only a tracked route touches the backend (a broken backend setting must not break
+        # disabled or forced-open circuits).
+        backend = get_backend() if action == TRACK else None
+        self.backend = backend
+        self.record = backend.record if backend is not None else None
+        self.clock = backend.clock if backend is not None else None
+        # Duration only matters to slow-call detection: skip the clock when that rule is off.
+        # It is the backend's clock, so tests drive slow calls with a ManualClock.
+        self.timed = bool(self.policy is not None and self.policy.slow_call_ms)
+        # A backend may offer a lane per circuit (the memory backend does): a closed circuit
+        # admits, and a success is counted, without a call into the backend. The wrappers use
+        # it for plain calls (not timed, no retries, no is_failure); a lane of a closed backend
+        # is no longer live, and they then go through ``Breaker._enter``.
+        lane = backend.lane(breaker.name) if hasattr(backend, "lane") else None
+        plain = not (self.timed or self.retries or breaker.is_failure is not None)
+        self.lane = lane if plain else None
+        # acquire(policy): the backend's, for this circuit.
+        if lane is not None:
+            self.acquire = lane.acquire
+        elif backend is not None:
+            self.acquire = functools.partial(backend.acquire, breaker.name)
+        else:
+            self.acquire = None
+
+
+# A call: its route, its ticket (admitted or not) and when it started (0: not timed);
+# None: untracked.
+Call = tuple[Route, Ticket, int] | None
