@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -20,6 +21,10 @@ from resilience.retry import acall_with_retries, call_with_retries
 from resilience.route import PASS, REJECT, TRACK, Call, Route
 from resilience.stats import FAILURE, IGNORED, REJECTED, SUCCESS
 from resilience.validators import validate_circuit_name
+
+# What the generator and ``with`` forms report: a stream or a block has no return value for
+# ``is_failure`` to judge; it succeeds by finishing without raising.
+_NO_RESULT = object()
 
 
 def _emit(name: str, transitions: Any, error: BaseException | None = None, **kwargs: Any) -> None:
@@ -105,7 +110,9 @@ class Breaker:
         if call is None:
             return
         route, ticket, started = call
-        failed = self.is_failure is not None and self._result_failed(result)
+        failed = (
+            self.is_failure is not None and result is not _NO_RESULT and self._result_failed(result)
+        )
         self._counts[failed] += 1  # SUCCESS == 0, FAILURE == 1
         duration_ms = max(0, route.clock.now_ms() - started) if started else 0
         transitions = route.record(ticket, route.policy, not failed, duration_ms)
@@ -266,7 +273,7 @@ class Breaker:
             except BaseException as exc:
                 self._failed(call, exc)
                 raise
-            self._succeeded(call, None)
+            self._succeeded(call, _NO_RESULT)
             return result
 
         return wrapper
@@ -286,12 +293,15 @@ class Breaker:
                         yield item
                 return
             try:
-                async for item in func(*args, **kwargs):
-                    yield item
+                # aclosing: an early aclose() or a cancellation runs the inner generator's
+                # cleanup (an HTTP stream, a cursor) now, not whenever the loop finalises it.
+                async with contextlib.aclosing(func(*args, **kwargs)) as stream:
+                    async for item in stream:
+                        yield item
             except BaseException as exc:
                 self._failed(call, exc)
                 raise
-            self._succeeded(call, None)
+            self._succeeded(call, _NO_RESULT)
 
         return wrapper
 
@@ -308,7 +318,7 @@ class Breaker:
         stack = self._calls.get()
         self._calls.set(stack[:-1])
         if exc is None:
-            self._succeeded(stack[-1], None)
+            self._succeeded(stack[-1], _NO_RESULT)
         else:
             self._failed(stack[-1], exc)
 

@@ -426,3 +426,37 @@ def test_deleted_policy_falls_back_to_the_defaults():
     assert breaker("gone").state == "closed"  # default threshold 5 now applies
     trip("gone", 4)
     assert breaker("gone").state == "open"
+
+
+def test_is_failure_judges_returned_values_not_streams_or_blocks():
+    BreakerPolicyFactory(name="judge", failure_threshold=1)
+    status_check = {"is_failure": lambda response: response.status_code >= 500}
+
+    @circuit_breaker("judge", **status_check)
+    def stream():
+        yield from range(3)
+
+    for _ in range(3):
+        assert list(stream()) == [0, 1, 2]
+        with breaker("judge", **status_check):
+            pass
+    assert breaker("judge").state == "closed"
+
+
+async def test_async_generator_cleanup_runs_when_the_consumer_stops_early(settings):
+    use_policies(settings, cleanup={"failure_threshold": 1})
+    cleaned = []
+
+    @circuit_breaker("cleanup")
+    async def rows():
+        try:
+            for i in range(10):
+                yield i
+        finally:
+            cleaned.append("closed")
+
+    stream = rows()
+    assert await stream.__anext__() == 0
+    await stream.aclose()
+    assert cleaned == ["closed"]
+    assert breaker("cleanup").snapshot()["consecutive_failures"] == 0
