@@ -53,17 +53,17 @@ def run_scenario(
     heal: Callable[[], None],
     fault_seconds: float = 1.2,
     fail_during: bool = False,
+    stall: float = SOCKET_TIMEOUT + MARGIN,
     **options: object,
 ) -> Run:
     """Warm up, ``inject()``, wait, ``heal()`` (the fault is over when it returns), trip.
 
     Alerts are on (sync, no cooldown) and mailed to ``smtp``. ``fail_during``: the upstream
-    fails for the duration of the fault too.
+    fails for the duration of the fault too. Calls slower than ``stall`` have their stack taken.
     """
     circuit = "faulty-upstream"
     BreakerPolicyFactory(name=circuit, failure_threshold=THRESHOLD, recovery_timeout=60)
     resilience = {**settings_for(url, **options), "ALERTS": alerts_settings()}
-    stall = SOCKET_TIMEOUT + MARGIN
     with Load(tmp_path, resilience, circuit, env=smtp_env(smtp), stall=stall) as load:
         time.sleep(0.4)
         fault = time.time()
