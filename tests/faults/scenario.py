@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from tests.factories import BreakerPolicyFactory
 from tests.faults.load import Load, Result
+from tests.faults.loadworker import FAILED
 from tests.faults.reconcile import alert_problems, alerts_settings, smtp_env, transition_problems
 from tests.support.smtp import SMTPServer
 
@@ -30,6 +31,7 @@ class Run:
 
 
 def settings_for(url: str, **options: object) -> dict:
+    """``RESILIENCE`` for the Redis backend at ``url``: short timeouts, fast re-probes."""
     return {
         "BACKEND": "resilience.backends.redis.RedisBackend",
         "OPTIONS": {
@@ -84,7 +86,7 @@ def run_scenario(
 def assert_survived(
     run: Run, *, degraded: bool | None, bound: float = SOCKET_TIMEOUT + MARGIN
 ) -> None:
-    """The guarantees of the module docstring; ``degraded=None``: either is fine in the fault."""
+    """The guarantees of docs/reliability.md; ``degraded=None``: either is fine in the fault."""
     result = run.result
     assert result.unflushed == 0, "a worker could not store its events"
     assert result.leaks == [], f"{len(result.leaks)} errors reached callers: {result.leaks[0]}"
@@ -107,7 +109,8 @@ def assert_survived(
     after = result.transitions(since=run.trip)
     assert [t[1] for t in after] == ["opened"], after
     opened_ms = after[0][2]
-    admitted_late = [c for c in result.between(opened_ms / 1000 + 0.003, 1e12) if c[2] == 1]
+    late = result.between(opened_ms / 1000 + 0.003, 1e12)
+    admitted_late = [c for c in late if c[2] == FAILED]
     assert admitted_late == [], f"{len(admitted_late)} calls admitted after the circuit opened"
     assert result.outcomes(run.trip).get("rejected", 0) > 0
 
