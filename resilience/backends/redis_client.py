@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -95,6 +98,7 @@ def connect(
         client = Sentinel(nodes, sentinel_kwargs=sentinel_options).master_for(
             service_name, **master, **common
         )
+        watch_master(client.connection_pool)
         where = f"sentinel:{service_name}@" + ",".join(f"{h}:{p}" for h, p in nodes)
         return client, where, secrets
     if cluster:
@@ -105,6 +109,37 @@ def connect(
     pool = client.connection_pool
     pool.connection_class(**pool.connection_kwargs)  # unknown options fail now, not per call
     return client, redact_url(url), secrets
+
+
+SENTINEL_WATCH_SECONDS = 1.0
+
+
+def watch_master(pool: Any, interval: float = SENTINEL_WATCH_SECONDS) -> threading.Thread:
+    """Ask the sentinels for the master every ``interval`` seconds, in a daemon thread.
+
+    After a graceful failover the old master stays writable for seconds until Sentinel demotes
+    it, so pooled connections to it never fail: without this they would keep writing circuit
+    state there, to be wiped when it resyncs. ``get_master_address()`` notices the new address,
+    closes the idle connections, and makes the pool drop busy ones when they are released. The
+    thread holds the pool weakly and ends with it.
+    """
+    ref = weakref.ref(pool)
+
+    def run() -> None:
+        while True:
+            time.sleep(interval)
+            current = ref()
+            if current is None:
+                return
+            try:
+                current.get_master_address()
+            except Exception:  # noqa: S110 - sentinels down: the call path handles the outage
+                pass
+            del current
+
+    thread = threading.Thread(target=run, name="resilience-sentinel-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def drop_idle_connections(client: Any, cluster: bool) -> None:

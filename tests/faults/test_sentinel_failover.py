@@ -71,12 +71,6 @@ def test_failover_under_load(tmp_path, smtp, deployment, how):
     assert_trip_on_new_master(deployment)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RedisBackend with Sentinel keeps its pooled connections to the old master after a "
-    "failover until Sentinel demotes that node (~10 s later): trips and resets written "
-    "meanwhile land on the old master and are wiped when it resyncs from the new one",
-)
 def test_graceful_failover_switches_to_the_new_master_at_once(tmp_path, smtp, deployment):
     run = failover_run(tmp_path, smtp, deployment, deployment.failover)
     assert_survived(run, degraded=None)
