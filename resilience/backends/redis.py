@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from resilience import engine
 from resilience.backends.base import OUTBOX_MAX, Backend
 from resilience.backends.memory import MemoryBackend
 from resilience.backends.redis_client import (
@@ -21,14 +20,22 @@ from resilience.backends.redis_fallback import (
     FallbackTicket,
     Outage,
 )
-from resilience.backends.redis_local import Deferred, OpenCache, Pending, monotonic_ms
-from resilience.engine import CLOSED, MONITOR, OPEN, CircuitState, Policy, Ticket, Transition
+from resilience.backends.redis_local import (
+    Deferred,
+    OpenCache,
+    Outboxed,
+    Pending,
+    monotonic_ms,
+)
+from resilience.backends.redis_reads import RedisReads
+from resilience.engine import CLOSED, MONITOR, OPEN, Policy, Ticket, Transition
 from resilience.engine_types import new_epoch
 
 __all__ = ["RedisBackend", "script_source"]
 
 SCRIPTS = ("acquire", "record", "release", "reset", "snapshot_many", "ack")
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
+_HEAD = ("state", "generation", "epoch")  # what admits a call to a closed circuit
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -45,7 +52,7 @@ def _setting(name: str, default: Any) -> Any:
 OPEN_CACHE_SHARE = 0.8
 
 
-class RedisBackend(Backend):
+class RedisBackend(RedisReads, Backend):
     """Shared circuit state in Redis, updated atomically by Lua scripts.
 
     Options (``RESILIENCE["OPTIONS"]``): ``url`` (``redis://``, ``rediss://``, user and
@@ -106,6 +113,7 @@ class RedisBackend(Backend):
         )
         self._scripts = {name: self.client.register_script(script_source(name)) for name in SCRIPTS}
         self._keys_cache: dict[str, tuple[str, str]] = {}
+        self._outboxed = Outboxed(OUTBOX_MAX)
         self._open_cache = OpenCache()
         self._deferred = Deferred(self._flush_pending, self._refresh_seconds)
         self._outage = Outage(
@@ -165,30 +173,35 @@ class RedisBackend(Backend):
         if self._outage.active:
             return self._degraded_acquire(name, policy)
         now = self._local_now()
-        if self._open_cache:
-            cached = self._open_cache.get(name, policy, now)
+        open_cache = self._open_cache
+        if open_cache:
+            cached = open_cache.get(name, policy, now)
             if cached is not None:
                 return cached
-        pending = self._deferred.take(name) if self._deferred else None
-        args = [
-            now if self._injected_clock else "",
-            name,
-            new_epoch(),
-            OUTBOX_MAX,
-            policy.half_open_max_calls,
-            policy.permit_ttl_ms,
-            *self._pending_args(pending),
-        ]
+        keys = self._keys(name)
         try:
-            raw = self._scripts["acquire"](keys=self._keys(name), args=args)
+            if name not in open_cache:
+                # Last seen closed (or never seen): a plain HMGET admits without a script.
+                # Anything else (no epoch yet, not closed) is for the script to decide.
+                state, generation, epoch = self.client.hmget(keys[0], _HEAD)
+                if epoch and (state is None or state == CLOSED):
+                    return Ticket(name, True, CLOSED, int(generation or 0), epoch=epoch)
+            args = [
+                now if self._injected_clock else "",
+                name,
+                new_epoch(),
+                OUTBOX_MAX,
+                policy.half_open_max_calls,
+                policy.permit_ttl_ms,
+            ]
+            raw = self._scripts["acquire"](keys=keys, args=args)
             admitted, state, generation, permit, retry_after_ms, epoch = raw[:6]
-            transitions = tuple(Transition.from_json(t) for t in raw[6:])
+            transitions = tuple(self._outboxed.parse(t) for t in raw[6:])
         except ERRORS as exc:
             self._fail(exc)
             return self._degraded_acquire(name, policy)
         if admitted:
-            if self._open_cache:
-                self._open_cache.discard(name)  # what this process knew is out of date
+            open_cache.discard(name)  # what this process knew is out of date
             if state == CLOSED:
                 return Ticket(name, True, CLOSED, generation, epoch=epoch)
             permit = permit or None
@@ -197,11 +210,14 @@ class RedisBackend(Backend):
         ticket = Ticket(
             name, monitor, state, generation, None, retry_after_ms, monitor, transitions, epoch
         )
+        self._remember(name, policy, ticket, now)
+        return ticket
+
+    def _remember(self, name: str, policy: Policy, rejection: Ticket, now: int) -> None:
         # Re-ask Redis a little before POLICY_REFRESH_SECONDS is up, so that a reset made in
         # another process is in force here within that bound, not just after it.
         horizon_ms = int(self._refresh_seconds() * 1000 * OPEN_CACHE_SHARE)
-        self._open_cache.put(name, policy, ticket, now, horizon_ms)
-        return ticket
+        self._open_cache.put(name, policy, rejection, now, horizon_ms)
 
     def _degraded_acquire(self, name: str, policy: Policy) -> Ticket:
         self._outage.maybe_probe()
@@ -255,10 +271,19 @@ class RedisBackend(Backend):
         ]
         try:
             raw = self._scripts["record"](keys=self._keys(name), args=args)
-            return [Transition.from_json(t) for t in raw]
+            transitions = [self._outboxed.parse(t) for t in raw]
         except ERRORS as exc:
             self._fail(exc)
             return []
+        for opened in transitions:
+            if opened.to_state == OPEN:
+                # This process opened it: its next calls are rejected without asking Redis, as
+                # after a rejected acquire.
+                epoch = opened.id.rpartition(":")[0]
+                wait_ms = opened.retry_after_ms
+                rejection = Ticket(name, False, OPEN, opened.generation, None, wait_ms, epoch=epoch)
+                self._remember(name, policy, rejection, self._local_now())
+        return transitions
 
     @staticmethod
     def _policy_args(policy: Policy) -> list[Any]:
@@ -311,7 +336,7 @@ class RedisBackend(Backend):
         args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX, *self._pending_args(pending)]
         try:
             raw = self._scripts["reset"](keys=self._keys(name), args=args)
-            transitions = [Transition.from_json(t) for t in raw]
+            transitions = [self._outboxed.parse(t) for t in raw]
         except ERRORS as exc:
             self._fail(exc)
             return self._outage.current_fallback().reset(name, policy)
@@ -319,74 +344,6 @@ class RedisBackend(Backend):
             local = fallback.reset(name, policy)
             fallback.ack(name, [t.id for t in local])
         return transitions
-
-    def snapshot(self, name: str, policy: Policy) -> dict[str, Any]:
-        return self.snapshot_many({name: policy})[name]
-
-    def snapshot_many(self, policies: dict[str, Policy]) -> dict[str, dict[str, Any]]:
-        if not policies:
-            return {}
-        names = list(policies)
-        keys = [self._keys(name)[0] for name in names]
-        try:
-            if self._cluster:  # keys of a page live in many slots: a pipeline, one per node
-                pipe = self.client.pipeline(transaction=False)
-                for key in keys:
-                    pipe.hgetall(key)
-                hashes = pipe.execute()
-                server_now = self.clock.now_ms()
-            else:
-                raw = self._scripts["snapshot_many"](keys=keys)
-                server_now = int(raw[0]) * 1000 + int(raw[1]) // 1000
-                hashes = [_pairs(fields) for fields in raw[2:]]
-            now = self.clock.now_ms() if self._injected_clock else server_now
-            return {
-                name: self._snapshot_one(name, policies[name], fields, now)
-                for name, fields in zip(names, hashes, strict=True)
-            }
-        except ERRORS as exc:
-            self._fail(exc)
-            return self._outage.current_fallback().snapshot_many(policies)
-
-    def _snapshot_one(
-        self, name: str, policy: Policy, fields: dict[str, str], now: int
-    ) -> dict[str, Any]:
-        state = CircuitState.from_fields(name, fields) if fields else CircuitState(name, epoch="")
-        pending = self._deferred.peek(name) if self._deferred else None
-        if pending is not None:  # this process's deferred successes, as if already sent
-            ticket = Ticket(name, True, CLOSED, pending.generation, epoch=pending.epoch)
-            local_now = None if self._injected_clock else monotonic_ms()
-            for at, count in pending.pairs:
-                when = at if local_now is None else now - (local_now - at)
-                for _ in range(count):
-                    engine.record(state, pending.policy, when, ticket, True, 0)
-        return engine.snapshot(state, policy, now)
-
-    def outbox(self, name: str, limit: int = 100) -> list[Transition]:
-        if limit <= 0:
-            return []
-        items: list[Transition] = []
-        try:
-            for raw in self.client.lrange(self._keys(name)[1], 0, limit - 1):
-                try:
-                    items.append(Transition.from_json(raw))
-                except (ValueError, TypeError):
-                    continue  # not ours: skip rather than block the drain
-        except ERRORS as exc:
-            self._fail(exc)
-        for fallback in self._outage.all_fallbacks():
-            items.extend(fallback.outbox(name, limit - len(items)))
-        return items[:limit]
-
-    def ack(self, name: str, ids: list[str]) -> None:
-        if not ids:
-            return
-        try:
-            self._scripts["ack"](keys=[self._keys(name)[1]], args=list(ids))
-        except ERRORS as exc:
-            self._fail(exc)
-        for fallback in self._outage.all_fallbacks():
-            fallback.ack(name, ids)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -415,7 +372,3 @@ class RedisBackend(Backend):
                 self.client.close()
             except Exception:  # noqa: S110 - closing a broken connection must not raise
                 pass
-
-
-def _pairs(flat: Sequence[Any]) -> dict[str, str]:
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}

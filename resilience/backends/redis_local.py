@@ -1,4 +1,4 @@
-"""What the Redis backend keeps in-process: cached rejections, deferred successes."""
+"""What the Redis backend keeps in-process: cached rejections, deferred successes, outboxed JSON."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from resilience.engine import MONITOR, OPEN, Policy, Ticket
+from resilience.engine import MONITOR, OPEN, Policy, Ticket, Transition
 
 
 def monotonic_ms() -> int:
@@ -23,10 +24,11 @@ class OpenCache:
     (``POLICY_REFRESH_SECONDS`` after the rejection, so that a reset made by another process is
     seen in time), whichever comes first, and only for the policy it was computed with (a larger
     ``half_open_max_calls`` may admit at once). Times are in the backend's local milliseconds.
-    Past ``fresh_until`` (or for another policy) the entry no longer answers but is kept, as
-    what this process last knew, until Redis answers again (``put``/``discard``) or the trial
-    time passes: an outage that starts right then still knows the circuit is open
-    (``known_open``). Any operation of this process on the circuit drops its entry.
+    Past ``fresh_until``, the trial time (or for another policy) the entry no longer answers but
+    is kept, as what this process last knew, until Redis answers again (``put``/``discard``):
+    an outage that starts right then still knows the circuit is open (``known_open``), and the
+    next acquire goes straight to the script (``name in cache``: not closed when last seen).
+    Any operation of this process on the circuit drops its entry.
     """
 
     __slots__ = ("_entries",)
@@ -37,15 +39,20 @@ class OpenCache:
     def __bool__(self) -> bool:
         return bool(self._entries)
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
     def get(self, name: str, policy: Policy, now: int) -> Ticket | None:
         entry = self._entries.get(name)
         if entry is None:
             return None
         cached_policy, state, epoch, generation, until, fresh_until, since = entry
-        if not since <= now < until:
-            self._entries.pop(name, None)  # the trial time has come (or the clock stepped back)
+        if now < since:
+            self._entries.pop(name, None)  # the clock stepped back: forget what it said
             return None
-        if now >= fresh_until or (cached_policy is not policy and cached_policy != policy):
+        if now >= min(until, fresh_until) or (
+            cached_policy is not policy and cached_policy != policy
+        ):
             return None
         monitor = policy.mode == MONITOR
         return Ticket(name, monitor, state, generation, None, until - now, monitor, (), epoch)
@@ -99,12 +106,12 @@ class Pending:
 class Deferred:
     """Closed-state successes waiting to ride along with this process's next script call.
 
-    A success in a closed circuit whose policy has no failure-rate rule never causes a
-    transition, so sending it can wait: the next ``acquire``/``record``/``reset`` of the same
-    circuit applies it first (in order, with its own timestamp), and a background thread sends
-    whatever is older than ``max_age()`` seconds on its own. While that thread is sending a
-    circuit's successes, ``take``/``peek`` of the circuit wait for it (at most ``wait``
-    seconds), so that nothing overtakes them. See docs/redis.md.
+    A success that cannot cause a transition (the backend decides which) need not be sent on
+    its own: the next ``record``/``reset`` of the same circuit applies it first (in order,
+    with its own timestamp), and a background thread sends whatever is older than
+    ``max_age()`` seconds on its own. While that thread is sending a circuit's
+    successes, ``take``/``peek`` of the circuit wait for it (at most ``wait`` seconds), so
+    that nothing overtakes them. See docs/redis.md.
     """
 
     def __init__(
@@ -116,6 +123,7 @@ class Deferred:
         self._lock = threading.Lock()
         self._by_name: dict[str, Pending] = {}
         self._inflight: dict[str, threading.Event] = {}
+        self._held: dict[str, int] = {}  # names the background thread leaves alone meanwhile
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -136,6 +144,7 @@ class Deferred:
             self._pid = os.getpid()
             self._by_name.clear()
             self._inflight.clear()
+            self._held.clear()
             self._thread = None
 
     def add(self, ticket: Ticket, policy: Policy, at: int) -> bool:
@@ -190,6 +199,25 @@ class Deferred:
                 with self._lock:
                     return self._by_name.pop(name, None)
 
+    @contextmanager
+    def held(self, names: list[str]) -> Iterator[None]:
+        """Keep the background thread from sending ``names`` while a snapshot reads Redis and
+        then adds what still waits here (a send in between would be counted by neither)."""
+        with self._lock:
+            for name in names:
+                self._held[name] = self._held.get(name, 0) + 1
+        try:
+            for name in names:
+                self._settled(name)  # a send already under way lands before the read
+            yield
+        finally:
+            with self._lock:
+                for name in names:
+                    if self._held.get(name, 0) > 1:
+                        self._held[name] -= 1
+                    else:
+                        self._held.pop(name, None)
+
     def peek(self, name: str) -> Pending | None:
         """A copy of what is waiting for ``name`` (for snapshots), or None."""
         self._settled(name)
@@ -209,7 +237,7 @@ class Deferred:
             names = [n for n, p in self._by_name.items() if p.created <= cutoff]
         for name in names:
             with self._lock:
-                if name in self._inflight or name not in self._by_name:
+                if name in self._inflight or name in self._held or name not in self._by_name:
                     continue
                 # In flight first, then popped: a lock-free take() never sees neither.
                 event = self._inflight[name] = threading.Event()
@@ -240,3 +268,28 @@ class Deferred:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(self._wait)
+
+
+class Outboxed:
+    """The exact JSON of transitions this process saw (script replies, outbox reads), so that
+    acknowledging one is a single ``LREM`` of its entry; the oldest are forgotten past ``limit``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._raw: dict[tuple[str, str], str] = {}  # (circuit, id) -> JSON, oldest first
+        self._lock = threading.Lock()
+
+    def parse(self, raw: str) -> Transition:
+        transition = Transition.from_json(raw)
+        with self._lock:
+            self._raw[(transition.circuit, transition.id)] = raw
+            if len(self._raw) > self._limit:
+                del self._raw[next(iter(self._raw))]
+        return transition
+
+    def take(self, name: str, ids: list[str]) -> list[str] | None:
+        """The entries of ``ids`` in the outbox of ``name``; None if one was never seen here."""
+        with self._lock:
+            raws = [self._raw.pop((name, i), None) for i in ids]
+        return None if None in raws else raws  # type: ignore[return-value]

@@ -768,7 +768,7 @@ def test_backend_errors_are_logged_once_per_interval(redis_proc, caplog):
         secret.close()
 
 
-# --- cost: commands per call, from the server's own counters --------------------------------------
+# --- cost: round trips and commands per call ------------------------------------------------------
 
 
 def command_calls(client):
@@ -776,53 +776,90 @@ def command_calls(client):
     return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()}
 
 
-# What the scripts call inside Redis; INFO commandstats counts those too, but they cost no
-# round trip. Everything else in the diff was sent by a client.
-INSIDE_SCRIPTS = {"hgetall", "hmget", "hget", "hset", "hdel", "rpush", "ltrim", "time", "lrange"}
+def cost(client, action, monkeypatch):
+    """``(round trips, {command: calls})`` of ``action``: the requests this thread sent through
+    redis-py (a pipeline is one), and what the server executed (INFO commandstats, so the
+    commands a script runs count too)."""
+    from redis.connection import AbstractConnection
 
+    me, sent = threading.get_ident(), []
+    original = AbstractConnection.send_packed_command
 
-def count_commands(client, action):
-    """Commands sent by clients (= round trips, no pipelines here) while ``action`` runs."""
+    def counting(self, *args, **kwargs):
+        if threading.get_ident() == me:
+            sent.append(args)
+        return original(self, *args, **kwargs)
+
     before = command_calls(client)
-    action()
+    with monkeypatch.context() as patch:
+        patch.setattr(AbstractConnection, "send_packed_command", counting)
+        action()
     after = command_calls(client)
     diff = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     diff.pop("info", None)
-    return {k: v for k, v in diff.items() if k not in INSIDE_SCRIPTS}
+    return len(sent), diff
 
 
-def test_commands_per_call(redis_proc):
+def per_call(calls, **commands):
+    return {name: n * calls for name, n in commands.items()}
+
+
+def test_commands_per_call(redis_proc, settings, monkeypatch):
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 60}  # no background flush meanwhile
     clock = ManualClock()
     backend = make_backend(redis_proc.url, clock)
     client = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
     ok, bad = Policy(), Policy(failure_threshold=1000)
     tripping = Policy(failure_threshold=3, recovery_timeout=60)
     try:
-        # Connection set up and every script loaded (EVALSHA, NOSCRIPT, SCRIPT LOAD) first.
+        # Connection set up, every script loaded (EVALSHA, NOSCRIPT, SCRIPT LOAD) and each
+        # circuit's first call (which stores its epoch) made first.
         succeed(backend, "warm", ok, times=2)
         fail(backend, "warm", ok)
-        backend.snapshot_many({"warm": ok})
-        calls = 100
-        assert count_commands(client, lambda: succeed(backend, "ok", ok, times=calls)) == {
-            "evalsha": calls  # one per call: successes ride along with the next acquire
-        }
-        assert count_commands(client, lambda: fail(backend, "bad", bad, times=calls)) == {
-            "evalsha": 2 * calls
-        }
-        fail(backend, "open", tripping, times=3)
-        assert count_commands(client, lambda: fail(backend, "open", tripping, times=calls)) == {
-            "evalsha": 1  # the first rejection; then the local cache answers
-        }
+        backend.snapshot_many({"warm": ok, "warm2": ok})  # one circuit needs no script
+        succeed(backend, "ok", ok)
+        fail(backend, "bad", bad)
         backend.flush()
+        calls = 100
+        # A closed success: one HMGET; the success waits to ride along with a later script.
+        assert cost(client, lambda: succeed(backend, "ok", ok, times=calls), monkeypatch) == (
+            calls,
+            per_call(calls, hmget=1),
+        )
+        # A failure: the HMGET, then the record script (the time, one read, one write).
+        assert cost(client, lambda: fail(backend, "bad", bad, times=calls), monkeypatch) == (
+            2 * calls,
+            per_call(calls, hmget=2, evalsha=1, hset=1),
+        )
+        # Opened by this process: later calls are answered from its cache.
+        fail(backend, "open", tripping, times=3)
+        assert cost(client, lambda: fail(backend, "open", tripping, times=calls), monkeypatch) == (
+            0,
+            {},
+        )
+        # The deferred successes: one script call, which applies them all.
+        assert cost(client, backend.flush, monkeypatch) == (
+            1,
+            {"evalsha": 1, "hmget": 1, "hset": 1},
+        )
         immediate = make_backend(redis_proc.url, clock, defer_successes=False)
         succeed(immediate, "warm", ok)
         fail(immediate, "warm", ok)
-        assert count_commands(client, lambda: succeed(immediate, "ok2", ok, times=calls)) == {
-            "evalsha": 2 * calls
-        }
+        succeed(immediate, "ok2", ok)
+        assert cost(client, lambda: succeed(immediate, "ok2", ok, times=calls), monkeypatch) == (
+            2 * calls,
+            per_call(calls, hmget=2, evalsha=1, hset=1),
+        )
         immediate.close()
         policies = {f"page-{i}": ok for i in range(100)}
-        assert count_commands(client, lambda: backend.snapshot_many(policies)) == {"evalsha": 1}
+        assert cost(client, lambda: backend.snapshot_many(policies), monkeypatch) == (
+            1,
+            {"evalsha": 1, "time": 1, "hgetall": 100},
+        )
+        assert cost(client, lambda: backend.snapshot("ok", ok), monkeypatch) == (
+            1,
+            {"hgetall": 1},  # and TIME in the same round trip without an injected clock
+        )
     finally:
         backend.close()
         client.close()

@@ -22,9 +22,19 @@ local function now_ms(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Every field but the permits, in the order load() reads them.
+local FIELDS = {}
+for _, name in ipairs(SCALARS) do FIELDS[#FIELDS + 1] = name end
+for i = 0, BUCKETS - 1 do
+  FIELDS[#FIELDS + 1] = 'c' .. i
+  FIELDS[#FIELDS + 1] = 'f' .. i
+end
+
 -- The hash as a table; `orig` keeps the raw fields so that save() writes only what changed.
+-- One HMGET reads it; the permit fields (permit:<id>) exist only while half-open, so only then
+-- is the whole hash read to find them.
 local function load(key, epoch)
-  local raw = redis.call('HGETALL', key)
+  local raw = redis.call('HMGET', key, unpack(FIELDS))
   local s = {state = 'closed', epoch = epoch, generation = 0, consecutive_failures = 0,
              trips = 0, opened_at_ms = 0, open_until_ms = 0, half_open_successes = 0,
              permit_seq = 0, bucket_ms = 0, win_head = 0, win_calls = 0, win_failures = 0,
@@ -33,21 +43,31 @@ local function load(key, epoch)
     s.calls[i] = 0
     s.failures[i] = 0
   end
-  for i = 1, #raw, 2 do
-    local k, v = raw[i], raw[i + 1]
-    s.orig[k] = v
-    if k == 'state' or k == 'epoch' then
-      s[k] = v
-    elseif string.sub(k, 1, 7) == 'permit:' then
-      s.permits[string.sub(k, 8)] = tonumber(v)
-    else
-      local kind, slot = string.match(k, '^([cf])(%d)$')
-      if kind == 'c' then
-        s.calls[tonumber(slot)] = tonumber(v)
-      elseif kind == 'f' then
-        s.failures[tonumber(slot)] = tonumber(v)
+  for i, k in ipairs(FIELDS) do
+    local v = raw[i]
+    if v then
+      s.orig[k] = v
+      if k == 'state' or k == 'epoch' then
+        s[k] = v
       else
-        s[k] = tonumber(v)
+        local kind, slot = string.match(k, '^([cf])(%d)$')
+        if kind == 'c' then
+          s.calls[tonumber(slot)] = tonumber(v)
+        elseif kind == 'f' then
+          s.failures[tonumber(slot)] = tonumber(v)
+        else
+          s[k] = tonumber(v)
+        end
+      end
+    end
+  end
+  if s.state == 'half_open' then
+    local all = redis.call('HGETALL', key)
+    for i = 1, #all, 2 do
+      local k = all[i]
+      if string.sub(k, 1, 7) == 'permit:' then
+        s.orig[k] = all[i + 1]
+        s.permits[string.sub(k, 8)] = tonumber(all[i + 1])
       end
     end
   end
@@ -146,8 +166,9 @@ end
 
 -- Append to the bounded outbox; the same JSON goes back to the one caller that made it.
 local function publish(outbox_key, outbox_max, json)
-  redis.call('RPUSH', outbox_key, json)
-  redis.call('LTRIM', outbox_key, -outbox_max, -1)
+  if redis.call('RPUSH', outbox_key, json) > outbox_max then
+    redis.call('LTRIM', outbox_key, -outbox_max, -1)
+  end
 end
 
 local function open_duration_ms(recovery_timeout, multiplier, max_recovery_timeout, trips)

@@ -7,10 +7,14 @@
 -- bucket_ms, recovery_timeout, backoff_multiplier, max_recovery_timeout, success_threshold,
 -- ARGV[17..] optional deferred successes (see apply_successes), applied first.
 -- Returns the transitions it performed as JSON strings (0 or 1).
-local now = now_ms(ARGV[1])
 local name = ARGV[2]
 local s = load(KEYS[1], ARGV[3])
-if ARGV[17] ~= nil then apply_successes(s, now, ARGV, 17) end
+-- TIME only when something is counted: not for a late result.
+local now = nil
+if ARGV[17] ~= nil then
+  now = now_ms(ARGV[1])
+  apply_successes(s, now, ARGV, 17)
+end
 local p = {failure_threshold = tonumber(ARGV[9]), failure_rate_threshold = tonumber(ARGV[10]),
            minimum_calls = tonumber(ARGV[11]), bucket_ms = tonumber(ARGV[12]),
            recovery_timeout = tonumber(ARGV[13]), backoff_multiplier = tonumber(ARGV[14]),
@@ -22,8 +26,9 @@ local json = nil
 -- of the circuit (keys deleted or evicted since: a new epoch, generations from 0 again).
 if ARGV[5] == s.epoch and tonumber(ARGV[6]) == s.generation then
   if s.state == 'closed' then
-    json = record_closed(s, p, name, now, failed)
+    json = record_closed(s, p, name, now or now_ms(ARGV[1]), failed)
   elseif permit ~= '' and s.state == 'half_open' then
+    now = now or now_ms(ARGV[1])
     local expires = s.permits[permit]
     s.permits[permit] = nil
     if expires ~= nil and expires > now then
