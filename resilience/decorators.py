@@ -165,9 +165,10 @@ class Breaker:
 
     # The function and coroutine wrappers are the hot paths. They run the protocol's steps from
     # closure variables (cheaper than attribute lookups) and, when the route has a lane (see
-    # Route), skip _enter(): a closed circuit admits through the lane, any other state is
-    # asked of the backend directly; a success the lane counts needs no _succeeded(). A
-    # rejection is raised in the wrapper itself, never re-raised on its way out.
+    # Route), skip _enter(): a closed circuit admits through the lane, an open one is refused
+    # by it, any other state is asked of the backend directly; a success the lane counts needs
+    # no _succeeded(). A rejection is raised in the wrapper itself, never re-raised on its way
+    # out.
 
     def _wrap_function(self, func: Callable[..., Any]) -> Callable[..., Any]:
         enter, acquire, refused = self._enter, self._acquire, self._refused
@@ -182,7 +183,9 @@ class Breaker:
                 and ((ticket := lane.ticket) is not None or lane.live)
             ):
                 if ticket is None:
-                    ticket = acquire(route)
+                    ticket = lane.refusal(route.policy)
+                    if ticket is None:
+                        ticket = acquire(route)
                 started = 0
             else:
                 call = enter()
@@ -228,7 +231,9 @@ class Breaker:
                 and ((ticket := lane.ticket) is not None or lane.live)
             ):
                 if ticket is None:
-                    ticket = acquire(route)
+                    ticket = lane.refusal(route.policy)
+                    if ticket is None:
+                        ticket = acquire(route)
                 started = 0
             else:
                 call = enter()

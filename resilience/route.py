@@ -74,9 +74,10 @@ class Route:
         # It is the backend's clock, so tests drive slow calls with a ManualClock.
         self.timed = bool(self.policy is not None and self.policy.slow_call_ms)
         # A backend may offer a lane per circuit (the memory backend does): a closed circuit
-        # admits, and a success is counted, without a call into the backend. The wrappers use
-        # it for plain calls (not timed, no retries, no is_failure); a lane of a closed backend
-        # is no longer live, and they then go through ``Breaker._enter``.
+        # admits, an open one refuses, and a success is counted, without a call into the
+        # backend (see MemoryBackend.lane). The wrappers use it for plain calls (not timed, no
+        # retries, no is_failure); a lane of a closed backend is no longer live, and they then
+        # go through ``Breaker._enter``.
         lane = backend.lane(breaker.name) if hasattr(backend, "lane") else None
         plain = not (self.timed or self.retries or breaker.is_failure is not None)
         self.lane = lane if plain else None

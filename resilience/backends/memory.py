@@ -66,29 +66,37 @@ class Lane:
     def acquire(self, policy: Policy) -> Ticket:
         """``MemoryBackend.acquire`` of this circuit."""
         ticket = self.ticket
-        if ticket is not None:
-            return ticket
-        state = self.state
-        if state.state == OPEN:
-            # Rejections need no lock either: every transition bumps the generation after
-            # changing the state, so an unchanged generation means the read was consistent.
-            # A burst of rejections within one millisecond shares one ticket.
-            generation = state.generation
-            now = self._now() // self._scale
-            cached = self.rejection
-            if cached is not None and cached[0] == now and cached[1] is policy:
-                ticket = cached[2]
-                if ticket.generation == generation == state.generation:
-                    return ticket
-            ticket = engine.reject_while_open(state, policy, now)
-            if ticket is not None and ticket.generation == generation == state.generation:
-                self.rejection = (now, policy, ticket)
-                return ticket
-        with self.lock:
-            ticket = engine.acquire(state, policy, self._backend.clock.now_ms())
-            if ticket.transitions:
-                self.outbox.extend(ticket.transitions)
+        if ticket is None:
+            ticket = self.refusal(policy)
+            if ticket is None:
+                with self.lock:
+                    ticket = engine.acquire(self.state, policy, self._backend.clock.now_ms())
+                    if ticket.transitions:
+                        self.outbox.extend(ticket.transitions)
         return ticket
+
+    def refusal(self, policy: Policy) -> Ticket | None:
+        """The rejection of an open circuit before its trial time, without the lock; else None.
+
+        Every transition bumps the generation after changing the state, so an unchanged
+        generation means the read was consistent. A burst of rejections within one millisecond
+        shares one ticket.
+        """
+        state = self.state
+        if state.state != OPEN:
+            return None
+        generation = state.generation
+        now = self._now() // self._scale
+        cached = self.rejection
+        if cached is not None and cached[0] == now and cached[1] is policy:
+            ticket = cached[2]
+            if ticket.generation == generation == state.generation:
+                return ticket
+        ticket = engine.reject_while_open(state, policy, now)
+        if ticket is not None and ticket.generation == generation == state.generation:
+            self.rejection = (now, policy, ticket)
+            return ticket
+        return None
 
     def ok(self, ticket: Ticket, policy: Policy) -> bool:
         """Count a fast (not slow) success of ``ticket`` without the lock, if that changes
@@ -145,7 +153,8 @@ class MemoryBackend(Backend):
     def lane(self, name: str) -> Lane:
         """The lock-free side of circuit ``name`` (created if new), for callers on a hot path.
 
-        A caller may run a call on ``lane.ticket`` when it is not None, else ask
+        A caller may run a call on ``lane.ticket`` when it is not None, take
+        ``lane.refusal(policy)`` as the answer when that is not None, else ask
         ``lane.acquire(policy)`` (``acquire`` without the lookup); and report a success with
         ``lane.ok()`` when the call was not timed (instead of ``record``, which it must call
         when ``ok()`` returns False). A lane whose ``live`` is False belongs to a closed
