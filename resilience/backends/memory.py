@@ -24,9 +24,10 @@ class Lane:
     ``ticket`` is the circuit's shared closed ticket while it is closed, else None: a caller
     holding it was admitted without asking the backend. (Read just before a concurrent
     transition, it carries the old generation, and its result is ignored as late: the lock-free
-    read is linearisable.) ``ok()`` counts a success lock-free while that cannot differ from
-    ``MemoryBackend.record``. Both are re-armed under the lock by every operation that changes
-    the circuit, and disarmed when the backend is closed.
+    read is linearisable.) ``refusal()`` rejects while the circuit is open, and ``ok()`` counts
+    a success, lock-free while that cannot differ from ``MemoryBackend.acquire``/``record``.
+    What they rely on is re-armed under the lock by every operation that changes the circuit,
+    and disarmed when the backend is closed.
     """
 
     __slots__ = (
@@ -109,7 +110,7 @@ class Lane:
             pending = self.pending
             pending.append(ticket)
             if len(pending) >= FLUSH_AT:
-                self._backend.flush(self, policy)
+                self._backend._count_queued(self, policy)
             return True
         return False
 
@@ -180,7 +181,7 @@ class MemoryBackend(Backend):
             )
             return self._settle(circuit, policy, transitions)
 
-    def flush(self, circuit: Lane, policy: Policy) -> None:
+    def _count_queued(self, circuit: Lane, policy: Policy) -> None:
         """Count a full queue of fast successes (``Lane.ok``).
 
         That causes no transition: queued successes are counted under the state and policy
