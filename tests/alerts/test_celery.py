@@ -19,6 +19,7 @@ from resilience.models import AlertStatus, CircuitEvent
 from tests.alerts.conftest import RECIPIENT, UpstreamDown, make_call, open_circuit
 from tests.factories import BreakerPolicyFactory
 from tests.support.celeryworker import ROOT, CeleryWorker, broker_client
+from tests.support.faultproxy import FaultProxy
 from tests.support.redisproc import RedisProcess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -210,6 +211,37 @@ def test_broker_outage_never_slows_the_call_and_loses_nothing(outage, redis_proc
                 events.drain()  # the sweeper (Celery beat / manage.py resilience drain)
                 time.sleep(0.5)
             assert len(smtp.settle(quiet=1.5)) == 1
+        assert final_status(event) == AlertStatus.SENT
+    finally:
+        worker.close()
+
+
+@pytest.mark.usefixtures("celery_alerts")
+@pytest.mark.parametrize("fault", ["blackhole", "reset"])
+def test_network_fault_between_site_and_broker_loses_nothing(fault, redis_proc, smtp):
+    """The site's link to the broker breaks (through a TCP proxy); the worker's does not.
+
+    ``blackhole``: the broker seems hung (connections accepted, nothing answered), so each
+    publish waits for the transport's socket timeout; ``reset``: every connection is reset.
+    """
+    worker = start_worker(redis_proc, smtp)
+    try:
+        BreakerPolicyFactory(name="pay", failure_threshold=3)
+        with (
+            FaultProxy(redis_proc.host, redis_proc.port) as proxy,
+            broker_client(proxy.url(), socket_timeout=1, socket_connect_timeout=1),
+        ):
+            getattr(proxy, fault)()
+            assert slowest_call_while_opening("pay") < CALL_BOUND
+            event = stored("pay")  # the writer stores it; only the publish is stuck or refused
+            time.sleep(1.5)
+            assert status(event) == AlertStatus.PENDING and smtp.messages == []
+            proxy.heal()
+            deadline = time.monotonic() + 60
+            while not smtp.messages and time.monotonic() < deadline:
+                events.drain()  # the sweeper (Celery beat / manage.py resilience drain)
+                time.sleep(0.5)
+            assert len(smtp.settle(quiet=1.5)) == 1, worker.output()[-4000:]
         assert final_status(event) == AlertStatus.SENT
     finally:
         worker.close()
