@@ -35,8 +35,7 @@ __all__ = ["RedisBackend", "script_source"]
 
 SCRIPTS = ("acquire", "record", "release", "reset", "snapshot_many", "ack")
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
-# What admits a call to a closed circuit, and whether its window holds failures.
-_HEAD = ("state", "generation", "epoch", "win_failures")
+_HEAD = ("state", "generation", "epoch")  # what admits a call to a closed circuit
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -114,8 +113,6 @@ class RedisBackend(RedisReads, Backend):
         )
         self._scripts = {name: self.client.register_script(script_source(name)) for name in SCRIPTS}
         self._keys_cache: dict[str, tuple[str, str]] = {}
-        # Per circuit: whether its window held no failure at this process's last closed admit.
-        self._failure_free: dict[str, bool] = {}
         self._outboxed = Outboxed(OUTBOX_MAX)
         self._open_cache = OpenCache()
         self._deferred = Deferred(self._flush_pending, self._refresh_seconds)
@@ -186,9 +183,8 @@ class RedisBackend(RedisReads, Backend):
             if name not in open_cache:
                 # Last seen closed (or never seen): a plain HMGET admits without a script.
                 # Anything else (no epoch yet, not closed) is for the script to decide.
-                state, generation, epoch, failures = self.client.hmget(keys[0], _HEAD)
+                state, generation, epoch = self.client.hmget(keys[0], _HEAD)
                 if epoch and (state is None or state == CLOSED):
-                    self._failure_free[name] = failures is None or failures == "0"
                     return Ticket(name, True, CLOSED, int(generation or 0), epoch=epoch)
             args = [
                 now if self._injected_clock else "",
@@ -247,25 +243,16 @@ class RedisBackend(RedisReads, Backend):
         name = ticket.circuit
         failed = not success or 0 < policy.slow_call_ms < duration_ms
         if ticket.state == CLOSED:
-            # A success that cannot trip the circuit is deferred (see docs/redis.md). With a
-            # failure-rate rule only while the window held no failure when this process last
-            # looked, and sent at once by the background thread: other processes' rates must
-            # not miss it for longer than a round trip would.
-            rated = policy.failure_rate_threshold > 0
             if (
                 not failed
                 and self._defer
-                and (not rated or self._failure_free.get(name, False))
+                and policy.failure_rate_threshold == 0
                 and not self._outage.active
-                and self._deferred.add(ticket, policy, self._local_now(), urgent=rated)
+                and self._deferred.add(ticket, policy, self._local_now())
             ):
                 return []
         else:
             self._open_cache.discard(name)  # a trial's outcome closes or re-opens
-        if failed:
-            # The window now holds a failure: no success is deferred under a rate rule until an
-            # admit reads it again (set again once stored, for an admit that read it meanwhile).
-            self._failure_free[name] = False
         if self._outage.active:
             self._outage.maybe_probe()
             return []  # a Redis ticket's outcome cannot be stored anywhere meaningful
@@ -288,9 +275,6 @@ class RedisBackend(RedisReads, Backend):
         except ERRORS as exc:
             self._fail(exc)
             return []
-        finally:
-            if failed:
-                self._failure_free[name] = False
         for opened in transitions:
             if opened.to_state == OPEN:
                 # This process opened it: its next calls are rejected without asking Redis, as

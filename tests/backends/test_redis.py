@@ -478,31 +478,42 @@ def test_deferred_successes_reach_redis_within_policy_refresh_seconds(redis_url,
         elsewhere.close()
 
 
-def test_rate_rule_successes_are_sent_at_once_in_the_background(redis_url, settings):
-    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 60}  # the lazy send would wait 30 s
+def test_rate_rule_success_trips_on_failures_another_process_made_during_the_call(redis_url):
+    """A success under a failure-rate rule is judged against the shared window when it ends.
+
+    Deferring it (even when the window looked failure-free at admission) would let it miss
+    failures other processes recorded during the call: the trip would be lost.
+    """
     here = make_backend(redis_url)
     elsewhere = make_backend(redis_url, prefix=here.prefix)
-    policy = Policy(failure_threshold=0, failure_rate_threshold=50, minimum_calls=10)
+    policy = Policy(failure_threshold=0, failure_rate_threshold=30, minimum_calls=3)
     try:
-        assert succeed(here, "rated", policy, times=3) == []
-        assert wait_until(lambda: elsewhere.snapshot("rated", policy)["calls_in_window"] == 3)
+        assert succeed(here, "shared-rate", policy) == []
+        ticket = here.acquire("shared-rate", policy)  # the window holds no failure yet
+        assert fail(elsewhere, "shared-rate", policy) == []  # 2 calls, 1 failure: below minimum
+        opened = here.record(ticket, policy, True, 1)  # 3 calls, 33 % >= 30 %
+        assert [t.kind for t in opened] == ["opened"]
         assert here.health()["deferred_successes"] == 0
     finally:
         here.close()
         elsewhere.close()
 
 
-def test_rate_rule_success_after_failures_is_recorded_at_once_and_may_trip(redis_backend):
-    """With failures in the window a success can trip (it reaches minimum_calls): not deferred."""
-    policy = Policy(failure_threshold=0, failure_rate_threshold=50, minimum_calls=4)
-    succeed(redis_backend, "edge", policy)
-    fail(redis_backend, "edge", policy, times=2)
-    assert [t.kind for t in succeed(redis_backend, "edge", policy)] == ["opened"]
-    assert redis_backend.health()["deferred_successes"] == 0
+def test_rate_rule_success_trips_on_a_failure_of_another_thread_during_the_call(redis_backend):
+    policy = Policy(failure_threshold=0, failure_rate_threshold=30, minimum_calls=3)
+    succeed(redis_backend, "threads-rate", policy)
+    mine = redis_backend.acquire("threads-rate", policy)
+    theirs = redis_backend.acquire("threads-rate", policy)
+    assert redis_backend.record(theirs, policy, False, 1) == []
+    assert [t.kind for t in redis_backend.record(mine, policy, True, 1)] == ["opened"]
 
 
 def test_flush_returns_once_a_background_send_under_way_has_landed():
-    """flush() means "in Redis now", also for what the background thread was sending."""
+    """flush() means "in Redis now", also for what the background thread was sending.
+
+    (Before, flush_all() skipped a circuit the background thread was sending and returned at
+    once: a read right after flush() could miss those successes.)
+    """
     from resilience.backends.redis_local import Deferred
 
     started, release, sent = threading.Event(), threading.Event(), []
@@ -512,9 +523,9 @@ def test_flush_returns_once_a_background_send_under_way_has_landed():
         release.wait(5)
         sent.append(name)
 
-    deferred = Deferred(send, lambda: 3600.0)
+    deferred = Deferred(send, lambda: 0.02)  # the background thread sends after ~10 ms
     ticket = engine.Ticket("c", True, "closed", 0, epoch="e")
-    assert deferred.add(ticket, Policy(failure_rate_threshold=50), 1, urgent=True)
+    assert deferred.add(ticket, Policy(), 1)
     try:
         assert started.wait(5)  # the background thread has taken it and is sending
         threading.Timer(0.2, release.set).start()
@@ -523,6 +534,23 @@ def test_flush_returns_once_a_background_send_under_way_has_landed():
     finally:
         release.set()
         deferred.close()
+
+
+def test_a_success_after_close_is_recorded_not_stranded(redis_url):
+    """A call that outlives its backend (settings changed meanwhile) still counts."""
+    here = make_backend(redis_url)
+    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    policy = Policy()
+    try:
+        succeed(here, "late", policy)
+        ticket = here.acquire("late", policy)
+        here.close()
+        assert here.record(ticket, policy, True, 1) == []
+        assert here.health()["deferred_successes"] == 0
+        assert elsewhere.snapshot("late", policy)["calls_in_window"] == 2
+    finally:
+        here.close()
+        elsewhere.close()
 
 
 def test_close_sends_deferred_successes(redis_url):
@@ -915,22 +943,6 @@ def test_commands_per_call(redis_proc, settings, monkeypatch):
             1,
             {"hgetall": 1},  # and TIME in the same round trip without an injected clock
         )
-    finally:
-        backend.close()
-        client.close()
-
-
-def test_rate_rule_ok_path_costs_one_round_trip(redis_proc, settings, monkeypatch):
-    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 60}
-    backend = make_backend(redis_proc.url, ManualClock())
-    client = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
-    policy = Policy(failure_rate_threshold=50)
-    try:
-        succeed(backend, "rated", policy)  # the circuit's first call stores its epoch
-        trips, _ = cost(client, lambda: succeed(backend, "rated", policy, times=50), monkeypatch)
-        assert trips == 50  # the HMGETs; the background thread sends the successes
-        backend.flush()
-        assert backend.snapshot("rated", policy)["calls_in_window"] == 51
     finally:
         backend.close()
         client.close()
