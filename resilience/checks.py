@@ -56,7 +56,8 @@ def _value_errors(conf: dict[str, Any]) -> list[Error]:
     if (
         not isinstance(refresh, Real)
         or isinstance(refresh, bool)
-        or not (math.isfinite(refresh) and 0 < refresh <= 3600)
+        # typeshed's numbers.Real declares no comparison with int (a known mypy limitation).
+        or not (math.isfinite(refresh) and 0 < refresh <= 3600)  # type: ignore[operator]
     ):
         errors.append(
             _error(

@@ -129,7 +129,7 @@ class Breaker:
         ):
             self._counts[IGNORED] += 1
             if ticket.permit is not None:
-                route.backend.release(ticket, route.policy)
+                route.backend.release(ticket, route.policy)  # type: ignore[union-attr]  # tracked: has one
             return False
         self._counts[FAILURE] += 1
         duration_ms = max(0, route.clock.now_ms() - started) if started else 0
@@ -160,7 +160,7 @@ class Breaker:
         else:
             wrapper = self._wrap_function(func)
         wrapper = functools.wraps(func)(wrapper)
-        wrapper.breaker = self
+        wrapper.breaker = self  # type: ignore[attr-defined]  # typeshed's _Wrapped declares no attributes
         return wrapper
 
     # The function and coroutine wrappers are the hot paths. They run the protocol's steps from

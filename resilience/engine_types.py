@@ -7,7 +7,10 @@ import json
 import math
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATES = (CLOSED, OPEN, HALF_OPEN)
@@ -55,10 +58,10 @@ class Policy:
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Policy:
         """Build from a dict (settings, a model's fields); unknown keys are ignored."""
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.init and f.name in values and values[f.name] is not None:
-                caster = type(f.default) if f.name != "mode" else str
+                caster: Callable[[Any], Any] = type(f.default) if f.name != "mode" else str
                 kwargs[f.name] = caster(values[f.name])
         return cls(**kwargs)
 

@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
@@ -24,13 +24,17 @@ from resilience.models import AlertStatus, BreakerPolicy, CircuitEvent, EventKin
 from resilience.sanitize import describe_error, one_line
 from resilience.writer import BackgroundQueue
 
+if TYPE_CHECKING:
+    from django.dispatch import Signal
+
 __all__ = ["discard", "drain", "emit", "flush", "record_action"]
 
 logger = logging.getLogger("resilience")
 
 REASON_MAX = 2000
 OUTBOX_BATCH = 100
-SIGNALS = {
+# Keyed by the stored ``CircuitEvent.kind`` (a plain str; EventKind members are str too).
+SIGNALS: dict[str, Signal] = {
     EventKind.OPENED: signals.circuit_opened,
     EventKind.HALF_OPENED: signals.circuit_half_opened,
     EventKind.CLOSED: signals.circuit_closed,
@@ -129,11 +133,11 @@ def record_action(
         event.save()
         return event
     item = _Item(transition, "", actor_id, reason)
-    event = _store(item, policy, kind=kind, from_state=from_state, to_state=to_state)
-    if event is None:
+    stored = _store(item, policy, kind=kind, from_state=from_state, to_state=to_state)
+    if stored is None:
         return CircuitEvent.objects.get(transition_id=transition.id)
-    transaction.on_commit(partial(_after_commit, circuit, [transition.id], [event], None))
-    return event
+    transaction.on_commit(partial(_after_commit, circuit, [transition.id], [stored], None))
+    return stored
 
 
 def drain(limit: int | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -18,6 +20,11 @@ from resilience.validators import (
     validate_exception_paths,
     validate_finite,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from django.utils.functional import Promise
 
 DAY = 86_400
 HOUR_MS = 3_600_000
@@ -271,7 +278,7 @@ class BreakerPolicy(models.Model):
     def clean_fields(self, exclude=None) -> None:
         """Like Django's, but inf, 1e400 or "" in a number field is a form error, not a crash."""
         exclude = set(exclude or ())
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, Sequence[str | Promise]] = {}
         for field in self._meta.concrete_fields:
             if field.name in exclude or not isinstance(
                 field, models.IntegerField | models.FloatField
@@ -296,7 +303,7 @@ class BreakerPolicy(models.Model):
             raise ValidationError(errors)
 
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[str | Promise]] = {}
         recovery, max_recovery = self.recovery_timeout, self.max_recovery_timeout
         if (
             isinstance(recovery, int | float)

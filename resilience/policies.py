@@ -7,7 +7,7 @@ import itertools
 import logging
 import threading
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 from django.core.signals import setting_changed
 from django.db import close_old_connections, connection, transaction
@@ -129,13 +129,14 @@ class PolicyRegistry:
         return resolved
 
     def _miss(self, name: str) -> ResolvedPolicy:
-        resolved = _UNKNOWN
+        loaded: ResolvedPolicy | object | None = _UNKNOWN
         if not _in_event_loop():
-            resolved = self._load_one(name)
-        if resolved is _UNKNOWN:  # no answer from the database: last known values, else defaults
-            resolved = self._known.get(name) or ResolvedPolicy.from_row(default_row(name))
-        if resolved is None:  # no row (never created, or deleted): defaults
-            resolved = ResolvedPolicy.from_row(default_row(name))
+            loaded = self._load_one(name)
+        if loaded is _UNKNOWN:  # no answer from the database: last known values, else defaults
+            loaded = self._known.get(name) or ResolvedPolicy.from_row(default_row(name))
+        if loaded is None:  # no row (never created, or deleted): defaults
+            loaded = ResolvedPolicy.from_row(default_row(name))
+        resolved = cast(ResolvedPolicy, loaded)  # neither _UNKNOWN nor None any more
         if resolved.pk is None:
             self._schedule(name)
         self._fresh[name] = self._known[name] = resolved

@@ -40,9 +40,13 @@ __all__ = ["TransientError", "acall_with_retries", "call_with_retries", "is_tran
 
 
 class RetrySettings(Protocol):
-    retry_attempts: int
-    retry_backoff_ms: int
-    retry_max_backoff_ms: int
+    # Read-only: a frozen ResolvedPolicy (or a BreakerPolicy row) satisfies it.
+    @property
+    def retry_attempts(self) -> int: ...
+    @property
+    def retry_backoff_ms(self) -> int: ...
+    @property
+    def retry_max_backoff_ms(self) -> int: ...
 
 
 class TransientError(ResilienceError):

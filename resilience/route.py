@@ -11,8 +11,18 @@ from resilience.engine_types import FORCED_OPEN, Ticket
 from resilience.exceptions import CircuitOpenError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Protocol
+
+    from resilience.backends.base import Backend
+    from resilience.backends.memory import Lane
     from resilience.decorators import Breaker
+    from resilience.engine_types import Policy, Transition
     from resilience.policies import ResolvedPolicy
+
+    class _Clock(Protocol):
+        def now_ms(self) -> int: ...
+
 
 # Not failures, and never successes: the call did not finish. A half-open permit is returned.
 # An inner breaker's rejection is not this circuit's failure either.
@@ -52,15 +62,35 @@ class Route:
         "timed",
     )
 
+    # Typed as the call path reads them, which is only where they are set: ``policy`` is None
+    # only on a PASS route, ``refusal`` is set only on a REJECT route, and ``resolved``,
+    # ``acquire``, ``record`` and ``clock`` are read only on a TRACK route, which always has
+    # them (``resolved`` only when ``retries``). The None assignments below are ignored for
+    # this reason: the call path does not check for None on every call.
+    epoch: int
+    action: int
+    resolved: ResolvedPolicy
+    policy: Policy
+    refusal: Ticket
+    retries: bool
+    not_failures: tuple[type[BaseException], ...]
+    recorded: tuple[type[BaseException], ...]
+    backend: Backend | None
+    record: Callable[[Ticket, Policy, bool, int], list[Transition]]
+    clock: _Clock
+    timed: bool
+    lane: Lane | None
+    acquire: Callable[[Policy], Ticket]
+
     def __init__(
         self, epoch: int, action: int, resolved: ResolvedPolicy | None, breaker: Breaker
     ) -> None:
         self.epoch = epoch
         self.action = action
-        self.resolved = resolved
-        self.policy = resolved.policy if resolved is not None else None
+        self.resolved = resolved  # type: ignore[assignment]
+        self.policy = resolved.policy if resolved is not None else None  # type: ignore[assignment]
         # What a forced-open circuit answers every call (see ``Breaker._refused``).
-        self.refusal = Ticket(breaker.name, False, FORCED_OPEN, 0) if action == REJECT else None
+        self.refusal = Ticket(breaker.name, False, FORCED_OPEN, 0) if action == REJECT else None  # type: ignore[assignment]
         self.retries = bool(resolved is not None and resolved.retry_attempts)
         self.not_failures = _NOT_FAILURES + breaker.ignore + (resolved.ignore if resolved else ())
         self.recorded = breaker.record + (resolved.record if resolved else ())
@@ -68,8 +98,8 @@ class Route:
         # disabled or forced-open circuits).
         backend = get_backend() if action == TRACK else None
         self.backend = backend
-        self.record = backend.record if backend is not None else None
-        self.clock = backend.clock if backend is not None else None
+        self.record = backend.record if backend is not None else None  # type: ignore[assignment]
+        self.clock = backend.clock if backend is not None else None  # type: ignore[assignment]
         # Duration only matters to slow-call detection: skip the clock when that rule is off.
         # It is the backend's clock, so tests drive slow calls with a ManualClock.
         self.timed = bool(self.policy is not None and self.policy.slow_call_ms)
@@ -78,7 +108,8 @@ class Route:
         # backend (see MemoryBackend.lane). The wrappers use it for plain calls (not timed, no
         # retries, no is_failure); a lane of a closed backend is no longer live, and they then
         # go through ``Breaker._enter``.
-        lane = backend.lane(breaker.name) if hasattr(backend, "lane") else None
+        # hasattr() is False for None, but mypy does not narrow None out of the union with it.
+        lane = backend.lane(breaker.name) if hasattr(backend, "lane") else None  # type: ignore[union-attr]
         plain = not (self.timed or self.retries or breaker.is_failure is not None)
         self.lane = lane if plain else None
         # acquire(policy): the backend's, for this circuit.
@@ -87,7 +118,7 @@ class Route:
         elif backend is not None:
             self.acquire = functools.partial(backend.acquire, breaker.name)
         else:
-            self.acquire = None
+            self.acquire = None  # type: ignore[assignment]
 
 
 # A call: its route, its ticket (admitted or not) and when it started (0: not timed);

@@ -13,6 +13,7 @@ echo "==> lint"
 lint=0
 .venv/bin/ruff check . || lint=1
 .venv/bin/ruff format --check . || lint=1
+.venv/bin/mypy || lint=1  # the resilience package, configured in pyproject.toml
 
 echo "==> pytest on SQLite"
 .venv/bin/python -m pytest "$@"
@@ -36,6 +37,6 @@ else
 fi
 
 if [ "$lint" -ne 0 ]; then
-  echo "!!! lint failed (see the ruff output above)"
+  echo "!!! lint failed (see the ruff and mypy output above)"
   exit 1
 fi

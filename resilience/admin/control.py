@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +112,8 @@ def log_message(control: Control, reason: str) -> str:
 class CircuitControlMixin:
     """ModelAdmin mixin: the control buttons' URLs and views, bulk actions and permissions."""
 
-    actions = ("reset_circuits", "force_open_circuits", "release_circuits")
+    # Typed as ModelAdmin.actions (a mixin's attribute must agree with it).
+    actions: Sequence[Any] | None = ("reset_circuits", "force_open_circuits", "release_circuits")
     action_form = ReasonActionForm
 
     # --- permissions ------------------------------------------------------------------------

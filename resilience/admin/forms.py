@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib.admin.utils import flatten_fieldsets
@@ -11,7 +11,10 @@ from django.utils.translation import gettext_lazy as _
 from resilience.models import BreakerPolicy
 from resilience.sanitize import one_line
 
-FIELDSETS = (
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
+
+FIELDSETS: _FieldsetSpec = (
     (None, {"fields": ("name", "description", "mode", "critical")}),
     (
         _("Trip rules"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
@@ -36,6 +36,16 @@ from resilience.admin.live import (
 from resilience.conf import settings as conf
 from resilience.engine_types import DISABLED, ENFORCED, FORCED_OPEN, MONITOR
 from resilience.models import BreakerPolicy, CircuitEvent, EventKind
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class _LastEvent(TypedDict):  # what get_queryset() annotates
+        last_event_kind: str
+        last_event_at: datetime | None
+
 
 RECENT_EVENTS = 20
 # Short enough for a column; the form keeps the explanatory choice labels.
@@ -163,7 +173,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
         return next_trial(_live(obj))
 
     @admin.display(description=_("last transition"), ordering="last_event_at")
-    def last_transition(self, obj: BreakerPolicy) -> str:
+    def last_transition(self, obj: WithAnnotations[BreakerPolicy, _LastEvent]) -> str:
         at = getattr(obj, "last_event_at", None)
         if at is None:
             return "—"

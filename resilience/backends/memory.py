@@ -89,6 +89,7 @@ class Lane:
         generation = state.generation
         now = self._now() // self._scale
         cached = self.rejection
+        ticket: Ticket | None  # an annotation only: no code
         if cached is not None and cached[0] == now and cached[1] is policy:
             ticket = cached[2]
             if ticket.generation == generation == state.generation:

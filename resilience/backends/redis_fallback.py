@@ -33,7 +33,8 @@ class FallbackTicket(Ticket):
 
     @classmethod
     def wrap(cls, ticket: Ticket, origin: MemoryBackend) -> FallbackTicket:
-        return cls(*(getattr(ticket, name) for name in _TICKET_FIELDS), origin=origin)
+        # mypy cannot tell that the star-args stop before ``origin`` (a false positive).
+        return cls(*(getattr(ticket, name) for name in _TICKET_FIELDS), origin=origin)  # type: ignore[misc]
 
 
 def redact_url(url: str) -> str:

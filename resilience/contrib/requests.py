@@ -58,7 +58,11 @@ class CircuitBreakerAdapter(HTTPProtection, HTTPAdapter):
         parsed = parse_url(url)
         return host_circuit(parsed.scheme or "http", parsed.host or "", parsed.port)
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    # Narrower than HTTPAdapter.send on purpose: requests' Session passes the options as keywords,
+    # and they are forwarded unchanged.
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         name = self.circuit or self.circuit_for(request.url or "")
         return self._call(name, self._send_once, name, request, **kwargs)
 
