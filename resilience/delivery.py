@@ -7,6 +7,8 @@ import smtplib
 from datetime import timedelta
 
 from django.conf import settings
+from django.core import mail
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
@@ -102,11 +104,12 @@ def deliver(event_id: int) -> str:
     event = CircuitEvent.objects.select_related("policy").get(pk=event_id)
     try:
         message = alerts.build_message(event)
-        # FIXME: EmailMessage.get_connection() is removed in Django 6.1 (django-stubs follow it),
-        # so this line raises AttributeError there: every alert would fail.
-        connection = message.get_connection(fail_silently=False)  # type: ignore[attr-defined]
-        if getattr(connection, "timeout", False) is None:  # never wait forever on SMTP
+        # The message's own connection, made here (EmailMessage.get_connection() is gone in
+        # Django 6.1): an SMTP connection without a timeout gets one.
+        connection = message.connection or mail.get_connection(fail_silently=False)
+        if isinstance(connection, SMTPBackend) and connection.timeout is None:  # never forever
             connection.timeout = send_timeout()
+        message.connection = connection
         message.send()
     except Exception as exc:
         if is_transient(exc) and event.alert_attempts < MAX_ATTEMPTS:

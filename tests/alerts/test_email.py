@@ -1,6 +1,7 @@
 """The alert e-mail: one per opening, to the right people, complete and safe (real SMTP)."""
 
 import logging
+import threading
 
 import pytest
 from django.db.models import F
@@ -140,3 +141,21 @@ def test_admin_link_is_a_path_without_a_site_url(settings):
     event = opened_event("pay")
     assert admin_url(event) == f"/admin/resilience/breakerpolicy/{policy.pk}/change/"
     assert message_id(event).startswith(f"<resilience.event.{event.pk}.")
+
+
+def test_a_hung_smtp_server_without_email_timeout_is_bounded(smtp, settings, monkeypatch):
+    """EMAIL_TIMEOUT = None would let smtplib wait forever: the sender sets its own timeout."""
+    settings.EMAIL_TIMEOUT = None
+    monkeypatch.setattr(delivery, "DEFAULT_SEND_TIMEOUT", 1.0)
+    BreakerPolicyFactory(name="pay", failure_threshold=3, alert_on_open=False)
+    open_circuit("pay")
+    event = opened_event("pay")
+    CircuitEvent.objects.filter(pk=event.pk).update(alert_status=AlertStatus.PENDING)
+    smtp.hold_next()  # the server takes the message and never answers
+    outcome = []
+    sender = threading.Thread(target=lambda: outcome.append(delivery.deliver(event.pk)))
+    sender.start()
+    sender.join(delivery.send_budget() + 5)
+    smtp.release()
+    sender.join(10)
+    assert outcome == [delivery.RETRY]
