@@ -35,7 +35,8 @@ __all__ = ["RedisBackend", "script_source"]
 
 SCRIPTS = ("acquire", "record", "release", "reset", "snapshot_many", "ack")
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
-_HEAD = ("state", "generation", "epoch")  # what admits a call to a closed circuit
+# What admits a call to a closed circuit, and whether its window holds failures.
+_HEAD = ("state", "generation", "epoch", "win_failures")
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -113,6 +114,8 @@ class RedisBackend(RedisReads, Backend):
         )
         self._scripts = {name: self.client.register_script(script_source(name)) for name in SCRIPTS}
         self._keys_cache: dict[str, tuple[str, str]] = {}
+        # Per circuit: whether its window held no failure at this process's last closed admit.
+        self._failure_free: dict[str, bool] = {}
         self._outboxed = Outboxed(OUTBOX_MAX)
         self._open_cache = OpenCache()
         self._deferred = Deferred(self._flush_pending, self._refresh_seconds)
@@ -183,8 +186,9 @@ class RedisBackend(RedisReads, Backend):
             if name not in open_cache:
                 # Last seen closed (or never seen): a plain HMGET admits without a script.
                 # Anything else (no epoch yet, not closed) is for the script to decide.
-                state, generation, epoch = self.client.hmget(keys[0], _HEAD)
+                state, generation, epoch, failures = self.client.hmget(keys[0], _HEAD)
                 if epoch and (state is None or state == CLOSED):
+                    self._failure_free[name] = failures is None or failures == "0"
                     return Ticket(name, True, CLOSED, int(generation or 0), epoch=epoch)
             args = [
                 now if self._injected_clock else "",
@@ -243,16 +247,26 @@ class RedisBackend(RedisReads, Backend):
         name = ticket.circuit
         failed = not success or 0 < policy.slow_call_ms < duration_ms
         if ticket.state == CLOSED:
+            # A success is deferred (see docs/redis.md). Under a failure-rate rule only while
+            # the window held no failure when this process last looked (so that, in this
+            # process's own sequence, it cannot trip), and sent by the background thread at
+            # once; the script still judges the rule as it lands, for failures other processes
+            # made meanwhile (it may trip there: _flush_pending hands that on).
+            rated = policy.failure_rate_threshold > 0
             if (
                 not failed
                 and self._defer
-                and policy.failure_rate_threshold == 0
+                and (not rated or self._failure_free.get(name, False))
                 and not self._outage.active
-                and self._deferred.add(ticket, policy, self._local_now())
+                and self._deferred.add(ticket, policy, self._local_now(), urgent=rated)
             ):
                 return []
         else:
             self._open_cache.discard(name)  # a trial's outcome closes or re-opens
+        if failed:
+            # The window now holds a failure: no success is deferred under a rate rule until an
+            # admit reads it again (set again once stored, for an admit that read it meanwhile).
+            self._failure_free[name] = False
         if self._outage.active:
             self._outage.maybe_probe()
             return []  # a Redis ticket's outcome cannot be stored anywhere meaningful
@@ -275,15 +289,21 @@ class RedisBackend(RedisReads, Backend):
         except ERRORS as exc:
             self._fail(exc)
             return []
+        finally:
+            if failed:
+                self._failure_free[name] = False
+        self._opened_here(name, policy, transitions)
+        return transitions
+
+    def _opened_here(self, name: str, policy: Policy, transitions: list[Transition]) -> None:
+        """This process opened it: its next calls are rejected without asking Redis, as after
+        a rejected acquire."""
         for opened in transitions:
             if opened.to_state == OPEN:
-                # This process opened it: its next calls are rejected without asking Redis, as
-                # after a rejected acquire.
                 epoch = opened.id.rpartition(":")[0]
                 wait_ms = opened.retry_after_ms
                 rejection = Ticket(name, False, OPEN, opened.generation, None, wait_ms, epoch=epoch)
                 self._remember(name, policy, rejection, self._local_now())
-        return transitions
 
     @staticmethod
     def _policy_args(policy: Policy) -> list[Any]:
@@ -305,9 +325,22 @@ class RedisBackend(RedisReads, Backend):
         args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX, "", NEVER, "", 0]
         args += self._policy_args(pending.policy) + self._pending_args(pending)
         try:
-            self._scripts["record"](keys=self._keys(name), args=args)
+            raw = self._scripts["record"](keys=self._keys(name), args=args)
+            transitions = [self._outboxed.parse(t) for t in raw]
         except ERRORS as exc:
             self._fail(exc)
+            return
+        if transitions:  # a success under a rate rule tripped it (see apply_successes)
+            self._opened_here(name, pending.policy, transitions)
+            self.on_background_transitions(name, transitions)
+
+    @staticmethod
+    def on_background_transitions(name: str, transitions: list[Transition]) -> None:
+        """Hand a transition made by the background send to the events layer, as the
+        decorator does with the ones its calls make (tests replace it)."""
+        from resilience import events  # the events layer sits above the backends
+
+        events.emit(name, transitions)
 
     def release(self, ticket: Ticket, policy: Policy) -> None:
         if isinstance(ticket, FallbackTicket):

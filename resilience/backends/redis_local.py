@@ -1,4 +1,4 @@
-"""What the Redis backend keeps in-process: cached rejections, deferred successes, outboxed JSON."""
+"""What the Redis backend keeps in-process: rejections, deferred successes, outbox entries."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from resilience.engine import MONITOR, OPEN, Policy, Ticket, Transition
+
+# How long the background thread gathers urgent successes before sending them: well under
+# one switch interval of the interpreter, far less than a window bucket.
+URGENT_BATCH_SECONDS = 0.002
 
 
 def monotonic_ms() -> int:
@@ -85,7 +89,7 @@ class OpenCache:
 class Pending:
     """Deferred successes of one circuit: all of one closed epoch and generation, one policy."""
 
-    __slots__ = ("created", "epoch", "generation", "pairs", "policy")
+    __slots__ = ("created", "epoch", "generation", "pairs", "policy", "urgent")
 
     def __init__(self, epoch: str, generation: int, policy: Policy) -> None:
         self.epoch = epoch
@@ -93,10 +97,22 @@ class Pending:
         self.policy = policy
         self.pairs: list[list[int]] = []  # [time, count]; time as produced by the stamp
         self.created = time.monotonic()
+        self.urgent = False  # sent by the background thread at once, not after max_age
 
     def args(self, relative_to: int | None) -> list[Any]:
         """The ``apply_successes`` ARGV tail; ``relative_to`` (local ms) sends ages instead."""
-        out: list[Any] = [self.epoch, self.generation, self.policy.bucket_ms, len(self.pairs)]
+        policy = self.policy
+        out: list[Any] = [
+            self.epoch,
+            self.generation,
+            policy.bucket_ms,
+            policy.failure_rate_threshold,
+            policy.minimum_calls,
+            repr(float(policy.recovery_timeout)),
+            repr(float(policy.backoff_multiplier)),
+            repr(float(policy.max_recovery_timeout)),
+            len(self.pairs),
+        ]
         for at, count in self.pairs:
             out.append(at if relative_to is None else f"-{max(0, relative_to - at)}")
             out.append(count)
@@ -109,7 +125,7 @@ class Deferred:
     A success that cannot cause a transition (the backend decides which) need not be sent on
     its own: the next ``record``/``reset`` of the same circuit applies it first (in order,
     with its own timestamp), and a background thread sends whatever is older than
-    ``max_age()`` seconds on its own. While that thread is sending a circuit's
+    ``max_age()`` seconds, or urgent, on its own. While that thread is sending a circuit's
     successes, ``take``/``peek`` of the circuit wait for it (at most ``wait`` seconds), so
     that nothing overtakes them. See docs/redis.md.
     """
@@ -128,6 +144,7 @@ class Deferred:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False  # after close(), nothing is deferred: no thread would send it
+        self._wake = threading.Event()  # set by close() and by urgent successes
         # The thread must not keep the backend alive: it holds the flush callback weakly.
         self._flush = weakref.WeakMethod(flush) if hasattr(flush, "__self__") else (lambda: flush)
         self._max_age = max_age
@@ -148,8 +165,12 @@ class Deferred:
             self._held.clear()
             self._thread = None
 
-    def add(self, ticket: Ticket, policy: Policy, at: int) -> bool:
-        """Defer one success; False when it cannot be (the caller records it now)."""
+    def add(self, ticket: Ticket, policy: Policy, at: int, urgent: bool = False) -> bool:
+        """Defer one success; False when it cannot be (the caller records it now).
+
+        ``urgent``: the background thread sends it at once, with whatever joins it within
+        ``URGENT_BATCH_SECONDS`` (the caller just does not wait for it).
+        """
         with self._lock:
             self._check_fork()
             if self._closed:
@@ -173,12 +194,16 @@ class Deferred:
                 pairs[-1][1] += 1
             else:
                 pairs.append([at, 1])
+            if urgent:
+                pending.urgent = True
             if self._thread is None:
                 self._stop.clear()
                 self._thread = threading.Thread(
                     target=self._run, name="resilience-redis-flush", daemon=True
                 )
                 self._thread.start()
+        if urgent:
+            self._wake.set()
         return True
 
     def _settled(self, name: str) -> None:
@@ -233,12 +258,12 @@ class Deferred:
             return copy
 
     def flush_all(self, older_than: float = 0.0) -> None:
-        """Send (from this thread) everything that has waited at least ``older_than`` seconds;
+        """Send (from this thread) everything urgent or that has waited ``older_than`` seconds;
         what another thread is sending meanwhile has landed too when this returns."""
         cutoff = time.monotonic() - older_than
         with self._lock:
             self._check_fork()
-            names = [n for n, p in self._by_name.items() if p.created <= cutoff]
+            names = [n for n, p in self._by_name.items() if p.urgent or p.created <= cutoff]
             others = list(self._inflight.values())
         for name in names:
             with self._lock:
@@ -264,7 +289,11 @@ class Deferred:
     def _run(self) -> None:
         while True:
             max_age = max(0.01, self._max_age())
-            if self._stop.wait(max_age / 2):
+            if self._wake.wait(max_age / 2):
+                # Urgent successes: let the ones made meanwhile join them in one send.
+                self._stop.wait(URGENT_BATCH_SECONDS)
+            self._wake.clear()
+            if self._stop.is_set():
                 return  # close() sends the rest itself
             self.flush_all(older_than=max_age / 2)
             with self._lock:
@@ -277,6 +306,7 @@ class Deferred:
         with self._lock:
             self._closed = True
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(self._wait)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import redis as redis_py
 from django.test import override_settings
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -478,34 +478,162 @@ def test_deferred_successes_reach_redis_within_policy_refresh_seconds(redis_url,
         elsewhere.close()
 
 
-def test_rate_rule_success_trips_on_failures_another_process_made_during_the_call(redis_url):
-    """A success under a failure-rate rule is judged against the shared window when it ends.
+RATED = Policy(failure_threshold=0, failure_rate_threshold=30, minimum_calls=3)
 
-    Deferring it (even when the window looked failure-free at admission) would let it miss
-    failures other processes recorded during the call: the trip would be lost.
+
+def background_transitions(backend):
+    """What ``backend``'s background send of deferred successes hands to the events layer."""
+    made = []
+    backend.on_background_transitions = lambda name, transitions: made.extend(transitions)
+    return made
+
+
+@pytest.mark.parametrize("defer", [True, False], ids=["deferred", "immediate"])
+def test_rate_rule_success_trips_on_failures_another_process_made_during_the_call(redis_url, defer):
+    """A success under a failure-rate rule is judged against the shared window when it lands.
+
+    Deferred, it was admitted while the window held no failure, but another process failed
+    during the call: it must still trip the circuit (in the background send, ~2 ms later).
     """
-    here = make_backend(redis_url)
+    here = make_backend(redis_url, defer_successes=defer)
     elsewhere = make_backend(redis_url, prefix=here.prefix)
-    policy = Policy(failure_threshold=0, failure_rate_threshold=30, minimum_calls=3)
+    made = background_transitions(here)
     try:
-        assert succeed(here, "shared-rate", policy) == []
-        ticket = here.acquire("shared-rate", policy)  # the window holds no failure yet
-        assert fail(elsewhere, "shared-rate", policy) == []  # 2 calls, 1 failure: below minimum
-        opened = here.record(ticket, policy, True, 1)  # 3 calls, 33 % >= 30 %
-        assert [t.kind for t in opened] == ["opened"]
-        assert here.health()["deferred_successes"] == 0
+        assert succeed(here, "shared-rate", RATED) == []
+        ticket = here.acquire("shared-rate", RATED)  # the window holds no failure yet
+        assert fail(elsewhere, "shared-rate", RATED) == []  # 2 calls, 1 failure: below minimum
+        opened = here.record(ticket, RATED, True, 1)  # 3 calls, 33 % >= 30 %
+        assert wait_until(lambda: opened or made)
+        assert [t.kind for t in opened + made] == ["opened"]
+        assert here.snapshot("shared-rate", RATED)["state"] == "open"
+        assert here.acquire("shared-rate", RATED).admitted is False  # remembered locally
+        assert [t.kind for t in elsewhere.outbox("shared-rate")] == ["opened"]
     finally:
         here.close()
         elsewhere.close()
 
 
 def test_rate_rule_success_trips_on_a_failure_of_another_thread_during_the_call(redis_backend):
-    policy = Policy(failure_threshold=0, failure_rate_threshold=30, minimum_calls=3)
-    succeed(redis_backend, "threads-rate", policy)
-    mine = redis_backend.acquire("threads-rate", policy)
-    theirs = redis_backend.acquire("threads-rate", policy)
-    assert redis_backend.record(theirs, policy, False, 1) == []
-    assert [t.kind for t in redis_backend.record(mine, policy, True, 1)] == ["opened"]
+    made = background_transitions(redis_backend)
+    succeed(redis_backend, "threads-rate", RATED)
+    mine = redis_backend.acquire("threads-rate", RATED)
+    theirs = redis_backend.acquire("threads-rate", RATED)
+    assert redis_backend.record(theirs, RATED, False, 1) == []
+    opened = redis_backend.record(mine, RATED, True, 1)
+    redis_backend.flush()
+    assert [t.kind for t in opened + made] == ["opened"]
+
+
+@pytest.mark.parametrize("then", ["reset", "failure"])
+def test_a_deferred_rate_rule_success_that_would_trip_trips_before_the_next_operation(
+    redis_url, monkeypatch, then
+):
+    """The next record or reset of this process applies its queued successes first, judging
+    the rate rule as the success arrives: it trips there, and that operation comes after."""
+    from resilience.backends import redis_local
+
+    monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # no background send now
+    here = make_backend(redis_url)
+    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    made = background_transitions(here)
+    try:
+        succeed(here, "queued-rate", RATED)
+        here.flush()
+        ticket = here.acquire("queued-rate", RATED)
+        fail(elsewhere, "queued-rate", RATED)
+        assert here.record(ticket, RATED, True, 1) == []  # deferred: no failure seen
+        assert here.health()["deferred_successes"] == 1
+        if then == "reset":
+            kinds = [t.kind for t in here.reset("queued-rate", RATED)]
+            assert kinds == ["opened", "reset"]
+            assert elsewhere.snapshot("queued-rate", RATED)["state"] == "closed"
+        else:
+            late = here.acquire("queued-rate", RATED)  # admitted: the success is not in yet
+            assert [t.kind for t in here.record(late, RATED, False, 1)] == ["opened"]
+            snap = elsewhere.snapshot("queued-rate", RATED)
+            # The failure came after the trip: a late result, not counted (1 failure in 3).
+            assert (snap["state"], snap["calls_in_window"]) == ("open", 3)
+            assert round(snap["failure_rate"]) == 33
+        assert made == []
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+@hsettings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@example(rate=50, minimum=4, before=[False, False], queued=1)  # 2 of 4: exactly the rate
+@example(rate=30, minimum=3, before=[False], queued=3)  # the first queued one trips
+@given(
+    rate=st.one_of(st.sampled_from([20, 25, 50, 100]), st.integers(1, 100)),  # exact ties too
+    minimum=st.integers(1, 12),
+    before=st.lists(st.booleans(), max_size=12),
+    queued=st.integers(1, 8),
+)
+def test_deferred_rate_rule_successes_trip_exactly_as_the_engine(
+    redis_url, monkeypatch, rate, minimum, before, queued
+):
+    """``queued`` successes admitted on an empty window and deferred, while another process
+    records ``before`` (True: success): the batch trips where the engine, recording them one
+    by one after ``before``, trips — or not at all."""
+    from resilience.backends import redis_local
+
+    monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # sent by flush() below
+    policy = Policy(failure_threshold=0, failure_rate_threshold=rate, minimum_calls=minimum)
+    clock = ManualClock()
+    here = make_backend(redis_url, clock)
+    elsewhere = make_backend(redis_url, clock, prefix=here.prefix, defer_successes=False)
+    made = background_transitions(here)
+    state = CircuitState("batch", epoch="")
+    try:
+        succeed(here, "batch", policy)
+        want = engine.record(
+            state, policy, clock.now_ms(), engine.acquire(state, policy, 0), True, 0
+        )
+        tickets = [here.acquire("batch", policy) for _ in range(queued)]
+        ours = [engine.acquire(state, policy, clock.now_ms()) for _ in range(queued)]
+        for ok in before:
+            there = (succeed if ok else fail)(elsewhere, "batch", policy)
+            ticket = engine.acquire(state, policy, clock.now_ms())
+            want += engine.record(state, policy, clock.now_ms(), ticket, ok, 0)
+            assert [t.kind for t in there] == [t.kind for t in want]
+            if want:
+                return  # ``before`` tripped it already: nothing left to compare
+        got = []
+        for theirs, mine in zip(tickets, ours, strict=True):
+            got += here.record(theirs, policy, True, 0)
+            want += engine.record(state, policy, clock.now_ms(), mine, True, 0)
+        here.flush()
+        assert [t.kind for t in got + made] == [t.kind for t in want]
+        snap = elsewhere.snapshot("batch", policy)
+        expected = engine.snapshot(state, policy, clock.now_ms())
+        for key in ("state", "calls_in_window", "failure_count", "trips"):
+            assert snap[key] == expected[key], key
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+def test_rate_rule_successes_are_sent_at_once_in_the_background(redis_url, settings):
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 60}  # the lazy send would wait 30 s
+    here = make_backend(redis_url)
+    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    policy = Policy(failure_threshold=0, failure_rate_threshold=50, minimum_calls=10)
+    try:
+        assert succeed(here, "rated", policy, times=3) == []
+        assert wait_until(lambda: elsewhere.snapshot("rated", policy)["calls_in_window"] == 3)
+        assert here.health()["deferred_successes"] == 0
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+def test_rate_rule_success_after_failures_is_recorded_at_once_and_may_trip(redis_backend):
+    """With failures in the window a success can trip (it reaches minimum_calls): not deferred."""
+    policy = Policy(failure_threshold=0, failure_rate_threshold=50, minimum_calls=4)
+    succeed(redis_backend, "edge", policy)
+    fail(redis_backend, "edge", policy, times=2)
+    assert [t.kind for t in succeed(redis_backend, "edge", policy)] == ["opened"]
+    assert redis_backend.health()["deferred_successes"] == 0
 
 
 def test_flush_returns_once_a_background_send_under_way_has_landed():
@@ -943,6 +1071,22 @@ def test_commands_per_call(redis_proc, settings, monkeypatch):
             1,
             {"hgetall": 1},  # and TIME in the same round trip without an injected clock
         )
+    finally:
+        backend.close()
+        client.close()
+
+
+def test_rate_rule_ok_path_costs_one_round_trip(redis_proc, settings, monkeypatch):
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 60}
+    backend = make_backend(redis_proc.url, ManualClock())
+    client = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
+    policy = Policy(failure_rate_threshold=50)
+    try:
+        succeed(backend, "rated", policy)  # the circuit's first call stores its epoch
+        trips, _ = cost(client, lambda: succeed(backend, "rated", policy, times=50), monkeypatch)
+        assert trips == 50  # the HMGETs; the background thread sends the successes
+        backend.flush()
+        assert backend.snapshot("rated", policy)["calls_in_window"] == 51
     finally:
         backend.close()
         client.close()

@@ -220,26 +220,47 @@ end
 
 -- Closed-state successes this client deferred (see "Deferred successes" in docs/redis.md),
 -- applied before the operation as engine.record() would have applied them one by one.
--- args[i]: epoch and args[i+1]: generation of their tickets, args[i+2]: their policy's
--- bucket_ms, args[i+3]: count of (time, n) pairs, then the pairs; time is absolute epoch ms,
--- or "-<age ms>" relative to `now` when the server clock is used. Successes of another
--- generation or epoch are dropped (late).
-local function apply_successes(s, now, args, i)
+-- args[i]: epoch and args[i+1]: generation of their tickets, args[i+2..i+7]: their policy's
+-- bucket_ms, failure_rate_threshold, minimum_calls, recovery_timeout, backoff_multiplier and
+-- max_recovery_timeout, args[i+8]: count of (time, n) pairs, then the pairs; time is absolute
+-- epoch ms, or "-<age ms>" relative to `now` when the server clock is used. Successes of
+-- another generation or epoch are dropped (late). Under a failure-rate rule a success can
+-- trip the circuit (other processes' failures may have arrived meanwhile): the one that
+-- reaches minimum_calls, or the first when that is reached already (later ones only lower the
+-- rate), is judged as engine._record_closed judges it, and the rest are then late.
+-- Returns the transition JSON of such a trip, or nil.
+local function apply_successes(s, now, args, i, name)
   local epoch, generation = args[i], tonumber(args[i + 1])
-  local bucket_ms, pairs_count = tonumber(args[i + 2]), tonumber(args[i + 3])
+  local p = {bucket_ms = tonumber(args[i + 2]), failure_rate_threshold = tonumber(args[i + 3]),
+             minimum_calls = tonumber(args[i + 4]), recovery_timeout = tonumber(args[i + 5]),
+             backoff_multiplier = tonumber(args[i + 6]),
+             max_recovery_timeout = tonumber(args[i + 7])}
+  local pairs_count = tonumber(args[i + 8])
   local live = s.state == 'closed' and epoch == s.epoch and generation == s.generation
+  local json = nil
   for j = 0, pairs_count - 1 do
-    local at, n = args[i + 4 + 2 * j], tonumber(args[i + 5 + 2 * j])
+    local at, n = args[i + 9 + 2 * j], tonumber(args[i + 10 + 2 * j])
     if live then
       if string.sub(at, 1, 1) == '-' then at = now + tonumber(at) else at = tonumber(at) end
-      if s.bucket_ms ~= bucket_ms then clear_window(s, bucket_ms) end
+      if s.bucket_ms ~= p.bucket_ms then clear_window(s, p.bucket_ms) end
       local index = math.floor(at / s.bucket_ms)
       if index > s.win_head then roll(s, index) end
+      local rate, trips = p.failure_rate_threshold, false
+      if rate > 0 then
+        local k = math.max(1, p.minimum_calls - s.win_calls)
+        if k <= n and s.win_failures * 100 >= rate * (s.win_calls + k) then
+          n, trips = k, true
+        end
+      end
       local slot = s.win_head % BUCKETS
       s.calls[slot] = s.calls[slot] + n
       s.win_calls = s.win_calls + n
       s.consecutive_failures = 0
+      if trips then
+        json = trip(s, p, name, at, 'closed')
+        live = false
+      end
     end
   end
-  return i + 4 + 2 * pairs_count
+  return json
 end

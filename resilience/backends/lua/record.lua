@@ -6,14 +6,15 @@
 -- client), ARGV[9..16] policy: failure_threshold, failure_rate_threshold, minimum_calls,
 -- bucket_ms, recovery_timeout, backoff_multiplier, max_recovery_timeout, success_threshold,
 -- ARGV[17..] optional deferred successes (see apply_successes), applied first.
--- Returns the transitions it performed as JSON strings (0 or 1).
+-- Returns the transitions it performed as JSON strings (0 or 1; a deferred success may be the
+-- one that trips, see apply_successes).
 local name = ARGV[2]
 local s = load(KEYS[1], ARGV[3])
 -- TIME only when something is counted: not for a late result.
-local now = nil
+local now, applied = nil, nil
 if ARGV[17] ~= nil then
   now = now_ms(ARGV[1])
-  apply_successes(s, now, ARGV, 17)
+  applied = apply_successes(s, now, ARGV, 17, name)
 end
 local p = {failure_threshold = tonumber(ARGV[9]), failure_rate_threshold = tonumber(ARGV[10]),
            minimum_calls = tonumber(ARGV[11]), bucket_ms = tonumber(ARGV[12]),
@@ -48,6 +49,12 @@ if ARGV[5] == s.epoch and tonumber(ARGV[6]) == s.generation then
   end
 end
 save(KEYS[1], s)
-if json == nil then return {} end
-publish(KEYS[2], tonumber(ARGV[4]), json)
-return {json}
+-- At most one of the two: a trip by a deferred success makes the ticket late.
+local out = {}
+for _, done in ipairs({applied or false, json or false}) do
+  if done then
+    publish(KEYS[2], tonumber(ARGV[4]), done)
+    out[#out + 1] = done
+  end
+end
+return out
