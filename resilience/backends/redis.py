@@ -26,6 +26,7 @@ from resilience.backends.redis_local import (
     Outboxed,
     Pending,
     monotonic_ms,
+    policy_args,
 )
 from resilience.backends.redis_reads import RedisReads
 from resilience.engine import CLOSED, MONITOR, OPEN, Policy, Ticket, Transition
@@ -280,7 +281,7 @@ class RedisBackend(RedisReads, Backend):
             ticket.generation,
             ticket.permit or "",
             1 if failed else 0,
-            *self._policy_args(policy),
+            *policy_args(policy),
             *self._pending_args(pending),
         ]
         try:
@@ -305,25 +306,12 @@ class RedisBackend(RedisReads, Backend):
                 rejection = Ticket(name, False, OPEN, opened.generation, None, wait_ms, epoch=epoch)
                 self._remember(name, policy, rejection, self._local_now())
 
-    @staticmethod
-    def _policy_args(policy: Policy) -> list[Any]:
-        return [
-            policy.failure_threshold,
-            policy.failure_rate_threshold,
-            policy.minimum_calls,
-            policy.bucket_ms,
-            repr(float(policy.recovery_timeout)),
-            repr(float(policy.backoff_multiplier)),
-            repr(float(policy.max_recovery_timeout)),
-            policy.success_threshold,
-        ]
-
     def _flush_pending(self, name: str, pending: Pending) -> None:
         """Send deferred successes on their own (background thread, ``close()``)."""
         if self._outage.active:
             return
         args = [self._now_arg(), name, new_epoch(), OUTBOX_MAX, "", NEVER, "", 0]
-        args += self._policy_args(pending.policy) + self._pending_args(pending)
+        args += policy_args(pending.policy) + self._pending_args(pending)
         try:
             raw = self._scripts["record"](keys=self._keys(name), args=args)
             transitions = [self._outboxed.parse(t) for t in raw]

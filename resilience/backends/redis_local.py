@@ -17,6 +17,20 @@ from resilience.engine import MONITOR, OPEN, Policy, Ticket, Transition
 URGENT_BATCH_SECONDS = 0.002
 
 
+def policy_args(policy: Policy) -> list[Any]:
+    """A policy as the scripts read it (``policy_from`` in common.lua)."""
+    return [
+        policy.failure_threshold,
+        policy.failure_rate_threshold,
+        policy.minimum_calls,
+        policy.bucket_ms,
+        repr(float(policy.recovery_timeout)),
+        repr(float(policy.backoff_multiplier)),
+        repr(float(policy.max_recovery_timeout)),
+        policy.success_threshold,
+    ]
+
+
 def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
@@ -101,18 +115,7 @@ class Pending:
 
     def args(self, relative_to: int | None) -> list[Any]:
         """The ``apply_successes`` ARGV tail; ``relative_to`` (local ms) sends ages instead."""
-        policy = self.policy
-        out: list[Any] = [
-            self.epoch,
-            self.generation,
-            policy.bucket_ms,
-            policy.failure_rate_threshold,
-            policy.minimum_calls,
-            repr(float(policy.recovery_timeout)),
-            repr(float(policy.backoff_multiplier)),
-            repr(float(policy.max_recovery_timeout)),
-            len(self.pairs),
-        ]
+        out = [self.epoch, self.generation, *policy_args(self.policy), len(self.pairs)]
         for at, count in self.pairs:
             out.append(at if relative_to is None else f"-{max(0, relative_to - at)}")
             out.append(count)

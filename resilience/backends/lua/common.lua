@@ -218,11 +218,20 @@ local function record_closed(s, p, name, now, failed)
   return nil
 end
 
+-- A policy sent as 8 arguments from args[i] (redis_local.policy_args): failure_threshold,
+-- failure_rate_threshold, minimum_calls, bucket_ms, recovery_timeout, backoff_multiplier,
+-- max_recovery_timeout, success_threshold.
+local function policy_from(args, i)
+  return {failure_threshold = tonumber(args[i]), failure_rate_threshold = tonumber(args[i + 1]),
+          minimum_calls = tonumber(args[i + 2]), bucket_ms = tonumber(args[i + 3]),
+          recovery_timeout = tonumber(args[i + 4]), backoff_multiplier = tonumber(args[i + 5]),
+          max_recovery_timeout = tonumber(args[i + 6]), success_threshold = tonumber(args[i + 7])}
+end
+
 -- Closed-state successes this client deferred (see "Deferred successes" in docs/redis.md),
 -- applied before the operation as engine.record() would have applied them one by one.
--- args[i]: epoch and args[i+1]: generation of their tickets, args[i+2..i+7]: their policy's
--- bucket_ms, failure_rate_threshold, minimum_calls, recovery_timeout, backoff_multiplier and
--- max_recovery_timeout, args[i+8]: count of (time, n) pairs, then the pairs; time is absolute
+-- args[i]: epoch and args[i+1]: generation of their tickets, args[i+2..i+9]: their policy
+-- (see policy_from), args[i+10]: count of (time, n) pairs, then the pairs; time is absolute
 -- epoch ms, or "-<age ms>" relative to `now` when the server clock is used. Successes of
 -- another generation or epoch are dropped (late). Under a failure-rate rule a success can
 -- trip the circuit (other processes' failures may have arrived meanwhile): the one that
@@ -231,15 +240,12 @@ end
 -- Returns the transition JSON of such a trip, or nil.
 local function apply_successes(s, now, args, i, name)
   local epoch, generation = args[i], tonumber(args[i + 1])
-  local p = {bucket_ms = tonumber(args[i + 2]), failure_rate_threshold = tonumber(args[i + 3]),
-             minimum_calls = tonumber(args[i + 4]), recovery_timeout = tonumber(args[i + 5]),
-             backoff_multiplier = tonumber(args[i + 6]),
-             max_recovery_timeout = tonumber(args[i + 7])}
-  local pairs_count = tonumber(args[i + 8])
+  local p = policy_from(args, i + 2)
+  local pairs_count = tonumber(args[i + 10])
   local live = s.state == 'closed' and epoch == s.epoch and generation == s.generation
   local json = nil
   for j = 0, pairs_count - 1 do
-    local at, n = args[i + 9 + 2 * j], tonumber(args[i + 10 + 2 * j])
+    local at, n = args[i + 11 + 2 * j], tonumber(args[i + 12 + 2 * j])
     if live then
       if string.sub(at, 1, 1) == '-' then at = now + tonumber(at) else at = tonumber(at) end
       if s.bucket_ms ~= p.bucket_ms then clear_window(s, p.bucket_ms) end

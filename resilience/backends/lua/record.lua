@@ -16,10 +16,7 @@ if ARGV[17] ~= nil then
   now = now_ms(ARGV[1])
   applied = apply_successes(s, now, ARGV, 17, name)
 end
-local p = {failure_threshold = tonumber(ARGV[9]), failure_rate_threshold = tonumber(ARGV[10]),
-           minimum_calls = tonumber(ARGV[11]), bucket_ms = tonumber(ARGV[12]),
-           recovery_timeout = tonumber(ARGV[13]), backoff_multiplier = tonumber(ARGV[14]),
-           max_recovery_timeout = tonumber(ARGV[15]), success_threshold = tonumber(ARGV[16])}
+local p = policy_from(ARGV, 9)
 local failed = ARGV[8] == '1'
 local permit = ARGV[7]
 local json = nil
