@@ -352,7 +352,16 @@ class Breaker:
         """Close the circuit and clear its counters everywhere; records a ``reset`` event."""
         resolved = registry.get(self.name)
         transitions = get_backend().reset(self.name, resolved.policy)
-        _emit(self.name, transitions, actor=actor, reason=reason, sync=True)
+        # An "opened" first is a queued success's (see RedisBackend), not the operator's.
+        made = [t for t in transitions if t.kind != "reset"]
+        _emit(self.name, made)
+        _emit(
+            self.name,
+            [t for t in transitions if t.kind == "reset"],
+            actor=actor,
+            reason=reason,
+            sync=True,
+        )
         return self.snapshot()
 
     def force_open(self, actor: Any = None, reason: str = "") -> dict[str, Any]:

@@ -47,7 +47,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def reset(self, name: str, policy: Policy) -> list[Transition]:
-        """Close the circuit and clear its counters; returns exactly one ``reset`` transition."""
+        """Close the circuit and clear its counters; returns exactly one ``reset`` transition
+        (last; a backend that applies queued outcomes first may return what they did before)."""
 
     @abc.abstractmethod
     def snapshot(self, name: str, policy: Policy) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +34,8 @@ from resilience.engine import CLOSED, MONITOR, OPEN, Policy, Ticket, Transition
 from resilience.engine_types import new_epoch
 
 __all__ = ["RedisBackend", "script_source"]
+
+logger = logging.getLogger("resilience")
 
 SCRIPTS = ("acquire", "record", "release", "reset", "snapshot_many", "ack")
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
@@ -314,13 +317,20 @@ class RedisBackend(RedisReads, Backend):
         args += policy_args(pending.policy) + self._pending_args(pending)
         try:
             raw = self._scripts["record"](keys=self._keys(name), args=args)
-            transitions = [self._outboxed.parse(t) for t in raw]
         except ERRORS as exc:
             self._fail(exc)
             return
-        if transitions:  # a success under a rate rule tripped it (see apply_successes)
+        if not raw:
+            return
+        # A success under a rate rule tripped it (see apply_successes). The transition is in
+        # the outbox already: should handing it on fail, the sweeper stores it; the thread
+        # that sends the queues must not die of it.
+        try:
+            transitions = [self._outboxed.parse(t) for t in raw]
             self._opened_here(name, pending.policy, transitions)
             self.on_background_transitions(name, transitions)
+        except Exception:
+            logger.exception("resilience: a transition of circuit %s was not handed on", name)
 
     @staticmethod
     def on_background_transitions(name: str, transitions: list[Transition]) -> None:

@@ -186,8 +186,10 @@ class Deferred:
                     return True  # a late result: the engine would ignore it too
                 if ticket.generation > pending.generation:
                     pending = None  # those belong to a generation that is over
-                elif pending.policy.bucket_ms != policy.bucket_ms:
-                    return False  # the window changed width: flush in order, then this one
+                elif pending.policy is not policy and pending.policy != policy:
+                    # The policy changed: the queue goes out first, judged by its own policy
+                    # (the record applies it), then this success by the new one.
+                    return False
             if pending is None:
                 pending = self._by_name[ticket.circuit] = Pending(
                     ticket.epoch, ticket.generation, policy
@@ -243,11 +245,16 @@ class Deferred:
             yield
         finally:
             with self._lock:
+                urgent = False
                 for name in names:
                     if self._held.get(name, 0) > 1:
                         self._held[name] -= 1
                     else:
                         self._held.pop(name, None)
+                        pending = self._by_name.get(name)
+                        urgent = urgent or (pending is not None and pending.urgent)
+            if urgent:
+                self._wake.set()  # the background thread skipped it meanwhile: send it now
 
     def peek(self, name: str) -> Pending | None:
         """A copy of what is waiting for ``name`` (for snapshots), or None."""

@@ -489,14 +489,17 @@ def background_transitions(backend):
 
 
 @pytest.mark.parametrize("defer", [True, False], ids=["deferred", "immediate"])
-def test_rate_rule_success_trips_on_failures_another_process_made_during_the_call(redis_url, defer):
+def test_rate_rule_success_trips_on_failures_another_process_made_during_the_call(
+    redis_proc, monkeypatch, defer
+):
     """A success under a failure-rate rule is judged against the shared window when it lands.
 
     Deferred, it was admitted while the window held no failure, but another process failed
     during the call: it must still trip the circuit (in the background send, ~2 ms later).
     """
-    here = make_backend(redis_url, defer_successes=defer)
-    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    here = make_backend(redis_proc.url, defer_successes=defer)
+    elsewhere = make_backend(redis_proc.url, prefix=here.prefix)
+    client = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
     made = background_transitions(here)
     try:
         assert succeed(here, "shared-rate", RATED) == []
@@ -505,12 +508,83 @@ def test_rate_rule_success_trips_on_failures_another_process_made_during_the_cal
         opened = here.record(ticket, RATED, True, 1)  # 3 calls, 33 % >= 30 %
         assert wait_until(lambda: opened or made)
         assert [t.kind for t in opened + made] == ["opened"]
-        assert here.snapshot("shared-rate", RATED)["state"] == "open"
-        assert here.acquire("shared-rate", RATED).admitted is False  # remembered locally
+        # This process remembers it opened the circuit: rejected without asking Redis.
+        trips, _ = cost(client, lambda: here.acquire("shared-rate", RATED), monkeypatch)
+        assert trips == 0 and here.acquire("shared-rate", RATED).admitted is False
         assert [t.kind for t in elsewhere.outbox("shared-rate")] == ["opened"]
     finally:
         here.close()
         elsewhere.close()
+        client.close()
+
+
+def test_a_policy_edit_sends_the_queue_under_its_own_policy_first(redis_url, monkeypatch):
+    """Queued successes are judged by the policy they were made under, a new one by its own."""
+    from resilience.backends import redis_local
+
+    monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # no background send now
+    before = Policy(failure_threshold=0, minimum_calls=3)  # no rate rule
+    after = Policy(failure_threshold=0, failure_rate_threshold=25, minimum_calls=3, version=1)
+    here = make_backend(redis_url)
+    elsewhere = make_backend(redis_url, prefix=here.prefix, defer_successes=False)
+    made = background_transitions(here)
+    try:
+        succeed(here, "edited", before)
+        here.flush()
+        assert succeed(here, "edited", before) == []
+        assert here.health()["deferred_successes"] == 1  # queued under ``before``
+        ticket = here.acquire("edited", after)
+        assert fail(elsewhere, "edited", after) == []
+        opened = here.record(ticket, after, True, 1)  # 4 calls, 1 failure: 25 % >= 25 %
+        here.flush()
+        assert [t.kind for t in opened + made] == ["opened"]
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+def test_a_snapshot_holding_a_rate_rule_success_does_not_delay_it(redis_url, settings):
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 60}  # a lazy send would wait 30 s
+    here = make_backend(redis_url)
+    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    policy = Policy(failure_threshold=0, failure_rate_threshold=50, minimum_calls=10)
+    try:
+        succeed(here, "held", policy)
+        here.flush()
+        with here._deferred.held(["held"]):  # what a snapshot does around its read
+            assert succeed(here, "held", policy) == []
+            time.sleep(0.05)  # the background thread wakes and leaves it alone
+        assert wait_until(lambda: elsewhere.snapshot("held", policy)["calls_in_window"] == 2, 2)
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+def test_a_failing_hand_off_does_not_stop_the_background_sends(redis_proc, caplog, monkeypatch):
+    here = make_backend(redis_proc.url)
+    elsewhere = make_backend(redis_proc.url, prefix=here.prefix, defer_successes=False)
+    client = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
+
+    def broken(name, transitions):
+        raise RuntimeError("events layer unavailable")
+
+    here.on_background_transitions = broken
+    try:
+        succeed(here, "sturdy", RATED)
+        ticket = here.acquire("sturdy", RATED)
+        fail(elsewhere, "sturdy", RATED)
+        assert here.record(ticket, RATED, True, 1) == []  # trips in the background send
+        assert wait_until(lambda: elsewhere.snapshot("sturdy", RATED)["state"] == "open")
+        assert "was not handed on" in caplog.text
+        assert [t.kind for t in elsewhere.outbox("sturdy")] == ["opened"]  # for the sweeper
+        here.reset("sturdy", RATED)
+        trips, _ = cost(client, lambda: succeed(here, "sturdy", RATED), monkeypatch)
+        assert trips == 1  # the HMGET: the success was deferred ...
+        assert wait_until(lambda: elsewhere.snapshot("sturdy", RATED)["calls_in_window"] == 1)
+    finally:  # ... and the background thread, still alive, sent it
+        here.close()
+        elsewhere.close()
+        client.close()
 
 
 def test_rate_rule_success_trips_on_a_failure_of_another_thread_during_the_call(redis_backend):
@@ -608,6 +682,97 @@ def test_deferred_rate_rule_successes_trip_exactly_as_the_engine(
         expected = engine.snapshot(state, policy, clock.now_ms())
         for key in ("state", "calls_in_window", "failure_count", "trips"):
             assert snap[key] == expected[key], key
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+INTERLEAVED = st.lists(
+    st.one_of(
+        st.tuples(st.just("here")),
+        st.tuples(st.just("there"), st.booleans()),
+        st.tuples(st.just("advance"), st.sampled_from([1, 50, 99, 100, 250, 999, 1500])),
+        st.tuples(st.just("back"), st.sampled_from([1, 100, 500])),
+    ),
+    max_size=30,
+)
+
+
+@hsettings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@example(
+    rate=20,
+    minimum=3,
+    window=1,
+    there_window=1,
+    ops=[("there", False), ("advance", 1500), ("here",)],
+)
+@example(  # the trip is dated at the success that made it, not when the batch lands
+    rate=33, minimum=3, window=1, there_window=1,
+    ops=[("there", False), ("here",), ("advance", 500)],
+)  # fmt: skip
+@example(  # a pair after the trip is late
+    rate=33, minimum=3, window=2, there_window=2,
+    ops=[("there", False), ("here",), ("advance", 100), ("here",)],
+)  # fmt: skip
+@given(
+    rate=st.sampled_from([1, 20, 25, 34, 50, 67, 100]),
+    minimum=st.integers(1, 10),
+    window=st.sampled_from([1, 2]),
+    there_window=st.sampled_from([1, 1, 3]),
+    ops=INTERLEAVED,
+)
+def test_queued_successes_in_several_pairs_land_exactly_as_the_engine(
+    redis_url, monkeypatch, rate, minimum, window, there_window, ops
+):
+    """This process's successes, made at several times (clock moving both ways), queue up
+    while another process records outcomes, under a window of its own width; then they land
+    in one batch. Transitions and the stored hash match the engine recording everything in
+    the order Redis saw it."""
+    from resilience.backends import redis_local
+
+    monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # one batch, at flush()
+    shared = {"failure_threshold": 0, "failure_rate_threshold": rate, "minimum_calls": minimum}
+    shared |= {"recovery_timeout": 1.5, "backoff_multiplier": 2.0}
+    policy = Policy(window_seconds=window, **shared)
+    theirs = Policy(window_seconds=there_window, **shared)
+    clock = ManualClock(start_ms=1_700_000_000_000)
+    here = make_backend(redis_url, clock)
+    elsewhere = make_backend(redis_url, clock, prefix=here.prefix, defer_successes=False)
+    made = background_transitions(here)
+    state = CircuitState("m", epoch="")
+    try:
+        succeed(elsewhere, "m", policy)  # the circuit's first call stores its epoch
+        engine.record(state, policy, clock.now_ms(), engine.acquire(state, policy, 0), True, 0)
+        tickets = [here.acquire("m", policy) for op in ops if op[0] == "here"]
+        mine = engine.acquire(state, policy, clock.now_ms())
+        times = []
+        for op in ops:
+            if op[0] == "here":
+                assert here.record(tickets[len(times)], policy, True, 0) == []
+                times.append(clock.now_ms())
+            elif op[0] == "there":
+                got = (succeed if op[1] else fail)(elsewhere, "m", theirs)
+                ticket = engine.acquire(state, theirs, clock.now_ms())
+                want = list(ticket.transitions)
+                if ticket.admitted:
+                    want += engine.record(state, theirs, clock.now_ms(), ticket, op[1], 0)
+                assert [t.kind for t in got] == [t.kind for t in want]
+            elif op[0] == "advance":
+                clock.advance(op[1] / 1000)
+            else:
+                clock.set(clock.now_ms() - op[1])
+        assert here.health()["deferred_successes"] == len(times)
+        here.flush()
+        want = [t for at in times for t in engine.record(state, policy, at, mine, True, 0)]
+        fields = ("kind", "at_ms", "retry_after_ms", "failure_count", "failure_rate")
+        assert [[getattr(t, f) for f in fields] for t in made] == [
+            [getattr(t, f) for f in fields] for t in want
+        ]
+        stored = stored_fields(here.client, here, "m")
+        for name in ("state", "trips", "opened_at_ms", "open_until_ms", "win_calls",
+                     "win_failures", "win_head", "bucket_ms", "consecutive_failures",
+                     "generation", "calls", "failures"):  # fmt: skip
+            assert getattr(stored, name) == getattr(state, name), name
     finally:
         here.close()
         elsewhere.close()
