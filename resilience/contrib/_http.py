@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import threading
@@ -24,7 +25,9 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 TOO_MANY_REQUESTS = 429
 MAX_RETRY_AFTER = 86_400.0  # a day: anything longer is a misconfigured server, not advice
 DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_MAX_HOSTS = 100  # per-host circuits one adapter or transport creates, at most
 _UNSAFE = re.compile(r"[^a-z0-9._:\-]")
+logger = logging.getLogger("resilience")
 
 
 def host_circuit(scheme: str, host: str, port: int | None) -> str:
@@ -129,13 +132,17 @@ class HTTPProtection:
         circuit: str | None,
         failure_statuses: Iterable[int],
         retry_methods: Iterable[str],
+        max_hosts: int,
     ) -> None:
         if circuit is not None:
             try:
                 validate_circuit_name(circuit)
             except ValidationError as exc:
                 raise ValueError(f"invalid circuit name {circuit!r}: {exc.messages[0]}") from None
+        if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
+            raise ValueError(f"max_hosts must be a whole number of at least 1, not {max_hosts!r}")
         self.circuit = circuit
+        self.max_hosts = max_hosts
         self.failure_statuses = frozenset(int(status) for status in failure_statuses)
         self.retry_methods = frozenset(method.upper() for method in retry_methods)
 
@@ -144,9 +151,24 @@ class HTTPProtection:
         cache = self.__dict__.setdefault("_breakers", {})
         wrapped = cache.get(name)
         if wrapped is None:
+            if self.circuit is None and len(cache) >= self.max_hosts:
+                return self._beyond_max_hosts(name, func)
             breaker = Breaker(name, ignore=(RateLimited,), record=(FailedResponse, *self.recorded))
             wrapped = cache[name] = breaker(func)
         return wrapped
+
+    def _beyond_max_hosts(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        """A new host past ``max_hosts``: sent unprotected (no circuit, no policy row), so that
+        URLs from outside (webhooks, user input) cannot fill the policy table; logged once."""
+        if not self.__dict__.get("_warned_max_hosts"):
+            self.__dict__["_warned_max_hosts"] = True
+            logger.warning(
+                "resilience: this client already has %d per-host circuits (max_hosts); "
+                "requests to further hosts, such as %s, are sent without a circuit breaker",
+                self.max_hosts,
+                name,
+            )
+        return func
 
     def _call(self, name: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:

@@ -9,6 +9,7 @@ import httpx
 
 from resilience.contrib._http import (
     DEFAULT_FAILURE_STATUSES,
+    DEFAULT_MAX_HOSTS,
     IDEMPOTENT_METHODS,
     HTTPProtection,
     host_circuit,
@@ -35,8 +36,9 @@ class _Protected(HTTPProtection):
         *,
         failure_statuses: Iterable[int] = DEFAULT_FAILURE_STATUSES,
         retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+        max_hosts: int = DEFAULT_MAX_HOSTS,
     ) -> None:
-        self._setup_protection(circuit, failure_statuses, retry_methods)
+        self._setup_protection(circuit, failure_statuses, retry_methods, max_hosts)
         self.transport = transport if transport is not None else self.default_transport()
 
     def circuit_name(self, url: httpx.URL) -> str:

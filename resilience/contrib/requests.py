@@ -12,6 +12,7 @@ from urllib3.util import parse_url
 
 from resilience.contrib._http import (
     DEFAULT_FAILURE_STATUSES,
+    DEFAULT_MAX_HOSTS,
     IDEMPOTENT_METHODS,
     HTTPProtection,
     host_circuit,
@@ -33,7 +34,13 @@ class CircuitBreakerAdapter(HTTPProtection, HTTPAdapter):
         session.mount("https://api.example.com/", CircuitBreakerAdapter("payments-api"))
     """
 
-    __attrs__ = [*HTTPAdapter.__attrs__, "circuit", "failure_statuses", "retry_methods"]
+    __attrs__ = [
+        *HTTPAdapter.__attrs__,
+        "circuit",
+        "failure_statuses",
+        "retry_methods",
+        "max_hosts",
+    ]
     recorded = (
         requests.ConnectionError,  # includes connect timeouts, SSL and proxy errors
         requests.Timeout,
@@ -48,9 +55,10 @@ class CircuitBreakerAdapter(HTTPProtection, HTTPAdapter):
         *,
         failure_statuses: Iterable[int] = DEFAULT_FAILURE_STATUSES,
         retry_methods: Iterable[str] = IDEMPOTENT_METHODS,
+        max_hosts: int = DEFAULT_MAX_HOSTS,
         **adapter_kwargs: Any,
     ) -> None:
-        self._setup_protection(circuit, failure_statuses, retry_methods)
+        self._setup_protection(circuit, failure_statuses, retry_methods, max_hosts)
         super().__init__(**adapter_kwargs)
 
     @staticmethod

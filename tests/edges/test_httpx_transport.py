@@ -77,6 +77,18 @@ class TestSync:
             assert c.get(upstream.url()).status_code == 502
         assert breaker(f"http:{upstream.host}").state == "open"
 
+    def test_per_host_circuits_stop_at_max_hosts(self, upstream, dead_url, caplog):
+        from resilience.models import BreakerPolicy
+
+        with client(max_hosts=1) as c:
+            assert c.get(upstream.url()).status_code == 200
+            with pytest.raises(httpx.ConnectError):
+                c.get(dead_url)  # a second host: sent, but without a circuit
+        registry.refresh()  # what the background thread does: rows for the circuits first used
+        names = list(BreakerPolicy.objects.values_list("name", flat=True))
+        assert names == [f"http:{upstream.host}"]
+        assert "max_hosts" in caplog.text
+
     def test_streaming_a_good_response(self, upstream):
         BreakerPolicyFactory(name="search")
         with client(circuit="search") as c, c.stream("GET", upstream.url()) as response:

@@ -8,6 +8,7 @@ import requests
 
 from resilience import CircuitOpenError, breaker
 from resilience.contrib.requests import CircuitBreakerAdapter
+from resilience.policies import registry
 from tests.edges.conftest import HANG, HANG_BODY
 from tests.factories import BreakerPolicyFactory
 
@@ -205,3 +206,28 @@ def test_sessions_with_the_adapter_still_pickle(upstream):
     upstream.answer(502)
     assert copy.get(upstream.url(), timeout=5).status_code == 502
     assert breaker("api").state == "open"
+
+
+def test_per_host_circuits_stop_at_max_hosts(upstream, dead_url, outcomes, caplog):
+    """Past ``max_hosts``, a new host gets no circuit and no policy row (hostile URLs cannot
+    fill the table); its requests still work, unprotected, and it is logged once."""
+    from resilience.models import BreakerPolicy
+
+    s = session(max_hosts=1)
+    assert s.get(upstream.url(), timeout=5).status_code == 200
+    other = upstream.url().replace("127.0.0.1", "localhost")  # the same server, another host
+    upstream.answer(500)
+    response = s.get(other, timeout=5)
+    assert response.status_code == 500 and response.text == "status 500"  # returned as is
+    with pytest.raises(requests.ConnectionError):
+        s.get(dead_url, timeout=5)
+    registry.refresh()  # what the background thread does: rows for the circuits first used
+    assert list(BreakerPolicy.objects.values_list("name", flat=True)) == [f"http:{upstream.host}"]
+    assert outcomes(f"http:{upstream.host}")["success"] == 1
+    assert caplog.text.count("max_hosts") == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "10", True, None])
+def test_max_hosts_must_be_a_positive_whole_number(bad):
+    with pytest.raises(ValueError, match="max_hosts"):
+        CircuitBreakerAdapter(max_hosts=bad)
