@@ -354,7 +354,7 @@ class Breaker:
         transitions = get_backend().reset(self.name, resolved.policy)
         # An "opened" first is a queued success's (see RedisBackend), not the operator's.
         made = [t for t in transitions if t.kind != "reset"]
-        _emit(self.name, made)
+        _emit(self.name, made, sync=True)  # stored before the reset, in order
         _emit(
             self.name,
             [t for t in transitions if t.kind == "reset"],

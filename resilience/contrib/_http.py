@@ -126,6 +126,7 @@ class HTTPProtection:
     """
 
     recorded: tuple[type[BaseException], ...] = ()
+    max_hosts = DEFAULT_MAX_HOSTS  # also for adapters unpickled from before the option
 
     def _setup_protection(
         self,
@@ -151,10 +152,15 @@ class HTTPProtection:
         cache = self.__dict__.setdefault("_breakers", {})
         wrapped = cache.get(name)
         if wrapped is None:
-            if self.circuit is None and len(cache) >= self.max_hosts:
-                return self._beyond_max_hosts(name, func)
-            breaker = Breaker(name, ignore=(RateLimited,), record=(FailedResponse, *self.recorded))
-            wrapped = cache[name] = breaker(func)
+            with self.__dict__.setdefault("_breakers_lock", threading.Lock()):
+                wrapped = cache.get(name)  # another thread may have made it meanwhile
+                if wrapped is None:
+                    if self.circuit is None and len(cache) >= self.max_hosts:
+                        return self._beyond_max_hosts(name, func)
+                    breaker = Breaker(
+                        name, ignore=(RateLimited,), record=(FailedResponse, *self.recorded)
+                    )
+                    wrapped = cache[name] = breaker(func)
         return wrapped
 
     def _beyond_max_hosts(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -204,5 +210,6 @@ class HTTPProtection:
         else:
             return None
         hint = parse_retry_after(retry_after) if status in RETRY_AFTER_STATUSES else None
-        hints.note(name, hint)
+        if name in self.__dict__.get("_breakers", ()):  # not for hosts past max_hosts
+            hints.note(name, hint)
         return error_class(response, status, hint, method.upper() in self.retry_methods)

@@ -218,12 +218,18 @@ def test_broker_outage_never_slows_the_call_and_loses_nothing(outage, redis_proc
 
 @pytest.mark.usefixtures("celery_alerts")
 @pytest.mark.parametrize("fault", ["blackhole", "reset"])
-def test_network_fault_between_site_and_broker_loses_nothing(fault, redis_proc, smtp):
+def test_network_fault_between_site_and_broker_loses_nothing(
+    fault, redis_proc, smtp, caplog, monkeypatch
+):
     """The site's link to the broker breaks (through a TCP proxy); the worker's does not.
 
     ``blackhole``: the broker seems hung (connections accepted, nothing answered), so each
     publish waits for the transport's socket timeout; ``reset``: every connection is reset.
+    Healing waits until a publish has failed for good (and the alert is still pending).
     """
+    from resilience import writer
+
+    monkeypatch.setattr(writer, "LOG_EVERY_SECONDS", 0)  # each failed publish is logged
     worker = start_worker(redis_proc, smtp)
     try:
         BreakerPolicyFactory(name="pay", failure_threshold=3)
@@ -234,7 +240,10 @@ def test_network_fault_between_site_and_broker_loses_nothing(fault, redis_proc, 
             getattr(proxy, fault)()
             assert slowest_call_while_opening("pay") < CALL_BOUND
             event = stored("pay")  # the writer stores it; only the publish is stuck or refused
-            time.sleep(1.5)
+            deadline = time.monotonic() + 30
+            while "cannot dispatch the alert" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "cannot dispatch the alert" in caplog.text
             assert status(event) == AlertStatus.PENDING and smtp.messages == []
             proxy.heal()
             deadline = time.monotonic() + 60

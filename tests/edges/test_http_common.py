@@ -63,3 +63,49 @@ def test_parse_retry_after_http_dates():
     now = time.time()
     assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30, abs=1)
     assert parse_retry_after(formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+def test_max_hosts_holds_under_concurrent_first_requests(monkeypatch):
+    """Threads asking for new hosts at once never make more than ``max_hosts`` breakers, nor
+    two for one host (the breaker is made slowly here, to widen any race)."""
+    import threading
+
+    from resilience.contrib import _http
+    from resilience.contrib.requests import CircuitBreakerAdapter
+
+    real = _http.Breaker
+
+    def slow_breaker(*args, **kwargs):
+        time.sleep(0.02)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_http, "Breaker", slow_breaker)
+    adapter = CircuitBreakerAdapter(max_hosts=2)
+    start = threading.Barrier(16)
+    got = []
+
+    def first_request(host):
+        start.wait()
+        got.append((host, adapter._protected(host, print)))
+
+    threads = [threading.Thread(target=first_request, args=(f"http:h{i % 4}",)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    protected = {host: wrapped for host, wrapped in got if wrapped is not print}
+    assert len(adapter._breakers) == 2 == len(protected)
+    assert all(wrapped is adapter._breakers[host] for host, wrapped in got if host in protected)
+
+
+def test_retry_after_of_a_host_past_max_hosts_is_not_remembered():
+    from resilience.contrib._http import hints
+    from resilience.contrib.requests import CircuitBreakerAdapter
+
+    adapter = CircuitBreakerAdapter(max_hosts=1)
+    adapter._protected("http:kept", print)
+    assert adapter._protected("http:other", print) is print  # past max_hosts: unprotected
+    for name in ("http:kept", "http:other"):
+        adapter._outcome_error(name, "GET", 429, "120", None)
+    assert hints.remaining("http:kept") > 100
+    assert hints.remaining("http:other") == 0  # outside URLs cannot fill this process-wide map

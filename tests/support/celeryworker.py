@@ -33,7 +33,9 @@ def make_default() -> None:
 
 @contextlib.contextmanager
 def broker_client(url: str, **transport_options: float) -> Iterator[Celery]:
-    """Within the block, this process publishes tasks to the real broker at ``url``."""
+    """Within the block, this process publishes tasks to the real broker at ``url``: from
+    every thread (the default app) and from this one (its current app, which otherwise is the
+    eager test app: ``events.drain()`` here would run the task in this process)."""
     client = Celery("resilience-tests-client", set_as_current=False)
     client.conf.update(
         broker_url=url,
@@ -41,11 +43,13 @@ def broker_client(url: str, **transport_options: float) -> Iterator[Celery]:
         broker_connection_retry_on_startup=False,
         broker_transport_options=transport_options,
     )
-    previous = _state.default_app
+    previous, previous_current = _state.default_app, _state.get_current_app()
     client.set_default()
+    client.set_current()
     try:
         yield client
     finally:
+        previous_current.set_current()
         if previous is not None:
             previous.set_default()
         client.close()
