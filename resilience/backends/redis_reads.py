@@ -36,8 +36,13 @@ class RedisReads:
         if not policies:
             return {}
         names = list(policies)
+        outages = self._outage.outages
         try:
             with self._deferred.held(names):
+                if self._outage.outages != outages:
+                    # The background send this read waited for (held) has just found Redis
+                    # gone: one socket timeout per operation, not a second one for the read.
+                    return self._outage.current_fallback().snapshot_many(policies)
                 hashes, now = self._read(names)
                 return {
                     name: self._snapshot_one(name, policies[name], fields, now)

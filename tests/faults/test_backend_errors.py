@@ -43,3 +43,33 @@ def test_staggered_timeouts_on_a_hung_server_never_reach_callers(redis_proc, set
     second.join(5)
     assert get_backend().health()["degraded"]
     assert errors == []
+
+
+def test_a_snapshot_waiting_for_a_background_send_costs_one_timeout(proxy):
+    """A snapshot that waits for the background send of deferred successes (so as not to
+    count them twice) does not wait for Redis a second time when that send found it gone."""
+    from resilience.backends.redis import RedisBackend
+    from resilience.engine import Policy
+
+    timeout = 0.6
+    backend = RedisBackend(url=proxy.url(), socket_timeout=timeout, reprobe_interval=60)
+    policy = Policy()
+    try:
+        backend.acquire("waits", policy)  # the circuit's first call stores its epoch
+        ticket = backend.acquire("waits", policy)
+        proxy.blackhole()
+        assert backend.record(ticket, policy, True, 0) == []  # queued
+        sending = threading.Thread(target=backend.flush)  # as the background thread does
+        sending.start()
+        deadline = time.monotonic() + 5
+        while not backend._deferred._inflight and time.monotonic() < deadline:
+            time.sleep(0.005)
+        started = time.monotonic()
+        snap = backend.snapshot("waits", policy)
+        took = time.monotonic() - started
+        sending.join(5)
+        assert snap["state"] == "closed" and backend.health()["degraded"] is True
+        assert took < 1.5 * timeout, took  # one timeout (the send's), not two
+    finally:
+        proxy.heal()
+        backend.close()
