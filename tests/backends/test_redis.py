@@ -32,6 +32,23 @@ def make_backend(url, clock=None, **options):
 
 
 @pytest.fixture
+def two_processes(redis_url):
+    """``here, elsewhere = two_processes(**options)``: backends of two processes sharing one
+    prefix (``here`` built with ``options``, ``elsewhere`` recording at once); closed after."""
+    made = []
+
+    def pair(**options):
+        here = make_backend(redis_url, **options)
+        elsewhere = make_backend(redis_url, prefix=here.prefix, defer_successes=False)
+        made.extend((here, elsewhere))
+        return here, elsewhere
+
+    yield pair
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
 def redis_backend(redis_url, clock):
     backend = make_backend(redis_url, clock)
     yield backend
@@ -518,46 +535,36 @@ def test_rate_rule_success_trips_on_failures_another_process_made_during_the_cal
         client.close()
 
 
-def test_a_policy_edit_sends_the_queue_under_its_own_policy_first(redis_url, monkeypatch):
+def test_a_policy_edit_sends_the_queue_under_its_own_policy_first(two_processes, monkeypatch):
     """Queued successes are judged by the policy they were made under, a new one by its own."""
     from resilience.backends import redis_local
 
     monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # no background send now
     before = Policy(failure_threshold=0, minimum_calls=3)  # no rate rule
     after = Policy(failure_threshold=0, failure_rate_threshold=25, minimum_calls=3, version=1)
-    here = make_backend(redis_url)
-    elsewhere = make_backend(redis_url, prefix=here.prefix, defer_successes=False)
+    here, elsewhere = two_processes()
     made = background_transitions(here)
-    try:
-        succeed(here, "edited", before)
-        here.flush()
-        assert succeed(here, "edited", before) == []
-        assert here.health()["deferred_successes"] == 1  # queued under ``before``
-        ticket = here.acquire("edited", after)
-        assert fail(elsewhere, "edited", after) == []
-        opened = here.record(ticket, after, True, 1)  # 4 calls, 1 failure: 25 % >= 25 %
-        here.flush()
-        assert [t.kind for t in opened + made] == ["opened"]
-    finally:
-        here.close()
-        elsewhere.close()
+    succeed(here, "edited", before)
+    here.flush()
+    assert succeed(here, "edited", before) == []
+    assert here.health()["deferred_successes"] == 1  # queued under ``before``
+    ticket = here.acquire("edited", after)
+    assert fail(elsewhere, "edited", after) == []
+    opened = here.record(ticket, after, True, 1)  # 4 calls, 1 failure: 25 % >= 25 %
+    here.flush()
+    assert [t.kind for t in opened + made] == ["opened"]
 
 
-def test_a_snapshot_holding_a_rate_rule_success_does_not_delay_it(redis_url, settings):
+def test_a_snapshot_holding_a_rate_rule_success_does_not_delay_it(two_processes, settings):
     settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 60}  # a lazy send would wait 30 s
-    here = make_backend(redis_url)
-    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    here, elsewhere = two_processes()
     policy = Policy(failure_threshold=0, failure_rate_threshold=50, minimum_calls=10)
-    try:
-        succeed(here, "held", policy)
-        here.flush()
-        with here._deferred.held(["held"]):  # what a snapshot does around its read
-            assert succeed(here, "held", policy) == []
-            time.sleep(0.05)  # the background thread wakes and leaves it alone
-        assert wait_until(lambda: elsewhere.snapshot("held", policy)["calls_in_window"] == 2, 2)
-    finally:
-        here.close()
-        elsewhere.close()
+    succeed(here, "held", policy)
+    here.flush()
+    with here._deferred.held(["held"]):  # what a snapshot does around its read
+        assert succeed(here, "held", policy) == []
+        time.sleep(0.05)  # the background thread wakes and leaves it alone
+    assert wait_until(lambda: elsewhere.snapshot("held", policy)["calls_in_window"] == 2, 2)
 
 
 def test_a_failing_hand_off_does_not_stop_the_background_sends(redis_proc, caplog, monkeypatch):
@@ -600,38 +607,33 @@ def test_rate_rule_success_trips_on_a_failure_of_another_thread_during_the_call(
 
 @pytest.mark.parametrize("then", ["reset", "failure"])
 def test_a_deferred_rate_rule_success_that_would_trip_trips_before_the_next_operation(
-    redis_url, monkeypatch, then
+    two_processes, monkeypatch, then
 ):
     """The next record or reset of this process applies its queued successes first, judging
     the rate rule as the success arrives: it trips there, and that operation comes after."""
     from resilience.backends import redis_local
 
     monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # no background send now
-    here = make_backend(redis_url)
-    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    here, elsewhere = two_processes()
     made = background_transitions(here)
-    try:
-        succeed(here, "queued-rate", RATED)
-        here.flush()
-        ticket = here.acquire("queued-rate", RATED)
-        fail(elsewhere, "queued-rate", RATED)
-        assert here.record(ticket, RATED, True, 1) == []  # deferred: no failure seen
-        assert here.health()["deferred_successes"] == 1
-        if then == "reset":
-            kinds = [t.kind for t in here.reset("queued-rate", RATED)]
-            assert kinds == ["opened", "reset"]
-            assert elsewhere.snapshot("queued-rate", RATED)["state"] == "closed"
-        else:
-            late = here.acquire("queued-rate", RATED)  # admitted: the success is not in yet
-            assert [t.kind for t in here.record(late, RATED, False, 1)] == ["opened"]
-            snap = elsewhere.snapshot("queued-rate", RATED)
-            # The failure came after the trip: a late result, not counted (1 failure in 3).
-            assert (snap["state"], snap["calls_in_window"]) == ("open", 3)
-            assert round(snap["failure_rate"]) == 33
-        assert made == []
-    finally:
-        here.close()
-        elsewhere.close()
+    succeed(here, "queued-rate", RATED)
+    here.flush()
+    ticket = here.acquire("queued-rate", RATED)
+    fail(elsewhere, "queued-rate", RATED)
+    assert here.record(ticket, RATED, True, 1) == []  # deferred: no failure seen
+    assert here.health()["deferred_successes"] == 1
+    if then == "reset":
+        kinds = [t.kind for t in here.reset("queued-rate", RATED)]
+        assert kinds == ["opened", "reset"]
+        assert elsewhere.snapshot("queued-rate", RATED)["state"] == "closed"
+    else:
+        late = here.acquire("queued-rate", RATED)  # admitted: the success is not in yet
+        assert [t.kind for t in here.record(late, RATED, False, 1)] == ["opened"]
+        snap = elsewhere.snapshot("queued-rate", RATED)
+        # The failure came after the trip: a late result, not counted (1 failure in 3).
+        assert (snap["state"], snap["calls_in_window"]) == ("open", 3)
+        assert round(snap["failure_rate"]) == 33
+    assert made == []
 
 
 @hsettings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
@@ -778,18 +780,13 @@ def test_queued_successes_in_several_pairs_land_exactly_as_the_engine(
         elsewhere.close()
 
 
-def test_rate_rule_successes_are_sent_at_once_in_the_background(redis_url, settings):
+def test_rate_rule_successes_are_sent_at_once_in_the_background(two_processes, settings):
     settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 60}  # the lazy send would wait 30 s
-    here = make_backend(redis_url)
-    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    here, elsewhere = two_processes()
     policy = Policy(failure_threshold=0, failure_rate_threshold=50, minimum_calls=10)
-    try:
-        assert succeed(here, "rated", policy, times=3) == []
-        assert wait_until(lambda: elsewhere.snapshot("rated", policy)["calls_in_window"] == 3)
-        assert here.health()["deferred_successes"] == 0
-    finally:
-        here.close()
-        elsewhere.close()
+    assert succeed(here, "rated", policy, times=3) == []
+    assert wait_until(lambda: elsewhere.snapshot("rated", policy)["calls_in_window"] == 3)
+    assert here.health()["deferred_successes"] == 0
 
 
 def test_rate_rule_success_after_failures_is_recorded_at_once_and_may_trip(redis_backend):
@@ -829,21 +826,16 @@ def test_flush_returns_once_a_background_send_under_way_has_landed():
         deferred.close()
 
 
-def test_a_success_after_close_is_recorded_not_stranded(redis_url):
+def test_a_success_after_close_is_recorded_not_stranded(two_processes):
     """A call that outlives its backend (settings changed meanwhile) still counts."""
-    here = make_backend(redis_url)
-    elsewhere = make_backend(redis_url, prefix=here.prefix)
+    here, elsewhere = two_processes()
     policy = Policy()
-    try:
-        succeed(here, "late", policy)
-        ticket = here.acquire("late", policy)
-        here.close()
-        assert here.record(ticket, policy, True, 1) == []
-        assert here.health()["deferred_successes"] == 0
-        assert elsewhere.snapshot("late", policy)["calls_in_window"] == 2
-    finally:
-        here.close()
-        elsewhere.close()
+    succeed(here, "late", policy)
+    ticket = here.acquire("late", policy)
+    here.close()
+    assert here.record(ticket, policy, True, 1) == []
+    assert here.health()["deferred_successes"] == 0
+    assert elsewhere.snapshot("late", policy)["calls_in_window"] == 2
 
 
 def test_close_sends_deferred_successes(redis_url):
