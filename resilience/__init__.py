@@ -3,16 +3,23 @@
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
-__all__ = ["CircuitOpenError", "ResilienceError", "breaker", "circuit_breaker"]
+__all__ = [
+    "BulkheadFullError",
+    "CircuitOpenError",
+    "ResilienceError",
+    "breaker",
+    "circuit_breaker",
+]
 
 if TYPE_CHECKING:
     from resilience.decorators import breaker, circuit_breaker
-    from resilience.exceptions import CircuitOpenError, ResilienceError
+    from resilience.exceptions import BulkheadFullError, CircuitOpenError, ResilienceError
 
 # Imported lazily so that `import resilience` never touches Django models before apps are ready.
 _LAZY = {
     "circuit_breaker": "resilience.decorators",
     "breaker": "resilience.decorators",
+    "BulkheadFullError": "resilience.exceptions",
     "CircuitOpenError": "resilience.exceptions",
     "ResilienceError": "resilience.exceptions",
 }

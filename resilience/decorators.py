@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -14,13 +15,22 @@ from django.core.exceptions import ValidationError
 from resilience import stats
 from resilience.backends import get_backend
 from resilience.conf import settings as conf
-from resilience.engine_types import DISABLED, FORCED_OPEN, Ticket
-from resilience.exceptions import CircuitOpenError
+from resilience.engine_types import BULKHEAD_FULL, DISABLED, FORCED_OPEN, Ticket
+from resilience.exceptions import BulkheadFullError, CircuitOpenError
 from resilience.policies import registry
 from resilience.retry import acall_with_retries, call_with_retries
 from resilience.route import PASS, REJECT, TRACK, Call, Route
-from resilience.stats import FAILURE, IGNORED, REJECTED, SUCCESS
+from resilience.stats import (
+    BULKHEAD_REJECTED,
+    FAILURE,
+    IGNORED,
+    OVER_CAP,
+    OVERDUE,
+    REJECTED,
+    SUCCESS,
+)
 from resilience.validators import validate_circuit_name
+from resilience.watchdog import Watch, watchdog
 
 # What the generator and ``with`` forms report: a stream or a block has no return value for
 # ``is_failure`` to judge; it succeeds by finishing without raising.
@@ -81,38 +91,70 @@ class Breaker:
     # --- the protocol every wrapper uses --------------------------------------------------------
 
     def _enter(self) -> Call:
-        """Ask to run one call: ``(route, ticket, started)``, where the ticket may be a
-        rejection (``_refused()`` then gives the error to raise); None means "not tracked"."""
+        """Ask to run one call: ``(route, ticket, started, watch)``, where the ticket may be a
+        rejection (``_refused()`` then gives the error to raise); None means "not counted"."""
         route = self._route
         backend = route.backend
         if route.epoch != registry.epoch or (backend is not None and backend is not get_backend()):
             route = self._reroute()
         if route.action:
-            return None if route.action == PASS else (route, route.refusal, 0)
+            return None if route.action == PASS else (route, route.refusal, 0, None)
         ticket = self._acquire(route)
-        return route, ticket, route.clock.now_ms() if route.timed and ticket.admitted else 0
+        if not ticket.admitted or not route.tracked:
+            return route, ticket, 0, None
+        started = route.clock.now_ms()
+        watch = watchdog.watch(route.backend, route.policy, ticket, started, self._overdue)  # type: ignore[arg-type]  # tracked: has one
+        return route, ticket, started, watch
 
     def _acquire(self, route: Route) -> Ticket:
         ticket = route.acquire(route.policy)
         if ticket.transitions:
             _emit(self.name, ticket.transitions)
+        if ticket.over_cap:
+            self._counts[OVER_CAP] += 1
         return ticket
 
     def _refused(self, route: Route, ticket: Ticket) -> CircuitOpenError:
         """The error for a call whose ticket was not admitted (counted as rejected)."""
-        self._counts[REJECTED] += 1
         if route.action == REJECT:
+            self._counts[REJECTED] += 1
             return CircuitOpenError(self.name, route.policy.recovery_timeout, FORCED_OPEN)
+        if ticket.state == BULKHEAD_FULL:
+            self._counts[BULKHEAD_REJECTED] += 1
+            return BulkheadFullError(self.name, ticket.retry_after_ms / 1000)
+        self._counts[REJECTED] += 1
         return CircuitOpenError(self.name, ticket.retry_after_ms / 1000, ticket.state)
+
+    def _ended(self, call: tuple[Route, Ticket, int, Watch | None]) -> bool:
+        """Close a call's books: its watch and its bulkhead slot. True when the watchdog has
+        judged it already (its outcome is then not counted a second time)."""
+        route, ticket, _, watch = call
+        judged = watch is not None and watchdog.end(watch)
+        if ticket.slot is not None:
+            route.backend.return_slot(ticket, route.policy)  # type: ignore[union-attr]  # tracked: has one
+        return judged
+
+    def _overdue(self, watch: Watch, elapsed_ms: int) -> None:
+        """The watchdog's report: a call still running past its deadline is one failure now."""
+        self._counts[FAILURE] += 1
+        self._counts[OVERDUE] += 1
+        policy = watch.policy
+        transitions = watch.backend.record(watch.ticket, policy, False, elapsed_ms)
+        if transitions:
+            limit = "call_timeout_ms" if policy.deadline_ms == policy.call_timeout_ms else "slow"
+            error = TimeoutError(f"still running after {elapsed_ms} ms ({limit})")
+            _emit(self.name, transitions, error)
 
     def _succeeded(self, call: Call, result: Any) -> None:
         """Report that an admitted call returned ``result`` (a failure if ``is_failure`` says)."""
         if call is None:
             return
-        route, ticket, started = call
+        route, ticket, started, watch = call
         failed = (
             self.is_failure is not None and result is not _NO_RESULT and self._result_failed(result)
         )
+        if watch is not None and self._ended(call):
+            return  # judged while running: counted then
         self._counts[failed] += 1  # SUCCESS == 0, FAILURE == 1
         duration_ms = max(0, route.clock.now_ms() - started) if started else 0
         transitions = route.record(ticket, route.policy, not failed, duration_ms)
@@ -123,14 +165,18 @@ class Breaker:
         """Report that an admitted call raised ``exc``; True when that counted as a failure."""
         if call is None:
             return False
-        route, ticket, started = call
+        route, ticket, started, watch = call
+        judged = watch is not None and self._ended(call)
         if isinstance(exc, route.not_failures) or (
             route.recorded and not isinstance(exc, route.recorded)
         ):
-            self._counts[IGNORED] += 1
+            if not judged:
+                self._counts[IGNORED] += 1
             if ticket.permit is not None:
                 route.backend.release(ticket, route.policy)  # type: ignore[union-attr]  # tracked: has one
             return False
+        if judged:
+            return True  # counted as a failure at its deadline
         self._counts[FAILURE] += 1
         duration_ms = max(0, route.clock.now_ms() - started) if started else 0
         transitions = route.record(ticket, route.policy, False, duration_ms)
@@ -186,12 +232,12 @@ class Breaker:
                     ticket = lane.refusal(route.policy)
                     if ticket is None:
                         ticket = acquire(route)
-                started = 0
+                call: Call = (route, ticket, 0, None)
             else:
                 call = enter()
                 if call is None:
                     return func(*args, **kwargs)
-                route, ticket, started = call
+                route, ticket = call[0], call[1]
                 lane = route.lane
             if not ticket.admitted:
                 if self.fallback is None:
@@ -203,13 +249,13 @@ class Breaker:
                 else:
                     result = func(*args, **kwargs)
             except BaseException as exc:
-                if failed((route, ticket, started), exc) and self.fallback is not None:
+                if failed(call, exc) and self.fallback is not None:
                     return self.fallback(exc, *args, **kwargs)
                 raise
             if lane is not None and lane.ok(ticket, route.policy):  # counted by the lane
                 counts[SUCCESS] += 1
             else:
-                succeeded((route, ticket, started), result)
+                succeeded(call, result)
             return result
 
         return wrapper
@@ -221,6 +267,11 @@ class Breaker:
         async def fall_back(exc: BaseException, args: tuple, kwargs: dict) -> Any:
             result = self.fallback(exc, *args, **kwargs)  # type: ignore[misc]
             return await result if inspect.isawaitable(result) else result
+
+        async def run(route: Route, args: tuple, kwargs: dict) -> Any:
+            if route.retries:
+                return await acall_with_retries(func, args, kwargs, route.resolved, self._opened)
+            return await func(*args, **kwargs)
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:  # the sync wrapper's steps, awaited
             route = self._route
@@ -234,32 +285,35 @@ class Breaker:
                     ticket = lane.refusal(route.policy)
                     if ticket is None:
                         ticket = acquire(route)
-                started = 0
+                call: Call = (route, ticket, 0, None)
             else:
                 call = enter()
                 if call is None:
                     return await func(*args, **kwargs)
-                route, ticket, started = call
+                route, ticket = call[0], call[1]
                 lane = route.lane
             if not ticket.admitted:
                 if self.fallback is None:
                     raise refused(route, ticket)
                 return await fall_back(refused(route, ticket), args, kwargs)
             try:
-                if route.retries:
-                    result = await acall_with_retries(
-                        func, args, kwargs, route.resolved, self._opened
-                    )
+                if route.timeout:
+                    # The breaker's own deadline: TimeoutError, a failure (an outer timeout's
+                    # CancelledError is not; the watchdog judges such a hang by its deadline).
+                    async with asyncio.timeout(route.timeout):
+                        result = await run(route, args, kwargs)
+                elif route.retries:
+                    result = await run(route, args, kwargs)
                 else:
                     result = await func(*args, **kwargs)
             except BaseException as exc:
-                if failed((route, ticket, started), exc) and self.fallback is not None:
+                if failed(call, exc) and self.fallback is not None:
                     return await fall_back(exc, args, kwargs)
                 raise
             if lane is not None and lane.ok(ticket, route.policy):  # counted by the lane
                 counts[SUCCESS] += 1
             else:
-                succeeded((route, ticket, started), result)
+                succeeded(call, result)
             return result
 
         return wrapper

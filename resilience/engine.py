@@ -6,6 +6,7 @@ from typing import Any
 
 from resilience.engine_types import (
     BUCKETS,
+    BULKHEAD_FULL,
     CLOSED,
     HALF_OPEN,
     MODES,
@@ -19,6 +20,7 @@ from resilience.engine_types import (
 
 __all__ = [
     "BUCKETS",
+    "BULKHEAD_FULL",
     "CLOSED",
     "HALF_OPEN",
     "MODES",
@@ -34,7 +36,9 @@ __all__ = [
     "record_successes",
     "reject_while_open",
     "release",
+    "renew_slots",
     "reset",
+    "return_slot",
     "snapshot",
     "successes_cannot_trip",
 ]
@@ -55,7 +59,66 @@ def open_duration_ms(policy: Policy, trips: int) -> int:
 
 
 def acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
-    """Ask to make one call; may move an open circuit to half-open (returned in the ticket)."""
+    """Ask to make one call; may move an open circuit to half-open (returned in the ticket).
+
+    A tracked policy (``policy.tracked``) also gives an admitted call a bulkhead slot; with
+    ``max_concurrent_calls`` set, a call finding that many live slots is refused with state
+    ``bulkhead_full`` (before any transition or permit), except in monitor mode, where it
+    runs with ``over_cap`` set. An open circuit's rejection comes first.
+    """
+    if policy.tracked:
+        return _acquire_tracked(state, policy, now_ms)
+    return _acquire(state, policy, now_ms)
+
+
+def _acquire_tracked(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
+    rejected = reject_while_open(state, policy, now_ms)
+    if rejected is not None:
+        return rejected
+    slots = state.slots
+    for slot, expires in list(slots.items()):
+        if expires <= now_ms:
+            del slots[slot]  # a killed process's slot: its lease ran out
+    cap = policy.max_concurrent_calls
+    full = 0 < cap <= len(slots)
+    if full and policy.mode != MONITOR:
+        return Ticket(
+            state.circuit,
+            False,
+            BULKHEAD_FULL,
+            state.generation,
+            None,
+            bulkhead_retry_ms(policy, min(slots.values()) - now_ms),
+            epoch=state.epoch,
+        )
+    ticket = _acquire(state, policy, now_ms)
+    if not ticket.admitted or ticket.monitor_rejected:
+        return ticket  # refused by the circuit (monitor mode: runs untracked, as in Redis)
+    state.slot_seq += 1
+    slot = f"s{state.slot_seq}"
+    slots[slot] = now_ms + policy.slot_lease_ms
+    return Ticket(
+        ticket.circuit,
+        True,
+        ticket.state,
+        ticket.generation,
+        ticket.permit,
+        0,
+        ticket.monitor_rejected,
+        ticket.transitions,
+        ticket.epoch,
+        slot,
+        full,
+    )
+
+
+def bulkhead_retry_ms(policy: Policy, earliest_lease_ms: int) -> int:
+    """What a bulkhead refusal tells the caller to wait: until a slot's lease could end at the
+    latest, but no longer than the call deadline (or one second without one)."""
+    return max(0, min(earliest_lease_ms, policy.deadline_ms or 1000))
+
+
+def _acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
     ticket = closed_ticket(state)
     if ticket is not None:
         return ticket
@@ -146,7 +209,7 @@ def record(
     """Count the outcome of an admitted call; returns the transitions it caused (0 or 1)."""
     if not _current(state, ticket) or not ticket.admitted:
         return []  # a late result: the circuit has transitioned (or been re-created) since
-    failed = not success or (0 < policy.slow_call_ms < duration_ms)
+    failed = not success or (0 < policy.deadline_ms < duration_ms)
     if state.state == CLOSED:
         return _record_closed(state, policy, now_ms, failed)
     permit = ticket.permit
@@ -255,6 +318,25 @@ def release(state: CircuitState, ticket: Ticket) -> bool:
     return state.permits.pop(ticket.permit, None) is not None
 
 
+def return_slot(state: CircuitState, ticket: Ticket) -> bool:
+    """Give back the bulkhead slot of a call that ended (whatever its outcome was, and
+    whatever happened to the circuit meanwhile); True if a live slot was returned."""
+    if ticket.slot is None or ticket.epoch != state.epoch:
+        return False
+    return state.slots.pop(ticket.slot, None) is not None
+
+
+def renew_slots(state: CircuitState, policy: Policy, now_ms: int, tickets: list[Ticket]) -> int:
+    """Extend the leases of calls still running (a lapsed slot is not taken back: its place may
+    be someone else's by now); returns how many were renewed."""
+    renewed = 0
+    for ticket in tickets:
+        if ticket.slot in state.slots and ticket.epoch == state.epoch:
+            state.slots[ticket.slot] = now_ms + policy.slot_lease_ms
+            renewed += 1
+    return renewed
+
+
 def _current(state: CircuitState, ticket: Ticket) -> bool:
     """Whether ``ticket`` was issued by this circuit as it is now (same epoch and generation).
 
@@ -315,6 +397,7 @@ def snapshot(state: CircuitState, policy: Policy, now_ms: int) -> dict[str, Any]
     else:
         retry_after_ms = 0
     not_closed = state.state != CLOSED
+    in_flight = sum(1 for expires in state.slots.values() if expires > now_ms)
     return {
         "circuit": state.circuit,
         "state": state.state,
@@ -332,4 +415,6 @@ def snapshot(state: CircuitState, policy: Policy, now_ms: int) -> dict[str, Any]
         "half_open_permits": len(live) if state.state == HALF_OPEN else 0,
         "half_open_successes": state.half_open_successes,
         "policy_version": policy.version,
+        "in_flight": in_flight if policy.tracked else None,
+        "max_concurrent_calls": policy.max_concurrent_calls,
     }

@@ -17,8 +17,13 @@ STATES = (CLOSED, OPEN, HALF_OPEN)
 ENFORCED, MONITOR, FORCED_OPEN, DISABLED = "enforced", "monitor", "forced_open", "disabled"
 MODES = (ENFORCED, MONITOR, FORCED_OPEN, DISABLED)
 TRANSITION_KINDS = ("opened", "half_opened", "closed", "reset")
+# The state a ticket reports when the bulkhead (max_concurrent_calls) refused the call.
+BULKHEAD_FULL = "bulkhead_full"
 BUCKETS = 10
 MIN_PERMIT_TTL_MS = 30_000
+# A bulkhead slot's lease is at least this long; a running call's lease is renewed before it
+# ends (resilience.watchdog), so only a killed process's slots ever expire.
+MIN_SLOT_LEASE_MS = 5_000
 PERMIT_PREFIX = "permit:"
 
 
@@ -27,8 +32,11 @@ class Policy:
     """The thresholds of one circuit (the engine's view of a ``BreakerPolicy`` row).
 
     ``mode`` only matters to the engine as ``monitor`` (always admit); ``forced_open`` and
-    ``disabled`` are handled by the caller before the backend is reached. ``bucket_ms`` and
-    ``permit_ttl_ms`` are derived.
+    ``disabled`` are handled by the caller before the backend is reached. ``bucket_ms``,
+    ``permit_ttl_ms``, ``deadline_ms`` (when a running call is judged: the smaller of
+    ``slow_call_ms`` and ``call_timeout_ms`` that is set, 0 = never), ``slot_lease_ms`` and
+    ``tracked`` (calls in flight are counted as bulkhead slots: a cap or a deadline is set)
+    are derived.
     """
 
     mode: str = ENFORCED
@@ -42,9 +50,14 @@ class Policy:
     max_recovery_timeout: float = 600.0
     half_open_max_calls: int = 1
     success_threshold: int = 1
+    max_concurrent_calls: int = 0
+    call_timeout_ms: int = 0
     version: int = 0
     bucket_ms: int = field(init=False, repr=False, compare=False)
     permit_ttl_ms: int = field(init=False, repr=False, compare=False)
+    deadline_ms: int = field(init=False, repr=False, compare=False)
+    slot_lease_ms: int = field(init=False, repr=False, compare=False)
+    tracked: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -52,8 +65,13 @@ class Policy:
         # One tenth of the window, rounded up, never 0.
         bucket_ms = max(1, math.ceil(self.window_seconds * 1000 / BUCKETS))
         object.__setattr__(self, "bucket_ms", bucket_ms)
-        permit_ttl_ms = max(MIN_PERMIT_TTL_MS, 2 * self.slow_call_ms)
+        limits = [ms for ms in (self.slow_call_ms, self.call_timeout_ms) if ms > 0]
+        permit_ttl_ms = max(MIN_PERMIT_TTL_MS, 2 * max(limits, default=0))
         object.__setattr__(self, "permit_ttl_ms", permit_ttl_ms)
+        object.__setattr__(self, "deadline_ms", min(limits, default=0))
+        lease = max(MIN_SLOT_LEASE_MS, 2 * max(limits, default=0))
+        object.__setattr__(self, "slot_lease_ms", lease)
+        object.__setattr__(self, "tracked", bool(self.max_concurrent_calls or limits))
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Policy:
@@ -81,8 +99,11 @@ class Ticket:
     circuit, never counted); ``permit`` is the half-open trial permit id (``None`` when closed
     or rejected); ``retry_after_ms`` is set on rejection; ``monitor_rejected`` marks a
     monitor-mode call that enforced mode would have rejected (its outcome is ignored);
-    ``transitions`` are those the acquire itself performed (``half_opened``). Closed tickets
-    are shared between calls of one generation: treat every ticket as read-only.
+    ``transitions`` are those the acquire itself performed (``half_opened``); ``slot`` is the
+    call's bulkhead slot while it runs (``None``: not tracked), to give back with
+    ``return_slot`` whatever the outcome; ``over_cap`` marks a monitor-mode call that the
+    bulkhead would have refused (its outcome counts). Closed tickets without a slot are shared
+    between calls of one generation: treat every ticket as read-only.
     """
 
     circuit: str
@@ -94,6 +115,8 @@ class Ticket:
     monitor_rejected: bool = False
     transitions: tuple[Transition, ...] = ()
     epoch: str = ""
+    slot: str | None = None
+    over_cap: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +184,11 @@ class CircuitState:
 
     The window only counts calls made while closed; it stays frozen while open or half-open
     and is cleared (with ``consecutive_failures``) by ``closed`` and ``reset``.
+
+    Not in the hash: ``slots`` (bulkhead slot id -> lease expiry ms, one per tracked call in
+    flight; Redis keeps them in the circuit's ``:slots`` sorted set) and ``slot_seq`` (the
+    last slot number issued here). Transitions and resets never touch them: a call that is
+    running holds its slot until it ends, whatever happens to the circuit meanwhile.
     """
 
     circuit: str
@@ -180,6 +208,9 @@ class CircuitState:
     win_failures: int = 0
     calls: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     failures: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    # Stored apart from the hash (see above), so not part of equality with its fields.
+    slots: dict[str, int] = field(default_factory=dict, compare=False)
+    slot_seq: int = field(default=0, compare=False)
     # Not stored: a cache of the shared ticket for the current closed generation.
     closed_ticket: Ticket | None = field(default=None, repr=False, compare=False)
 

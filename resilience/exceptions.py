@@ -28,6 +28,27 @@ class CircuitOpenError(ResilienceError):
         return (type(self), (self.circuit, self.retry_after, self.state))
 
 
+class BulkheadFullError(CircuitOpenError):
+    """A protected call was refused because ``max_concurrent_calls`` of its circuit are running.
+
+    A refusal like an open circuit's (``except CircuitOpenError``, ``fallback=``, the
+    middleware's 503 and the adapters treat it the same); ``state`` is ``"bulkhead_full"``.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self, circuit: str, retry_after: float = 0.0, state: str = "bulkhead_full"
+    ) -> None:
+        super().__init__(circuit, retry_after, state)
+
+    def __str__(self) -> str:
+        return (
+            f"circuit {self.circuit!r} has its maximum of concurrent calls running; "
+            f"retry after {self.retry_after:.1f}s"
+        )
+
+
 class BackendError(ResilienceError):
     """The state backend could not be reached; never escapes into a protected call."""
 

@@ -36,6 +36,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "window_seconds": (1, DAY),
     "minimum_calls": (1, 1_000_000),
     "slow_call_ms": (0, HOUR_MS),
+    "max_concurrent_calls": (0, 100_000),
+    "call_timeout_ms": (0, HOUR_MS),
     "recovery_timeout": (0.001, DAY),
     "backoff_multiplier": (1.0, 100.0),
     "max_recovery_timeout": (0.001, 7 * DAY),
@@ -114,7 +116,29 @@ class BreakerPolicy(models.Model):
         _("slow call (ms)"),
         default=0,
         validators=_bounded("slow_call_ms"),
-        help_text=_("A call slower than this many milliseconds counts as a failure. 0 = off."),
+        help_text=_(
+            "A call running longer than this many milliseconds counts as a failure at that "
+            "moment, while it is still running (see docs/engine.md). 0 = off."
+        ),
+    )
+    max_concurrent_calls = models.PositiveIntegerField(
+        _("max concurrent calls"),
+        default=0,
+        validators=_bounded("max_concurrent_calls"),
+        help_text=_(
+            "Bulkhead: the most calls of this circuit in flight at once, counted across every "
+            "process sharing the backend; a call over the cap is refused at once. 0 = no cap."
+        ),
+    )
+    call_timeout_ms = models.PositiveIntegerField(
+        _("call timeout (ms)"),
+        default=0,
+        validators=_bounded("call_timeout_ms"),
+        help_text=_(
+            "The longest a protected call may take, in milliseconds: sent as the request "
+            "timeout by the HTTP adapters, enforced on coroutines, judged at the deadline for "
+            "plain functions. A timed-out call is a failure. 0 = none."
+        ),
     )
 
     recovery_timeout = models.FloatField(

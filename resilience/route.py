@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from resilience.decorators import Breaker
     from resilience.engine_types import Policy, Transition
     from resilience.policies import ResolvedPolicy
+    from resilience.watchdog import Watch
 
     class _Clock(Protocol):
         def now_ms(self) -> int: ...
@@ -60,6 +61,8 @@ class Route:
         "resolved",
         "retries",
         "timed",
+        "timeout",
+        "tracked",
     )
 
     # Typed as the call path reads them, which is only where they are set: ``policy`` is None
@@ -79,6 +82,8 @@ class Route:
     record: Callable[[Ticket, Policy, bool, int], list[Transition]]
     clock: _Clock
     timed: bool
+    tracked: bool
+    timeout: float
     lane: Lane | None
     acquire: Callable[[Policy], Ticket]
 
@@ -100,9 +105,15 @@ class Route:
         self.backend = backend
         self.record = backend.record if backend is not None else None  # type: ignore[assignment]
         self.clock = backend.clock if backend is not None else None  # type: ignore[assignment]
-        # Duration only matters to slow-call detection: skip the clock when that rule is off.
-        # It is the backend's clock, so tests drive slow calls with a ManualClock.
-        self.timed = bool(self.policy is not None and self.policy.slow_call_ms)
+        # Duration only matters to slow-call detection and the call timeout: skip the clock
+        # when neither is set. It is the backend's clock, so tests drive slow calls with a
+        # ManualClock. A tracked call (a cap or a deadline) holds a bulkhead slot and is
+        # watched while it runs (resilience.watchdog); ``timeout`` (seconds, 0 = none)
+        # cancels a coroutine.
+        policy = self.policy
+        self.timed = bool(policy is not None and policy.deadline_ms)
+        self.tracked = bool(policy is not None and policy.tracked and action == TRACK)
+        self.timeout = policy.call_timeout_ms / 1000 if policy is not None else 0.0
         # A backend may offer a lane per circuit (the memory backend does): a closed circuit
         # admits, an open one refuses, and a success is counted, without a call into the
         # backend (see MemoryBackend.lane). The wrappers use it for plain calls (not timed, no
@@ -110,7 +121,7 @@ class Route:
         # go through ``Breaker._enter``.
         # hasattr() is False for None, but mypy does not narrow None out of the union with it.
         lane = backend.lane(breaker.name) if hasattr(backend, "lane") else None  # type: ignore[union-attr]
-        plain = not (self.timed or self.retries or breaker.is_failure is not None)
+        plain = not (self.tracked or self.retries or breaker.is_failure is not None)
         self.lane = lane if plain else None
         # acquire(policy): the backend's, for this circuit.
         if lane is not None:
@@ -121,6 +132,6 @@ class Route:
             self.acquire = None  # type: ignore[assignment]
 
 
-# A call: its route, its ticket (admitted or not) and when it started (0: not timed);
-# None: untracked.
-Call = tuple[Route, Ticket, int] | None
+# A call: its route, its ticket (admitted or not), when it started (0: not timed) and its
+# watch (None: not tracked); None: not counted at all (disabled circuit, ENABLED off).
+Call = tuple[Route, Ticket, int, "Watch | None"] | None

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import threading
 
-OUTCOMES = ("success", "failure", "rejected", "ignored")
-SUCCESS, FAILURE, REJECTED, IGNORED = range(len(OUTCOMES))
+# "rejected": refused by an open circuit; "bulkhead_rejected": refused by a full bulkhead;
+# "over_cap": monitor-mode calls the bulkhead would have refused; "overdue": calls judged a
+# failure while still running (also counted in "failure").
+OUTCOMES = ("success", "failure", "rejected", "ignored", "bulkhead_rejected", "over_cap", "overdue")
+SUCCESS, FAILURE, REJECTED, IGNORED, BULKHEAD_REJECTED, OVER_CAP, OVERDUE = range(len(OUTCOMES))
 
 _lock = threading.Lock()
 _counters: dict[str, list[int]] = {}

@@ -113,6 +113,8 @@ class force_closed(override_policy):
             failure_threshold=1_000_000,  # the largest value BreakerPolicy allows
             failure_rate_threshold=0,
             slow_call_ms=0,
+            max_concurrent_calls=0,
+            call_timeout_ms=0,
         )
 
     def enable(self) -> Any:

@@ -30,6 +30,16 @@ FIELDSETS: _FieldsetSpec = (
         },
     ),
     (
+        _("Isolation"),
+        {
+            "description": _(
+                "Keep a hanging upstream from holding every worker: a cap on calls in flight "
+                "(all processes) and a deadline per call; 0 turns either off."
+            ),
+            "fields": ("max_concurrent_calls", "call_timeout_ms"),
+        },
+    ),
+    (
         _("Recovery"),
         {
             "description": _(

@@ -46,6 +46,20 @@ class Backend(abc.ABC):
         """Return the ticket's half-open permit without an outcome (cancelled, ignored error)."""
 
     @abc.abstractmethod
+    def return_slot(self, ticket: Ticket, policy: Policy) -> None:
+        """Give back the bulkhead slot of a call that ended (``ticket.slot``; no-op without one).
+
+        Called once per tracked call, whatever its outcome and whatever the circuit did
+        meanwhile. A remote backend may send it after returning (it must reach the store
+        promptly, without the caller waiting for a round trip).
+        """
+
+    @abc.abstractmethod
+    def renew_slots(self, name: str, policy: Policy, tickets: list[Ticket]) -> None:
+        """Extend the slot leases of these calls of ``name``, still running (background
+        thread): only a killed process's slots may lapse."""
+
+    @abc.abstractmethod
     def reset(self, name: str, policy: Policy) -> list[Transition]:
         """Close the circuit and clear its counters; returns exactly one ``reset`` transition
         (last; a backend that applies queued outcomes first may return what they did before)."""

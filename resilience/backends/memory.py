@@ -66,6 +66,12 @@ class Lane:
 
     def acquire(self, policy: Policy) -> Ticket:
         """``MemoryBackend.acquire`` of this circuit."""
+        if policy.tracked:  # every call takes a bulkhead slot: always under the lock
+            with self.lock:
+                tracked = engine.acquire(self.state, policy, self._backend.clock.now_ms())
+                if tracked.transitions:
+                    self.outbox.extend(tracked.transitions)
+            return tracked
         ticket = self.ticket
         if ticket is None:
             ticket = self.refusal(policy)
@@ -220,7 +226,7 @@ class MemoryBackend(Backend):
             and engine.successes_cannot_trip(state, policy)
         ):
             circuit.fast_policy = policy
-            circuit.fast_max_ms = policy.slow_call_ms or sys.maxsize
+            circuit.fast_max_ms = policy.deadline_ms or sys.maxsize
             circuit.fast_until = (state.win_head + 1) * state.bucket_ms * self.fast_clock[1]
         else:
             circuit.fast_until = 0
@@ -232,6 +238,20 @@ class MemoryBackend(Backend):
             return
         with circuit.lock:
             engine.release(circuit.state, ticket)
+
+    def return_slot(self, ticket: Ticket, policy: Policy) -> None:
+        circuit = self._circuits.get(ticket.circuit)
+        if ticket.slot is None or circuit is None:
+            return
+        with circuit.lock:
+            engine.return_slot(circuit.state, ticket)
+
+    def renew_slots(self, name: str, policy: Policy, tickets: list[Ticket]) -> None:
+        circuit = self._circuits.get(name)
+        if circuit is None:
+            return
+        with circuit.lock:
+            engine.renew_slots(circuit.state, policy, self._now(), tickets)
 
     def assume_open(self, name: str, open_until_ms: int) -> None:
         """Start the not yet used circuit ``name`` open until ``open_until_ms``, silently.

@@ -26,18 +26,19 @@ from resilience.backends.redis_local import (
     OpenCache,
     Outboxed,
     Pending,
+    SlotReturns,
     monotonic_ms,
     policy_args,
 )
 from resilience.backends.redis_reads import RedisReads
-from resilience.engine import CLOSED, MONITOR, OPEN, Policy, Ticket, Transition
+from resilience.engine import BULKHEAD_FULL, CLOSED, MONITOR, OPEN, Policy, Ticket, Transition
 from resilience.engine_types import new_epoch
 
 __all__ = ["RedisBackend", "script_source"]
 
 logger = logging.getLogger("resilience")
 
-SCRIPTS = ("acquire", "record", "release", "reset", "snapshot_many", "ack")
+SCRIPTS = ("acquire", "record", "release", "renew", "reset", "snapshot_many", "ack")
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
 # What admits a call to a closed circuit, and whether its window holds failures.
 _HEAD = ("state", "generation", "epoch", "win_failures")
@@ -117,12 +118,13 @@ class RedisBackend(RedisReads, Backend):
             options=options,
         )
         self._scripts = {name: self.client.register_script(script_source(name)) for name in SCRIPTS}
-        self._keys_cache: dict[str, tuple[str, str]] = {}
+        self._keys_cache: dict[str, tuple[str, str, str]] = {}
         # Per circuit: whether its window held no failure at this process's last closed admit.
         self._failure_free: dict[str, bool] = {}
         self._outboxed = Outboxed(OUTBOX_MAX)
         self._open_cache = OpenCache()
         self._deferred = Deferred(self._flush_pending, self._refresh_seconds)
+        self._returns = SlotReturns(self._send_returns)
         self._outage = Outage(
             ping=self.client.ping,
             make_fallback=self._new_fallback,
@@ -132,12 +134,13 @@ class RedisBackend(RedisReads, Backend):
             secrets=secrets,
         )
 
-    def _keys(self, name: str) -> tuple[str, str]:
+    def _keys(self, name: str) -> tuple[str, str, str]:
+        """The circuit's state hash, outbox list and bulkhead slots sorted set."""
         keys = self._keys_cache.get(name)
         if keys is None:
-            # The braces are a Cluster hash tag: both keys of a circuit live in one slot.
+            # The braces are a Cluster hash tag: all keys of a circuit live in one slot.
             base = f"{self.prefix}:v1:{{{name}}}"
-            keys = (base + ":state", base + ":outbox")
+            keys = (base + ":state", base + ":outbox", base + ":slots")
             if len(self._keys_cache) < 10_000:
                 self._keys_cache[name] = keys
         return keys
@@ -187,7 +190,7 @@ class RedisBackend(RedisReads, Backend):
                 return cached
         keys = self._keys(name)
         try:
-            if name not in open_cache:
+            if name not in open_cache and not policy.tracked:
                 # Last seen closed (or never seen): a plain HMGET admits without a script.
                 # Anything else (no epoch yet, not closed) is for the script to decide.
                 state, generation, epoch, failures = self.client.hmget(keys[0], _HEAD)
@@ -202,18 +205,41 @@ class RedisBackend(RedisReads, Backend):
                 policy.half_open_max_calls,
                 policy.permit_ttl_ms,
             ]
+            if policy.tracked:
+                # A fresh slot id, and the slots of this process's ended calls ride along.
+                args += [
+                    policy.max_concurrent_calls,
+                    policy.slot_lease_ms,
+                    policy.deadline_ms,
+                    new_epoch(),
+                    1 if policy.mode == MONITOR else 0,
+                    *self._returns.take(name),
+                ]
             raw = self._scripts["acquire"](keys=keys, args=args)
-            admitted, state, generation, permit, retry_after_ms, epoch = raw[:6]
-            transitions = tuple(self._outboxed.parse(t) for t in raw[6:])
+            admitted, state, generation, permit, retry_after_ms, epoch, slot, over = raw[:8]
+            transitions = tuple(self._outboxed.parse(t) for t in raw[8:])
         except ERRORS as exc:
             self._fail(exc)
             return self._degraded_acquire(name, policy)
         if admitted:
             open_cache.discard(name)  # what this process knew is out of date
-            if state == CLOSED:
+            if state == CLOSED and not slot:
                 return Ticket(name, True, CLOSED, generation, epoch=epoch)
-            permit = permit or None
-            return Ticket(name, True, state, generation, permit, 0, False, transitions, epoch)
+            return Ticket(
+                name,
+                True,
+                state,
+                generation,
+                permit or None,
+                0,
+                False,
+                transitions,
+                epoch,
+                slot or None,
+                bool(over),
+            )
+        if state == BULKHEAD_FULL:  # not remembered: a slot may come back any moment
+            return Ticket(name, False, state, generation, None, retry_after_ms, epoch=epoch)
         monitor = policy.mode == MONITOR
         ticket = Ticket(
             name, monitor, state, generation, None, retry_after_ms, monitor, transitions, epoch
@@ -249,7 +275,7 @@ class RedisBackend(RedisReads, Backend):
         if not ticket.admitted or (ticket.permit is None and ticket.state != CLOSED):
             return []  # rejected or monitor-rejected: the engine ignores these without a change
         name = ticket.circuit
-        failed = not success or 0 < policy.slow_call_ms < duration_ms
+        failed = not success or 0 < policy.deadline_ms < duration_ms
         if ticket.state == CLOSED:
             # A success is deferred (see docs/redis.md). Under a failure-rate rule only while
             # the window held no failure when this process last looked (so that, in this
@@ -358,6 +384,42 @@ class RedisBackend(RedisReads, Backend):
         except ERRORS as exc:
             self._fail(exc)
 
+    def return_slot(self, ticket: Ticket, policy: Policy) -> None:
+        if isinstance(ticket, FallbackTicket):
+            if ticket.origin is not None:
+                ticket.origin.return_slot(ticket, policy)
+            return
+        if ticket.slot is not None and not self._outage.active:  # else its lease lapses
+            self._returns.add(ticket.circuit, ticket.slot)
+
+    def _send_returns(self, waiting: dict[str, list[str]]) -> None:
+        """Give slots back (background thread, ``close()``), all circuits in one round trip."""
+        if self._outage.active:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for name, slots in waiting.items():
+                pipe.zrem(self._keys(name)[2], *slots)
+            pipe.execute()
+        except ERRORS as exc:
+            self._fail(exc)
+
+    def renew_slots(self, name: str, policy: Policy, tickets: list[Ticket]) -> None:
+        slots = []
+        for ticket in tickets:
+            if isinstance(ticket, FallbackTicket):
+                if ticket.origin is not None:
+                    ticket.origin.renew_slots(name, policy, [ticket])
+            elif ticket.slot is not None:
+                slots.append(ticket.slot)
+        if not slots or self._outage.active:
+            return
+        try:
+            args = [self._now_arg(), policy.slot_lease_ms, *slots]
+            self._scripts["renew"](keys=[self._keys(name)[2]], args=args)
+        except ERRORS as exc:
+            self._fail(exc)
+
     # --- operator side: always tries Redis, falls back on error ---------------------------------
 
     def reset(self, name: str, policy: Policy) -> list[Transition]:
@@ -382,6 +444,7 @@ class RedisBackend(RedisReads, Backend):
             "location": self.where,
             "on_backend_error": self._on_error(),
             "deferred_successes": len(self._deferred),
+            "slots_to_return": len(self._returns),
             **self._outage.describe(),
         }
 
@@ -390,14 +453,20 @@ class RedisBackend(RedisReads, Backend):
         return self._outage.probe() if self._outage.active else True
 
     def flush(self) -> None:
-        """Send deferred successes now."""
+        """Send deferred successes and waiting slot give-backs now."""
         self._deferred.flush_all()
+        waiting = self._returns.take_all()
+        if waiting:
+            self._send_returns(waiting)
 
     def close(self) -> None:
         self._deferred.close()
+        waiting = self._returns.close()
         try:
             if not self._outage.active:
                 self._deferred.flush_all()
+                if waiting:
+                    self._send_returns(waiting)
         finally:
             try:
                 self.client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -11,6 +12,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from resilience.engine import MONITOR, OPEN, Policy, Ticket, Transition
+
+logger = logging.getLogger("resilience")
 
 # How long the background thread gathers urgent successes before sending them: well under
 # one switch interval of the interpreter, far less than a window bucket.
@@ -345,3 +348,88 @@ class Outboxed:
         with self._lock:
             raws = [self._raw.pop((name, i), None) for i in ids]
         return None if None in raws else raws  # type: ignore[return-value]
+
+
+class SlotReturns:
+    """Bulkhead slots of calls that ended, on their way back to Redis.
+
+    The caller never waits for a give-back: the next acquire of the same circuit in this
+    process carries the circuit's waiting slots (``take``), and a background thread sends what
+    is left after ``URGENT_BATCH_SECONDS``, all circuits in one pipeline. A slot that never
+    arrives (Redis down, process killed) lapses with its lease.
+    """
+
+    def __init__(self, send: Callable[[dict[str, list[str]]], None]) -> None:
+        self._lock = threading.Lock()
+        self._by_name: dict[str, list[str]] = {}
+        # Held by the background thread while it sends, and by snapshots while they read Redis
+        # and then subtract what still waits here (a send in between would fool both).
+        self.sending = threading.Lock()
+        self._pid = os.getpid()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        # The thread must not keep the backend alive: it holds the send callback weakly.
+        self._send = weakref.WeakMethod(send) if hasattr(send, "__self__") else (lambda: send)
+
+    def __len__(self) -> int:
+        return sum(len(slots) for slots in list(self._by_name.values()))
+
+    def add(self, name: str, slot: str) -> None:
+        with self._lock:
+            if os.getpid() != self._pid:  # a forked child: its parent gives back its own
+                self._pid = os.getpid()
+                self._by_name.clear()
+                self._thread = None
+            self._by_name.setdefault(name, []).append(slot)
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="resilience-redis-slots", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def take(self, name: str) -> list[str]:
+        """Remove and return the slots waiting for ``name`` (the caller sends them)."""
+        if name not in self._by_name:  # lock-free fast path: nothing waiting
+            return []
+        with self._lock:
+            return self._by_name.pop(name, [])
+
+    def peek(self, name: str) -> list[str]:
+        """The slots of ``name`` still waiting here (for snapshots: as if already given back)."""
+        with self._lock:
+            return list(self._by_name.get(name, ()))
+
+    def take_all(self) -> dict[str, list[str]]:
+        with self._lock:
+            waiting, self._by_name = self._by_name, {}
+        return waiting
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._wake.wait(1.0):
+                if self._send() is None:
+                    return  # the backend is gone
+                continue
+            self._stop.wait(URGENT_BATCH_SECONDS)  # let the calls ending meanwhile join in
+            self._wake.clear()
+            send = self._send()
+            if send is None:
+                return
+            with self.sending:
+                waiting = self.take_all()
+                if waiting:
+                    try:
+                        send(waiting)
+                    except Exception:  # the thread must outlive a failing send; leases expire
+                        logger.exception("resilience: giving bulkhead slots back failed")
+
+    def close(self) -> dict[str, list[str]]:
+        """Stop the background thread; returns what still waits (the caller sends it)."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+        return self.take_all()

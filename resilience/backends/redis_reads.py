@@ -15,7 +15,8 @@ class RedisReads:
     """``snapshot``, ``snapshot_many``, ``outbox`` and ``ack`` of ``RedisBackend``.
 
     Uses what the backend sets up: ``client``, ``clock``, ``_scripts``, ``_keys()``,
-    ``_cluster``, ``_injected_clock``, ``_deferred``, ``_outboxed``, ``_outage``, ``_fail()``.
+    ``_cluster``, ``_injected_clock``, ``_deferred``, ``_returns``, ``_outboxed``,
+    ``_outage``, ``_fail()``.
     """
 
     client: Any
@@ -24,6 +25,7 @@ class RedisReads:
     _cluster: bool
     _injected_clock: bool
     _deferred: Any
+    _returns: Any
     _outboxed: Any
     _outage: Any
     _keys: Any
@@ -38,45 +40,72 @@ class RedisReads:
         names = list(policies)
         outages = self._outage.outages
         try:
-            with self._deferred.held(names):
+            with self._deferred.held(names), self._returns.sending:
                 if self._outage.outages != outages:
                     # The background send this read waited for (held) has just found Redis
                     # gone: one socket timeout per operation, not a second one for the read.
                     return self._outage.current_fallback().snapshot_many(policies)
-                hashes, now = self._read(names)
+                tracked = [policies[name].tracked for name in names]
+                hashes, slot_sets, now = self._read(names, tracked)
                 return {
-                    name: self._snapshot_one(name, policies[name], fields, now)
-                    for name, fields in zip(names, hashes, strict=True)
+                    name: self._snapshot_one(name, policies[name], fields, slots, now)
+                    for name, fields, slots in zip(names, hashes, slot_sets, strict=True)
                 }
         except ERRORS as exc:
             self._fail(exc)
             return self._outage.current_fallback().snapshot_many(policies)
 
-    def _read(self, names: list[str]) -> tuple[list[dict[str, str]], int]:
-        """The hashes of ``names`` and the time to judge them at, in one round trip."""
+    def _read(
+        self, names: list[str], tracked: list[bool]
+    ) -> tuple[list[dict[str, str]], list[list[tuple[str, float]]], int]:
+        """The hashes of ``names`` and the bulkhead slots of the ``tracked`` ones (the others
+        read as none), and the time to judge them at, in one round trip."""
         keys = [self._keys(name)[0] for name in names]
-        if self._cluster:  # keys of a page live in many slots: a pipeline, one per node
+        slot_keys = [self._keys(name)[2] for name in names]
+        if self._cluster or len(keys) == 1:
+            # Keys of a page live in many cluster slots: a pipeline, one per node. One
+            # circuit: HGETALL and ZRANGE (and TIME) without a script around them.
             pipe = self.client.pipeline(transaction=False)
+            timed = not self._cluster and not self._injected_clock
+            if timed:
+                pipe.time()
             for key in keys:
                 pipe.hgetall(key)
-            return pipe.execute(), self.clock.now_ms()
-        if len(keys) == 1:  # one circuit: HGETALL (and TIME) without a script around them
-            if self._injected_clock:
-                return [self.client.hgetall(keys[0])], self.clock.now_ms()
-            pipe = self.client.pipeline(transaction=False)
-            pipe.time()
-            pipe.hgetall(keys[0])
-            (seconds, micros), fields = pipe.execute()
-            return [fields], seconds * 1000 + micros // 1000
-        raw = self._scripts["snapshot_many"](keys=keys)
+            for slot_key, wanted in zip(slot_keys, tracked, strict=True):
+                if wanted:
+                    pipe.zrange(slot_key, 0, -1, withscores=True)
+            replies = pipe.execute()
+            now = self.clock.now_ms()
+            if timed:
+                seconds, micros = replies.pop(0)
+                now = seconds * 1000 + micros // 1000
+            read = iter(replies[len(keys) :])
+            slot_sets = [next(read) if wanted else [] for wanted in tracked]
+            return replies[: len(keys)], slot_sets, now
+        flags = ["1" if wanted else "0" for wanted in tracked]
+        raw = self._scripts["snapshot_many"](keys=keys + slot_keys, args=flags)
         server_now = int(raw[0]) * 1000 + int(raw[1]) // 1000
         now = self.clock.now_ms() if self._injected_clock else server_now
-        return [_pairs(fields) for fields in raw[2:]], now
+        count = len(keys)
+        hashes = [_pairs(fields) for fields in raw[2 : 2 + count]]
+        slot_sets = [
+            [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+            for flat in raw[2 + count :]
+        ]
+        return hashes, slot_sets, now
 
     def _snapshot_one(
-        self, name: str, policy: Policy, fields: dict[str, str], now: int
+        self,
+        name: str,
+        policy: Policy,
+        fields: dict[str, str],
+        slots: list[tuple[str, float]],
+        now: int,
     ) -> dict[str, Any]:
         state = CircuitState.from_fields(name, fields) if fields else CircuitState(name, epoch="")
+        state.slots = {slot: int(expires) for slot, expires in slots}
+        for slot in self._returns.peek(name):  # ended here, on their way back
+            state.slots.pop(slot, None)
         pending = self._deferred.peek(name) if self._deferred else None
         if pending is not None:  # this process's deferred successes, as if already sent
             ticket = Ticket(name, True, CLOSED, pending.generation, epoch=pending.epoch)

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 
 from resilience.decorators import Breaker
 from resilience.exceptions import CircuitOpenError
+from resilience.policies import registry
 from resilience.retry import TransientError
 from resilience.validators import validate_circuit_name
 
@@ -110,10 +111,19 @@ class RetryAfterHints:
         remaining = self.remaining(exc.circuit)
         if remaining <= exc.retry_after:
             return exc
-        return CircuitOpenError(exc.circuit, remaining, exc.state)
+        return type(exc)(exc.circuit, remaining, exc.state)  # a BulkheadFullError stays one
 
 
 hints = RetryAfterHints()
+
+
+def bounded_timeout(timeout: Any, limit: float | None) -> Any:
+    """``timeout`` (None = wait forever, seconds, or a tuple of them) capped at ``limit``."""
+    if limit is None:
+        return timeout
+    if isinstance(timeout, tuple):
+        return tuple(limit if part is None else min(part, limit) for part in timeout)
+    return limit if timeout is None else min(timeout, limit)
 
 
 class HTTPProtection:
@@ -193,6 +203,15 @@ class HTTPProtection:
             return exc.response
         except CircuitOpenError as exc:
             raise hints.apply(exc) from None
+
+    def _timeout_limit(self, name: str) -> float | None:
+        """The circuit's ``call_timeout_ms`` in seconds (None: no limit), read at send time so
+        that an admin edit applies to the next request; a host sent unprotected (past
+        ``max_hosts``) has no circuit, hence no policy."""
+        if name not in self.__dict__.get("_breakers", ()):
+            return None
+        limit_ms = registry.get(name).policy.call_timeout_ms
+        return limit_ms / 1000 if limit_ms else None
 
     def _no_retry_unless_allowed(self, method: str, exc: BaseException) -> None:
         """Keep a connection error or timeout of e.g. a POST from being repeated by the retries."""

@@ -12,8 +12,11 @@ from resilience.contrib._http import (
     DEFAULT_MAX_HOSTS,
     IDEMPOTENT_METHODS,
     HTTPProtection,
+    bounded_timeout,
     host_circuit,
 )
+
+TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
 __all__ = ["AsyncCircuitBreakerTransport", "CircuitBreakerTransport"]
 
@@ -41,6 +44,16 @@ class _Protected(HTTPProtection):
         self._setup_protection(circuit, failure_statuses, retry_methods, max_hosts)
         self.transport = transport if transport is not None else self.default_transport()
 
+    def _bound_timeout(self, name: str, request: httpx.Request) -> None:
+        """Cap the request's timeouts (httpx's per-request ``timeout`` extension) at the
+        policy's ``call_timeout_ms``."""
+        limit = self._timeout_limit(name)
+        if limit is not None:
+            given = request.extensions.get("timeout") or {}
+            request.extensions["timeout"] = {
+                key: bounded_timeout(given.get(key), limit) for key in TIMEOUT_KEYS
+            }
+
     def circuit_name(self, url: httpx.URL) -> str:
         if self.circuit:
             return self.circuit
@@ -66,6 +79,7 @@ class CircuitBreakerTransport(_Protected, httpx.BaseTransport):
         return self._call(name, self._send_once, name, request)
 
     def _send_once(self, name: str, request: httpx.Request) -> httpx.Response:
+        self._bound_timeout(name, request)
         try:
             response = self.transport.handle_request(request)
             failure = self._outcome_error(
@@ -102,6 +116,7 @@ class AsyncCircuitBreakerTransport(_Protected, httpx.AsyncBaseTransport):
         return await self._acall(name, self._send_once, name, request)
 
     async def _send_once(self, name: str, request: httpx.Request) -> httpx.Response:
+        self._bound_timeout(name, request)
         try:
             response = await self.transport.handle_async_request(request)
             failure = self._outcome_error(

@@ -15,6 +15,7 @@ from resilience.contrib._http import (
     DEFAULT_MAX_HOSTS,
     IDEMPOTENT_METHODS,
     HTTPProtection,
+    bounded_timeout,
     host_circuit,
 )
 
@@ -78,6 +79,10 @@ class CircuitBreakerAdapter(HTTPProtection, HTTPAdapter):
         self, name: str, request: requests.PreparedRequest, **kwargs: Any
     ) -> requests.Response:
         method = request.method or "GET"
+        # The smaller of the caller's timeout and the policy's call_timeout_ms (requests waits
+        # forever without one). Both bound each connect and each read, not the whole body: the
+        # watchdog judges a call still running at the deadline (see docs/hangs.md).
+        kwargs["timeout"] = bounded_timeout(kwargs.get("timeout"), self._timeout_limit(name))
         try:
             response = super().send(request, **kwargs)
             failure = self._outcome_error(

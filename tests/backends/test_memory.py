@@ -13,6 +13,7 @@ from resilience.backends import memory
 from resilience.backends.memory import MemoryBackend
 from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
+from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
 
 
@@ -23,7 +24,7 @@ def backend(clock):
     instance.close()
 
 
-class TestMemoryContract(BackendContract):
+class TestMemoryContract(BackendContract, BulkheadContract):
     pass
 
 

@@ -21,6 +21,7 @@ from resilience.backends.redis import OPEN_CACHE_SHARE, RedisBackend, script_sou
 from resilience.backends.redis_fallback import FallbackTicket, describe_error, redact_url
 from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
+from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
 
 
@@ -55,13 +56,13 @@ def redis_backend(redis_url, clock):
     backend.close()
 
 
-class TestContract(BackendContract):
+class TestContract(BackendContract, BulkheadContract):
     @pytest.fixture
     def backend(self, redis_backend):
         return redis_backend
 
 
-class TestContractWithoutDeferral(BackendContract):
+class TestContractWithoutDeferral(BackendContract, BulkheadContract):
     @pytest.fixture
     def backend(self, redis_url, clock):
         backend = make_backend(redis_url, clock, defer_successes=False)
@@ -85,6 +86,8 @@ policies = st.builds(
     max_recovery_timeout=st.sampled_from([1.0, 4.0, 100.0]),
     half_open_max_calls=st.integers(1, 3),
     success_threshold=st.integers(1, 3),
+    max_concurrent_calls=st.sampled_from([0, 0, 1, 2]),
+    call_timeout_ms=st.sampled_from([0, 0, 30, 8000]),
     version=st.integers(0, 3),
 )
 circuit = st.sampled_from(CIRCUITS)
@@ -98,6 +101,7 @@ operations = st.lists(
         st.tuples(st.just("record"), ticket_ref, st.booleans(), st.integers(0, 40)),
         st.tuples(st.just("record"), ticket_ref, st.booleans(), st.integers(0, 40)),
         st.tuples(st.just("release"), ticket_ref),
+        st.tuples(st.just("end"), ticket_ref),
         st.tuples(st.just("reset"), circuit),
         st.tuples(st.just("policy"), circuit, policies),
         st.tuples(st.just("advance"), st.sampled_from([1, 7, 99, 400, 1000, 2250, 4000, 31_000])),
@@ -128,6 +132,8 @@ def norm_ticket(ticket):
         ticket.retry_after_ms,
         ticket.monitor_rejected,
         [norm_transition(t) for t in ticket.transitions],
+        ticket.slot is not None,  # slot ids are the store's own
+        ticket.over_cap,
     )
 
 
@@ -174,6 +180,9 @@ class EngineReference:
 
     def release(self, ticket, policy):
         engine.release(self._state(ticket.circuit), ticket)
+
+    def return_slot(self, ticket, policy):
+        engine.return_slot(self._state(ticket.circuit), ticket)
 
     def reset(self, name, policy):
         return self._publish(name, engine.reset(self._state(name), self.clock.now_ms()))
@@ -230,9 +239,9 @@ def _run_differential(url, ops, defer, reference, initial):
                 m, r = memory.acquire(name, current[name]), backend.acquire(name, current[name])
                 assert norm_ticket(r) == norm_ticket(m), where
                 tickets.append((m, r))
-                if kind == "call":  # acquire, then record its outcome at once
-                    kind, op = "record", ("record", 0, *op[2:])
-            if kind in ("record", "release") and tickets:
+                if kind == "call":  # acquire, record its outcome and end the call at once
+                    kind, op = "record", ("record", 0, *op[2:], "end")
+            if kind in ("record", "release", "end") and tickets:
                 m, r = pick(tickets, op[1])
                 policy = current[m.circuit]
                 if kind == "record":
@@ -241,9 +250,15 @@ def _run_differential(url, ops, defer, reference, initial):
                     assert [norm_transition(t) for t in got] == [
                         norm_transition(t) for t in want
                     ], where
-                else:
+                    if op[-1] == "end":
+                        memory.return_slot(m, policy)
+                        backend.return_slot(r, policy)
+                elif kind == "release":
                     memory.release(m, policy)
                     backend.release(r, policy)
+                else:
+                    memory.return_slot(m, policy)
+                    backend.return_slot(r, policy)
             elif kind == "reset":
                 got, want = (
                     backend.reset(op[1], current[op[1]]),
@@ -855,7 +870,7 @@ def test_acl_user_and_password_in_the_url(redis_proc):
     # Exactly the rules docs/redis.md recommends.
     admin.execute_command(
         "ACL", "SETUSER", "breaker", "on", ">s3cr3t-pw", "~resil:*",
-        "+@scripting", "+@hash", "+@list", "+ping", "+time",
+        "+@scripting", "+@hash", "+@list", "+@sortedset", "+ping", "+time",
     )  # fmt: skip
     admin.close()
     url = f"redis://breaker:s3cr3t-pw@127.0.0.1:{redis_proc.port}/0"
@@ -1346,8 +1361,8 @@ def test_cluster_keeps_each_circuit_in_one_slot(redis_cluster):
         slots = {client.keyslot(key) for name in policies for key in backend._keys(name)}
         assert len(slots) > 3  # the page really spans the cluster
         for name in policies:
-            state, outbox = backend._keys(name)
-            assert client.keyslot(state) == client.keyslot(outbox)
+            state, outbox, bulkhead = backend._keys(name)
+            assert client.keyslot(state) == client.keyslot(outbox) == client.keyslot(bulkhead)
         client.close()
         [reset] = backend.reset("svc-3", policies["svc-3"])
         assert [t.kind for t in backend.outbox("svc-3")] == ["opened", "reset"]

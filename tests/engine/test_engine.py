@@ -680,6 +680,8 @@ def test_snapshot_of_a_new_circuit():
         "half_open_permits": 0,
         "half_open_successes": 0,
         "policy_version": 4,
+        "in_flight": None,  # not tracked: no cap and no deadline
+        "max_concurrent_calls": 0,
     }
 
 
