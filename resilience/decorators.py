@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -35,6 +35,17 @@ from resilience.watchdog import Watch, watchdog
 # What the generator and ``with`` forms report: a stream or a block has no return value for
 # ``is_failure`` to judge; it succeeds by finishing without raising.
 _NO_RESULT = object()
+
+# Set on the wrapper of a generator ("sync") or async generator ("async") function: the wrapper
+# itself is a plain function returning the stream, and a breaker stacked on top must still
+# treat it as a stream.
+_STREAM_KIND = "_resilience_stream"
+
+
+async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
+    """A fallback's plain iterable, as the async iterable the async generator would have been."""
+    for item in items:
+        yield item
 
 
 def _emit(name: str, transitions: Any, error: BaseException | None = None, **kwargs: Any) -> None:
@@ -197,16 +208,23 @@ class Breaker:
     # --- decorator ----------------------------------------------------------------------------
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        if inspect.isasyncgenfunction(func):
+        stream = getattr(func, _STREAM_KIND, None)
+        if stream is None and inspect.isasyncgenfunction(func):
+            stream = "async"
+        elif stream is None and inspect.isgeneratorfunction(func):
+            stream = "sync"
+        if stream == "async":
             wrapper = self._wrap_async_generator(func)
+        elif stream == "sync":
+            wrapper = self._wrap_generator(func)
         elif inspect.iscoroutinefunction(func):
             wrapper = self._wrap_coroutine(func)
-        elif inspect.isgeneratorfunction(func):
-            wrapper = self._wrap_generator(func)
         else:
             wrapper = self._wrap_function(func)
         wrapper = functools.wraps(func)(wrapper)
         wrapper.breaker = self  # type: ignore[attr-defined]  # typeshed's _Wrapped declares no attributes
+        if stream is not None:
+            setattr(wrapper, _STREAM_KIND, stream)
         return wrapper
 
     # The function and coroutine wrappers are the hot paths. They run the protocol's steps from
@@ -318,51 +336,88 @@ class Breaker:
 
         return wrapper
 
+    # The generator wrappers admit a stream when the generator function is *called*, before its
+    # first item: a view that returns ``StreamingHttpResponse(stream())`` then raises the
+    # refusal while the middleware can still answer 503 (at the first item the headers are
+    # already sent). The admitted call holds its ticket (and any half-open permit) until the
+    # stream ends: it succeeds when the consumer exhausts it and fails if it raises mid-stream;
+    # closing it early (GeneratorExit), a cancellation, or dropping it unfinished (garbage
+    # collection closes it) is neither and gives a half-open permit back. The returned stream
+    # is primed to its first line (``_guarded``) so that even a close() before the first item
+    # reaches that code.
+
     def _wrap_generator(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        # The call succeeds when the consumer exhausts the generator and fails if it raises
-        # mid-stream; closing it early (GeneratorExit) is neither.
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             call = self._enter()
-            if call is not None and not call[1].admitted:
+            if call is None:
+                return func(*args, **kwargs)
+            route, ticket = call[0], call[1]
+            if not ticket.admitted:
                 if self.fallback is None:
-                    raise self._refused(call[0], call[1])
-                return (yield from self.fallback(self._refused(call[0], call[1]), *args, **kwargs))
+                    raise self._refused(route, ticket)
+                return iter(self.fallback(self._refused(route, ticket), *args, **kwargs))
             try:
-                result = yield from func(*args, **kwargs)
+                inner = func(*args, **kwargs)  # runs nothing but binding the arguments
             except BaseException as exc:
                 self._failed(call, exc)
                 raise
-            self._succeeded(call, _NO_RESULT)
-            return result
+            stream = self._guarded(call, inner)
+            next(stream)  # to the priming yield: never raises
+            return stream
 
         return wrapper
+
+    def _guarded(self, call: Call, inner: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        try:
+            yield None  # the priming step, taken by the wrapper: the consumer never sees it
+            result = yield from inner
+        except BaseException as exc:
+            self._failed(call, exc)
+            raise
+        self._succeeded(call, _NO_RESULT)
+        return result
 
     def _wrap_async_generator(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             call = self._enter()
-            if call is not None and not call[1].admitted:
+            if call is None:
+                return func(*args, **kwargs)
+            route, ticket = call[0], call[1]
+            if not ticket.admitted:
                 if self.fallback is None:
-                    raise self._refused(call[0], call[1])
-                replacement = self.fallback(self._refused(call[0], call[1]), *args, **kwargs)
-                if hasattr(replacement, "__aiter__"):
-                    async for item in replacement:
-                        yield item
-                else:
-                    for item in replacement:
-                        yield item
-                return
+                    raise self._refused(route, ticket)
+                replacement = self.fallback(self._refused(route, ticket), *args, **kwargs)
+                return replacement if hasattr(replacement, "__aiter__") else _aiter(replacement)
             try:
-                # aclosing: an early aclose() or a cancellation runs the inner generator's
-                # cleanup (an HTTP stream, a cursor) now, not whenever the loop finalises it.
-                async with contextlib.aclosing(func(*args, **kwargs)) as stream:
-                    async for item in stream:
-                        yield item
+                inner = func(*args, **kwargs)
             except BaseException as exc:
                 self._failed(call, exc)
                 raise
-            self._succeeded(call, _NO_RESULT)
+            stream = self._aguarded(call, inner)
+            # To the priming yield, synchronously: nothing is awaited before it, so the first
+            # step finishes at once (StopIteration) without an event loop.
+            try:
+                stream.asend(None).send(None)
+            except StopIteration:
+                pass
+            return stream
 
         return wrapper
+
+    async def _aguarded(
+        self, call: Call, inner: AsyncGenerator[Any, Any]
+    ) -> AsyncGenerator[Any, Any]:
+        try:
+            yield None  # the priming step, taken by the wrapper
+            # aclosing: an early aclose() or a cancellation runs the inner generator's
+            # cleanup (an HTTP stream, a cursor) now, not whenever the loop finalises it.
+            async with contextlib.aclosing(inner) as stream:
+                async for item in stream:
+                    yield item
+        except BaseException as exc:
+            self._failed(call, exc)
+            raise
+        self._succeeded(call, _NO_RESULT)
 
     # --- context managers -----------------------------------------------------------------------
 

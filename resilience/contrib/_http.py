@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import re
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,26 +28,66 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 TOO_MANY_REQUESTS = 429
 MAX_RETRY_AFTER = 86_400.0  # a day: anything longer is a misconfigured server, not advice
 DEFAULT_PORTS = {"http": 80, "https": 443}
-DEFAULT_MAX_HOSTS = 100  # per-host circuits one adapter or transport creates, at most
-_UNSAFE = re.compile(r"[^a-z0-9._:\-]")
+DEFAULT_MAX_HOSTS = 100  # per-host circuits in the process, at most (see Circuits)
+_UNSAFE_IN_NAME = re.compile(r"[^a-z0-9._\-]")  # besides the ":<port>" host_circuit adds
+_UNSAFE_IN_ADDRESS = re.compile(r"[^a-z0-9._:\-]")
+# Every form of an IPv4 address that inet_aton (and so the resolver) accepts: 1 to 4 parts,
+# each decimal, octal (leading 0) or hexadecimal (0x).
+_IPV4_FORM = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}")
 logger = logging.getLogger("resilience")
 
 
 def host_circuit(scheme: str, host: str, port: int | None) -> str:
-    """``http:<host>`` (lower-cased, ``:<port>`` only when not the scheme's default).
+    """``http:<host>``, with ``:<port>`` only when it is not the scheme's default.
+
+    One name per address the client would connect to: case and the trailing dots of a name are
+    dropped; an IPv4 address in any form the resolver accepts (``127.1``, ``2130706433``,
+    ``0x7f.0.0.1``, octal parts: it reads them as ``inet_aton`` does) is written dotted-decimal;
+    an IPv6 address compressed (``::1``), or dotted-decimal when it is IPv4-mapped, with its
+    port after a ``.`` (``::1.8000``: a ``:`` would be ambiguous). Only what reaches the same
+    address is merged: a host the resolver would not read as an address (``127.0.0.1.``,
+    ``1.2.3.4.5``, ``%31%32%37.0.0.1``) keeps a name of its own, so that its failures cannot
+    count against the address's circuit.
 
     Hosts are attacker-influenced in some apps (webhooks, user-supplied URLs): anything that
-    is not a valid circuit name is replaced and a digest of the original keeps names distinct.
+    is not a valid circuit name is replaced and a digest of the original keeps names distinct
+    (a ``:`` too, except in an IPv6 address, so that ``<host>:<port>`` stays unambiguous).
     """
-    host = (host or "").strip("[]").rstrip(".").lower()
-    label = host if port in (None, DEFAULT_PORTS.get(scheme.lower())) else f"{host}:{port}"
-    safe = _UNSAFE.sub("-", label)
+    canonical, ipv6 = _canonical_host(host or "")
+    label = canonical
+    if port is not None and port != DEFAULT_PORTS.get(scheme.lower()):
+        label = f"{canonical}{'.' if ipv6 else ':'}{port}"
+    safe_host = (_UNSAFE_IN_ADDRESS if ipv6 else _UNSAFE_IN_NAME).sub("-", canonical)
+    safe = safe_host + label[len(canonical) :]
     name = f"http:{safe}"
-    if safe != label or not safe or len(name) > 100:
+    if safe_host != canonical or not safe or len(name) > 100:
         digest = hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:12]
         name = f"http:{safe[:80]}-{digest}"
     validate_circuit_name(name)  # cannot fail by construction; guards future edits
     return name
+
+
+def _canonical_host(host: str) -> tuple[str, bool]:
+    """The host's one spelling (see ``host_circuit``), and whether it is an IPv6 address."""
+    host = host.lower()
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" in bare:
+        try:
+            address = ipaddress.IPv6Address(bare)
+        except ValueError:
+            return bare, False  # not an address: its ":" is replaced like any odd character
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped), False
+        return address.compressed, True
+    if _IPV4_FORM.fullmatch(host):  # inet_aton alone is lax about trailing text
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host)), False
+        except OSError:  # out of range ("256.0.0.1"), too many parts: not an address
+            return host, False
+    name = host.rstrip(".")
+    if _IPV4_FORM.fullmatch(name):  # "127.0.0.1.": the resolver fails on it; keep it apart
+        return host, False
+    return name, False
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -126,8 +168,95 @@ def bounded_timeout(timeout: Any, limit: float | None) -> Any:
     return limit if timeout is None else min(timeout, limit)
 
 
+def _run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return func(*args, **kwargs)
+
+
+async def _arun(func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+    return await func(*args, **kwargs)
+
+
+class Circuits:
+    """The breakers of every adapter and transport in this process, one per circuit and kind.
+
+    Shared, so that per-host circuits (``circuit=None``) are counted per process, not per
+    adapter: code that builds a session or client per request would otherwise give every host
+    it is handed a circuit, a policy row and metrics series. A new host gets a circuit only
+    while the process has fewer per-host circuits than the asking adapter's ``max_hosts``;
+    past that its requests are sent unprotected (logged once per process). A host that has a
+    circuit keeps it for the life of the process.
+
+    A breaker wraps ``_run`` / ``_arun``, which call the adapter's send function given to them,
+    so one breaker serves every adapter of its kind (``record`` differs between the requests
+    and httpx integrations).
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[tuple[str, tuple[type[BaseException], ...], bool], Any] = {}
+        self._names: set[str] = set()
+        self._hosts: set[str] = set()
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def get(
+        self,
+        name: str,
+        record: tuple[type[BaseException], ...],
+        asynchronous: bool,
+        max_hosts: int | None,
+    ) -> Callable[..., Any] | None:
+        """``wrapped(func, *args, **kwargs)`` runs ``func`` in the breaker of ``name``; None for a
+        new host past ``max_hosts`` (None for ``max_hosts``: a named circuit, never capped)."""
+        key = (name, record, asynchronous)
+        wrapped = self._wrapped.get(key)
+        if wrapped is None:
+            with self._lock:
+                wrapped = self._wrapped.get(key)  # another thread may have made it meanwhile
+                if wrapped is None:
+                    if max_hosts is not None and name not in self._hosts:
+                        if len(self._hosts) >= max_hosts:
+                            self._beyond(name, max_hosts)
+                            return None
+                        self._hosts.add(name)
+                    breaker = Breaker(name, ignore=(RateLimited,), record=record)
+                    wrapped = self._wrapped[key] = breaker(_arun if asynchronous else _run)
+                    self._names.add(name)
+        return wrapped
+
+    def protects(self, name: str) -> bool:
+        return name in self._names
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        return frozenset(self._hosts)
+
+    def _beyond(self, name: str, max_hosts: int) -> None:
+        """A new host past ``max_hosts`` is sent unprotected (no circuit, no policy row, no
+        metrics), so that URLs from outside (webhooks, user input) cannot fill the policy table
+        or the process's memory; logged once per process (the caller holds the lock)."""
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "resilience: this process already has %d per-host HTTP circuits (max_hosts); "
+                "requests to further hosts, such as %s, are sent without a circuit breaker",
+                max_hosts,
+                name,
+            )
+
+    def clear(self) -> None:
+        """Forget every breaker and host (tests)."""
+        with self._lock:
+            self._wrapped.clear()
+            self._names.clear()
+            self._hosts.clear()
+            self._warned = False
+
+
+circuits = Circuits()
+
+
 class HTTPProtection:
-    """Mixin for the adapter and transports: one breaker per circuit, statuses to outcomes.
+    """Mixin for the adapter and transports: breakers per circuit, statuses to outcomes.
 
     ``recorded`` (set by each subclass) lists the client library's errors that count as
     failures, besides failure statuses; other errors (bad URLs, client-side protocol misuse)
@@ -157,38 +286,21 @@ class HTTPProtection:
         self.failure_statuses = frozenset(int(status) for status in failure_statuses)
         self.retry_methods = frozenset(method.upper() for method in retry_methods)
 
-    def _protected(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        # Created lazily (and not pickled with a requests adapter): name -> wrapped func.
-        cache = self.__dict__.setdefault("_breakers", {})
-        wrapped = cache.get(name)
-        if wrapped is None:
-            with self.__dict__.setdefault("_breakers_lock", threading.Lock()):
-                wrapped = cache.get(name)  # another thread may have made it meanwhile
-                if wrapped is None:
-                    if self.circuit is None and len(cache) >= self.max_hosts:
-                        return self._beyond_max_hosts(name, func)
-                    breaker = Breaker(
-                        name, ignore=(RateLimited,), record=(FailedResponse, *self.recorded)
-                    )
-                    wrapped = cache[name] = breaker(func)
-        return wrapped
-
-    def _beyond_max_hosts(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        """A new host past ``max_hosts``: sent unprotected (no circuit, no policy row), so that
-        URLs from outside (webhooks, user input) cannot fill the policy table; logged once."""
-        if not self.__dict__.get("_warned_max_hosts"):
-            self.__dict__["_warned_max_hosts"] = True
-            logger.warning(
-                "resilience: this client already has %d per-host circuits (max_hosts); "
-                "requests to further hosts, such as %s, are sent without a circuit breaker",
-                self.max_hosts,
-                name,
-            )
-        return func
+    def _protected(self, name: str, asynchronous: bool) -> Callable[..., Any] | None:
+        """The process's breaker for ``name`` (see ``Circuits``); None: send unprotected."""
+        return circuits.get(
+            name,
+            (FailedResponse, *self.recorded),
+            asynchronous,
+            None if self.circuit is not None else self.max_hosts,
+        )
 
     def _call(self, name: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        protected = self._protected(name, False)
         try:
-            return self._protected(name, func)(*args, **kwargs)
+            if protected is None:
+                return func(*args, **kwargs)
+            return protected(func, *args, **kwargs)
         except FailedResponse as exc:
             return exc.response
         except CircuitOpenError as exc:
@@ -197,8 +309,11 @@ class HTTPProtection:
     async def _acall(
         self, name: str, func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> Any:
+        protected = self._protected(name, True)
         try:
-            return await self._protected(name, func)(*args, **kwargs)
+            if protected is None:
+                return await func(*args, **kwargs)
+            return await protected(func, *args, **kwargs)
         except FailedResponse as exc:
             return exc.response
         except CircuitOpenError as exc:
@@ -208,7 +323,7 @@ class HTTPProtection:
         """The circuit's ``call_timeout_ms`` in seconds (None: no limit), read at send time so
         that an admin edit applies to the next request; a host sent unprotected (past
         ``max_hosts``) has no circuit, hence no policy."""
-        if name not in self.__dict__.get("_breakers", ()):
+        if not circuits.protects(name):
             return None
         limit_ms = registry.get(name).policy.call_timeout_ms
         return limit_ms / 1000 if limit_ms else None
@@ -229,6 +344,6 @@ class HTTPProtection:
         else:
             return None
         hint = parse_retry_after(retry_after) if status in RETRY_AFTER_STATUSES else None
-        if name in self.__dict__.get("_breakers", ()):  # not for hosts past max_hosts
+        if circuits.protects(name):  # not for hosts past max_hosts
             hints.note(name, hint)
         return error_class(response, status, hint, method.upper() in self.retry_methods)

@@ -74,6 +74,16 @@ def upstream(_upstream_server):
     _upstream_server.reset()
 
 
+@pytest.fixture(scope="session")
+def many_hosts():
+    """300 distinct hosts (127.0.0.2 and up, one port) answering ``200 ok``."""
+    from tests.support.manyhosts import ManyHosts
+
+    server = ManyHosts(300).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def dead_url():
     """A loopback URL where nothing listens: connections are refused."""
@@ -94,12 +104,15 @@ def breaker_db(transactional_db, memory_backend):
 
 
 @pytest.fixture(autouse=True)
-def _forget_retry_after_hints():
-    from resilience.contrib._http import hints
+def _forget_http_circuits():
+    """Each test starts with no per-host circuits counted and no Retry-After remembered."""
+    from resilience.contrib._http import circuits, hints
 
     hints.clear()
+    circuits.clear()
     yield
     hints.clear()
+    circuits.clear()
 
 
 @pytest.fixture

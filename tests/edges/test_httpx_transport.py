@@ -89,6 +89,24 @@ class TestSync:
         assert names == [f"http:{upstream.host}"]
         assert "max_hosts" in caplog.text
 
+    def test_max_hosts_holds_per_process_for_a_client_per_request(self, many_hosts, caplog):
+        from resilience.models import BreakerPolicy
+
+        for url in many_hosts.urls(60):
+            with client(max_hosts=5) as c:
+                assert c.get(url).text == "ok"
+        registry.refresh()
+        assert BreakerPolicy.objects.count() == 5
+        assert caplog.text.count("max_hosts") == 1
+
+    def test_one_circuit_for_every_spelling_of_an_address(self, upstream, outcomes, caplog):
+        port = upstream.server.port
+        with client(max_hosts=1) as c:
+            for host in ("127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1"):
+                assert c.get(f"http://{host}:{port}/").status_code == 200
+        assert outcomes(f"http:127.0.0.1:{port}")["success"] == 4
+        assert "max_hosts" not in caplog.text
+
     def test_streaming_a_good_response(self, upstream):
         BreakerPolicyFactory(name="search")
         with client(circuit="search") as c, c.stream("GET", upstream.url()) as response:
@@ -129,6 +147,20 @@ class TestSync:
 
 
 class TestAsync:
+    async def test_max_hosts_holds_per_process_for_a_client_per_request(self, many_hosts, caplog):
+        from resilience.models import BreakerPolicy
+
+        for url in many_hosts.urls(30):
+            async with async_client(max_hosts=3) as c:
+                assert (await c.get(url)).text == "ok"
+
+        def stored():
+            registry.refresh()
+            return BreakerPolicy.objects.count()
+
+        assert await asyncio.to_thread(stored) == 3
+        assert caplog.text.count("max_hosts") == 1
+
     async def test_5xx_counts_and_is_returned_then_the_circuit_rejects(self, upstream, outcomes):
         await async_policy(name="search", failure_threshold=2, recovery_timeout=30)
         upstream.answer(502, 500)
@@ -170,3 +202,28 @@ class TestAsync:
             with pytest.raises(CircuitOpenError) as info:
                 await c.get(upstream.url())
         assert info.value.circuit == name
+
+
+def test_the_cap_is_shared_by_every_adapter_and_transport(many_hosts, caplog):
+    """requests, httpx and async httpx draw on one per-process count of per-host circuits."""
+    import requests
+
+    from resilience.contrib.requests import CircuitBreakerAdapter
+    from resilience.models import BreakerPolicy
+
+    first, second, third = many_hosts.urls(3)
+    session = requests.Session()
+    session.mount("http://", CircuitBreakerAdapter(max_hosts=2))
+    assert session.get(first, timeout=5).text == "ok"
+    with client(max_hosts=2) as c:
+        assert c.get(second).text == "ok"
+
+    async def third_host():
+        async with async_client(max_hosts=2) as c:
+            return (await c.get(third)).text
+
+    assert asyncio.run(third_host()) == "ok"  # sent, without a circuit
+    registry.refresh()
+    names = set(BreakerPolicy.objects.values_list("name", flat=True))
+    assert names == {f"http:{host}:{many_hosts.port}" for host in many_hosts.addresses[:2]}
+    assert caplog.text.count("max_hosts") == 1

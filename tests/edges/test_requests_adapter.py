@@ -231,3 +231,40 @@ def test_per_host_circuits_stop_at_max_hosts(upstream, dead_url, outcomes, caplo
 def test_max_hosts_must_be_a_positive_whole_number(bad):
     with pytest.raises(ValueError, match="max_hosts"):
         CircuitBreakerAdapter(max_hosts=bad)
+
+
+def test_max_hosts_holds_per_process_for_a_session_per_request(many_hosts, caplog):
+    """A new Session (so a new adapter) per request, as much code does, to 300 hosts: the
+    process makes at most ``max_hosts`` per-host circuits, policy rows and metrics series, not
+    ``max_hosts`` per adapter."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from resilience.metrics import exposition, overview
+    from resilience.models import BreakerPolicy
+
+    for url in many_hosts.urls(300):
+        assert session(max_hosts=20).get(url, timeout=5).text == "ok"
+    registry.refresh()  # what the background thread does: rows for the circuits first used
+    assert BreakerPolicy.objects.count() == 20
+    assert caplog.text.count("max_hosts") == 1
+    body, _ = exposition(overview())
+    series = [
+        sample.labels["circuit"]
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.labels.get("circuit", "").endswith(f":{many_hosts.port}")
+    ]
+    assert len(set(series)) == 20
+    assert len(series) <= 20 * 11  # state (5), failures, critical, calls (3), rejections
+
+
+def test_one_circuit_for_every_spelling_of_an_address(upstream, outcomes, caplog):
+    """``127.1``, ``2130706433`` or ``0x7f.0.0.1`` reach 127.0.0.1 (the resolver reads them as
+    inet_aton does): one circuit, not one per spelling."""
+    port = upstream.server.port
+    s = session(max_hosts=1)
+    spellings = ("127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1", "0X7F.1")
+    for host in spellings:
+        assert s.get(f"http://{host}:{port}/", timeout=5).status_code == 200
+    assert outcomes(f"http:127.0.0.1:{port}")["success"] == len(spellings)
+    assert "max_hosts" not in caplog.text
