@@ -16,7 +16,7 @@ from resilience import stats
 from resilience.backends import get_backend
 from resilience.conf import settings as conf
 from resilience.engine_types import BULKHEAD_FULL, DISABLED, FORCED_OPEN, Ticket
-from resilience.exceptions import BulkheadFullError, CircuitOpenError
+from resilience.exceptions import BulkheadFullError, CallTimeoutError, CircuitOpenError
 from resilience.policies import registry
 from resilience.retry import acall_with_retries, call_with_retries
 from resilience.route import PASS, REJECT, TRACK, Call, Route
@@ -60,6 +60,11 @@ class Breaker:
     Every call checks that its route (``resilience.route``) is as new as the policy registry,
     so an admin edit applies to existing breakers without re-decorating anything.
     """
+
+    # Whether coroutines are cancelled at the policy's call_timeout_ms; the HTTP transports
+    # turn it off, since they send the deadline as the request timeout and raise their
+    # library's own timeout error (the watchdog still judges a call running past it).
+    cancels_coroutines = True
 
     def __init__(
         self,
@@ -178,8 +183,9 @@ class Breaker:
             return False
         route, ticket, started, watch = call
         judged = watch is not None and self._ended(call)
-        if isinstance(exc, route.not_failures) or (
-            route.recorded and not isinstance(exc, route.recorded)
+        if not isinstance(exc, CallTimeoutError) and (
+            isinstance(exc, route.not_failures)
+            or (route.recorded and not isinstance(exc, route.recorded))
         ):
             if not judged:
                 self._counts[IGNORED] += 1
@@ -291,6 +297,21 @@ class Breaker:
                 return await acall_with_retries(func, args, kwargs, route.resolved, self._opened)
             return await func(*args, **kwargs)
 
+        async def run_with_timeout(route: Route, args: tuple, kwargs: dict) -> Any:
+            # The breaker's own deadline: CallTimeoutError, always a failure (an outer timeout's
+            # CancelledError is not one; the watchdog judges such a hang at its deadline).
+            deadline = asyncio.timeout(route.timeout)
+            try:
+                async with deadline:
+                    return await run(route, args, kwargs)
+            except TimeoutError as exc:
+                if deadline.expired():
+                    raise CallTimeoutError(
+                        f"circuit {self.name!r}: call cancelled after {route.timeout:g} s "
+                        "(call_timeout_ms)"
+                    ) from exc
+                raise
+
         async def wrapper(*args: Any, **kwargs: Any) -> Any:  # the sync wrapper's steps, awaited
             route = self._route
             lane = route.lane
@@ -316,10 +337,7 @@ class Breaker:
                 return await fall_back(refused(route, ticket), args, kwargs)
             try:
                 if route.timeout:
-                    # The breaker's own deadline: TimeoutError, a failure (an outer timeout's
-                    # CancelledError is not; the watchdog judges such a hang by its deadline).
-                    async with asyncio.timeout(route.timeout):
-                        result = await run(route, args, kwargs)
+                    result = await run_with_timeout(route, args, kwargs)
                 elif route.retries:
                     result = await run(route, args, kwargs)
                 else:

@@ -49,6 +49,14 @@ class BulkheadFullError(CircuitOpenError):
         )
 
 
+class CallTimeoutError(ResilienceError, TimeoutError):
+    """A protected coroutine was cancelled at its policy's ``call_timeout_ms``.
+
+    A ``TimeoutError``; always counted as a failure of its circuit (unlike the
+    ``CancelledError`` of an outer ``asyncio.timeout()``).
+    """
+
+
 class BackendError(ResilienceError):
     """The state backend could not be reached; never escapes into a protected call."""
 

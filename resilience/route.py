@@ -113,7 +113,8 @@ class Route:
         policy = self.policy
         self.timed = bool(policy is not None and policy.deadline_ms)
         self.tracked = bool(policy is not None and policy.tracked and action == TRACK)
-        self.timeout = policy.call_timeout_ms / 1000 if policy is not None else 0.0
+        cancels = policy is not None and breaker.cancels_coroutines
+        self.timeout = policy.call_timeout_ms / 1000 if cancels else 0.0
         # A backend may offer a lane per circuit (the memory backend does): a closed circuit
         # admits, an open one refuses, and a success is counted, without a call into the
         # backend (see MemoryBackend.lane). The wrappers use it for plain calls (not timed, no

@@ -111,7 +111,10 @@ class Watchdog:
                 self._heap.clear()
                 self._thread = None
             self._clock = backend.clock
-            heapq.heappush(self._heap, (wake, next(self._order), watch))
+            heap = self._heap
+            while heap and heap[0][2].ended:
+                heapq.heappop(heap)  # so that the thread's next wake-up is a live call's
+            heapq.heappush(heap, (wake, next(self._order), watch))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="resilience-watchdog", daemon=True

@@ -219,6 +219,7 @@ class Circuits:
                             return None
                         self._hosts.add(name)
                     breaker = Breaker(name, ignore=(RateLimited,), record=record)
+                    breaker.cancels_coroutines = False  # the request timeout does it
                     wrapped = self._wrapped[key] = breaker(_arun if asynchronous else _run)
                     self._names.add(name)
         return wrapped
