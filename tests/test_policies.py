@@ -1,5 +1,6 @@
 """The in-process policy registry: refresh reads only what changed."""
 
+import asyncio
 import time
 
 import pytest
@@ -171,3 +172,18 @@ def test_with_the_background_thread_a_first_call_waits_at_most_the_bound():
     while registry.get("threaded").policy.failure_threshold != 2:
         assert time.monotonic() < deadline, "the background thread never read the row"
         time.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_an_event_loop_a_first_call_does_not_wait():
+    """Blocking the loop would stall every task: the first call runs on its defaults."""
+    BreakerPolicyFactory(name="async-first", failure_threshold=2)
+    registry.clear()
+    registry.background = True
+    registry.get("warm-up")  # the background thread is running
+
+    async def first_call():
+        assert registry._may_wait() is False
+        return registry.get("async-first").policy.failure_threshold
+
+    assert asyncio.run(first_call()) == 5
