@@ -12,6 +12,7 @@ from resilience.engine_types import (
     MODES,
     MONITOR,
     OPEN,
+    RUN_TIMES,
     CircuitState,
     Policy,
     Ticket,
@@ -246,8 +247,12 @@ def _record_closed(
         state.failures[slot] += 1
         state.win_failures += 1
         state.consecutive_failures += 1
+        keep = min(RUN_TIMES, max(1, policy.failure_threshold)) - 1
+        state.run = (*state.run[-keep:], now_ms) if keep else (now_ms,)
         if 0 < policy.failure_threshold <= state.consecutive_failures:
             return [_trip(state, policy, now_ms, CLOSED)]
+    elif state.run:
+        _end_run(state, now_ms)
     else:
         state.consecutive_failures = 0
     rate = policy.failure_rate_threshold
@@ -259,6 +264,20 @@ def _record_closed(
     ):
         return [_trip(state, policy, now_ms, CLOSED)]
     return []
+
+
+def _end_run(state: CircuitState, now_ms: int) -> None:
+    """A closed success dated ``now_ms`` ends the run of failures dated at or before it.
+
+    Recorded in order that is every failure; a success that lands late (a deferred success of
+    another process) leaves the failures made after it counted, so it never erases a later run
+    (see ``CircuitState.run``).
+    """
+    run = state.run
+    later = tuple(t for t in run if t > now_ms)
+    if len(later) < len(run):
+        state.run = later
+        state.consecutive_failures = len(later)
 
 
 def successes_cannot_trip(state: CircuitState, policy: Policy) -> bool:
@@ -303,7 +322,10 @@ def record_successes(
         if successes_cannot_trip(state, policy):
             state.calls[state.win_head % BUCKETS] += count
             state.win_calls += count
-            state.consecutive_failures = 0
+            if state.run:
+                _end_run(state, now_ms)
+            else:
+                state.consecutive_failures = 0
             return []
     transitions: list[Transition] = []
     for ticket in tickets:

@@ -20,6 +20,8 @@ TRANSITION_KINDS = ("opened", "half_opened", "closed", "reset")
 # The state a ticket reports when the bulkhead (max_concurrent_calls) refused the call.
 BULKHEAD_FULL = "bulkhead_full"
 BUCKETS = 10
+# At most this many failure times of a run are kept (``CircuitState.run``).
+RUN_TIMES = 32
 MIN_PERMIT_TTL_MS = 30_000
 # A bulkhead slot's lease is at least this long; a running call's lease is renewed before it
 # ends (resilience.watchdog), so only a killed process's slots ever expire.
@@ -167,8 +169,15 @@ class CircuitState:
       ``"<epoch>:<generation>"`` so an emptied store never reissues an id.
     - ``generation``: +1 on every transition; tickets carry it (and the epoch), results of other
       generations or epochs are ignored.
-    - ``consecutive_failures``: counted failures in a row (closed and half-open); a counted
-      success sets it to 0.
+    - ``consecutive_failures``: counted failures in a row (closed and half-open). A counted
+      success ends the run of failures *dated* at or before it: usually all of them (0), but a
+      success that lands late (a deferred success of another process, see docs/redis.md)
+      leaves the failures made after its own time counted.
+    - ``run`` (str): comma-separated times (epoch ms) of the newest closed-state failures of the
+      current run, in the order recorded; at most ``min(RUN_TIMES, max(1, failure_threshold))`` are
+      kept. A closed success dated ``t`` drops those ``<= t`` and the run then counts the rest;
+      if it drops none (every kept failure is newer), the count is left as it is. Empty or
+      absent: no run known (a success then sets the count to 0).
     - ``trips``: openings since the last full close (``closed``/``reset`` set it to 0); drives
       backoff.
     - ``opened_at_ms`` / ``open_until_ms``: when the circuit last opened and when a trial may
@@ -196,6 +205,7 @@ class CircuitState:
     epoch: str = field(default_factory=new_epoch)
     generation: int = 0
     consecutive_failures: int = 0
+    run: tuple[int, ...] = ()
     trips: int = 0
     opened_at_ms: int = 0
     open_until_ms: int = 0
@@ -224,6 +234,7 @@ class CircuitState:
         """What ``closed`` and ``reset`` clear (``permit_seq`` and the window width survive)."""
         self.clear_window(self.bucket_ms)
         self.consecutive_failures = self.trips = self.half_open_successes = 0
+        self.run = ()
         self.opened_at_ms = self.open_until_ms = 0
         self.permits.clear()
 
@@ -257,6 +268,7 @@ class CircuitState:
     def to_fields(self) -> dict[str, str | int]:
         """The flat Redis-hash form described in the class docstring."""
         fields: dict[str, str | int] = {name: getattr(self, name) for name in _SCALARS}
+        fields["run"] = ",".join(map(str, self.run))
         for i in range(BUCKETS):
             fields[f"c{i}"] = self.calls[i]
             fields[f"f{i}"] = self.failures[i]
@@ -275,6 +287,7 @@ class CircuitState:
                 setattr(
                     state, name, values[name] if isinstance(current, str) else int(values[name])
                 )
+        state.run = tuple(int(t) for t in values.get("run", "").split(",") if t)
         for i in range(BUCKETS):
             state.calls[i] = int(values.get(f"c{i}", 0))
             state.failures[i] = int(values.get(f"f{i}", 0))

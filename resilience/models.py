@@ -283,20 +283,24 @@ class BreakerPolicy(models.Model):
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "version", "updated_at"}
         super().save(*args, **kwargs)
-        self._invalidate()
+        self._invalidate(self)
 
     def delete(self, *args, **kwargs):
         result = super().delete(*args, **kwargs)
-        self._invalidate()
+        self._invalidate(None)
         return result
 
-    def _invalidate(self) -> None:
-        # This process at once (and again after commit, when the new values are visible to
-        # the refresh); other processes see the version change within POLICY_REFRESH_SECONDS.
+    def _invalidate(self, saved: BreakerPolicy | None) -> None:
+        # This process at once, from the values in hand (no query; a partly loaded instance
+        # is read again instead), and read again after commit; other processes see the
+        # version change within POLICY_REFRESH_SECONDS.
         from resilience.policies import registry
 
         name = self.name
-        registry.invalidate(name)
+        if saved is not None and saved.get_deferred_fields():
+            registry.invalidate(name)
+        else:
+            registry.put(name, saved)
         transaction.on_commit(lambda: registry.invalidate(name), robust=True)
 
     def clean_fields(self, exclude=None) -> None:

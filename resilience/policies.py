@@ -1,4 +1,5 @@
-"""In-process cache of ``BreakerPolicy`` rows: no SQL on the call path, background refresh."""
+"""In-process cache of ``BreakerPolicy`` rows: no SQL on the call path (first call included),
+background reads and refresh."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import asyncio
 import itertools
 import logging
 import threading
+import time
 from dataclasses import dataclass, fields
-from typing import Any, cast
+from typing import Any
 
 from django.core.signals import setting_changed
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection
 from django.utils.module_loading import import_string
 
 from resilience.conf import settings as conf
@@ -83,7 +85,10 @@ def default_row(name: str) -> Any:
     return row
 
 
-_UNKNOWN = object()
+# The longest a circuit's first call in this process waits for the background thread to read
+# its row (then it runs under the defaults until the row is read). No wait inside an event
+# loop, without the background thread (tests), or while a read is already stuck.
+FIRST_LOAD_WAIT_SECONDS = 0.05
 
 
 def _in_event_loop() -> bool:
@@ -95,20 +100,26 @@ def _in_event_loop() -> bool:
 
 
 class PolicyRegistry:
-    """Maps circuit names to ``ResolvedPolicy``; one dict lookup on the call path.
+    """Maps circuit names to ``ResolvedPolicy``; one dict lookup on the call path, never SQL.
 
-    A miss (first use, or after ``invalidate``) loads that one row synchronously when called
-    outside an event loop; inside one (where the ORM may not run) the last known or default
-    values are used and the row is fetched by the background thread. The background thread
-    compares a cheap stamp of the table every ``POLICY_REFRESH_SECONDS`` and reloads on change,
-    which is how an admin edit in one process reaches every other process; it also creates the
-    rows of circuits first used in this process, in its own connection and transaction.
+    A circuit's first use in this process (a miss) runs under its defaults (``POLICIES[name]``
+    or ``DEFAULT_POLICY``) and asks the background thread to read its row; the call waits for
+    that read at most ``FIRST_LOAD_WAIT_SECONDS`` (not at all inside an event loop, or while a
+    read is stuck on a hung database), and the row applies from the call after the read (the
+    ``epoch`` is bumped: breakers re-route). The background thread also compares a cheap stamp
+    of the table every ``POLICY_REFRESH_SECONDS`` and reloads on change, which is how an admin
+    edit in one process reaches every other process; it creates the rows of circuits first used
+    in this process, in its own connection and transaction. A row saved or deleted in this
+    process applies here at once (``put``), without a query.
     """
 
     def __init__(self) -> None:
         self._fresh: dict[str, ResolvedPolicy] = {}
         self._known: dict[str, ResolvedPolicy] = {}
         self._missing: set[str] = set()
+        self._to_load: set[str] = set()  # names whose row the background thread reads next
+        self._loaded = threading.Event()  # set when the read of the current _to_load is over
+        self._busy_since: float | None = None  # monotonic start of the thread's current round
         self._stamp: tuple | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -129,55 +140,54 @@ class PolicyRegistry:
         return resolved
 
     def _miss(self, name: str) -> ResolvedPolicy:
-        loaded: ResolvedPolicy | object | None = _UNKNOWN
-        if not _in_event_loop():
-            loaded = self._load_one(name)
-        if loaded is _UNKNOWN:  # no answer from the database: last known values, else defaults
-            loaded = self._known.get(name) or ResolvedPolicy.from_row(default_row(name))
-        if loaded is None:  # no row (never created, or deleted): defaults
-            loaded = ResolvedPolicy.from_row(default_row(name))
-        resolved = cast(ResolvedPolicy, loaded)  # neither _UNKNOWN nor None any more
-        if resolved.pk is None:
-            self._schedule(name)
-        self._fresh[name] = self._known[name] = resolved
+        """First use here: the defaults (or last known values) at once, the row read in the
+        background; waits for that read at most ``FIRST_LOAD_WAIT_SECONDS``."""
+        interim = self._known.get(name) or ResolvedPolicy.from_row(default_row(name))
+        with self._lock:
+            self._to_load.add(name)
+            loaded = self._loaded
+        self._wake.set()
         self._ensure_thread()
+        if self._may_wait():
+            loaded.wait(FIRST_LOAD_WAIT_SECONDS)
+        with self._lock:  # the background thread may have stored the row meanwhile
+            resolved = self._fresh.setdefault(name, interim)
+            self._known.setdefault(name, resolved)
         return resolved
 
-    def _load_one(self, name: str) -> ResolvedPolicy | object | None:
-        """The row's policy, None when there is no row, ``_UNKNOWN`` when the query failed."""
-        from resilience.models import BreakerPolicy
+    def _may_wait(self) -> bool:
+        thread = self._thread
+        if not self.background or thread is None or not thread.is_alive() or _in_event_loop():
+            return False
+        since = self._busy_since  # a round stuck for longer (a hung database) will not help
+        return since is None or time.monotonic() - since < FIRST_LOAD_WAIT_SECONDS
 
-        try:
-            # In the caller's transaction, a failed query (table not migrated yet) must not
-            # abort it: a savepoint contains the failure.
-            with transaction.atomic(savepoint=connection.in_atomic_block):
-                row = BreakerPolicy.objects.filter(name=name).first()
-        except Exception as exc:  # database down or not migrated: run on what we know meanwhile
-            logger.debug("resilience: cannot load policy %r: %s", name, type(exc).__name__)
-            return _UNKNOWN
-        return ResolvedPolicy.from_row(row) if row is not None else None
-
-    def _schedule(self, name: str) -> None:
+    def put(self, name: str, row: Any) -> None:
+        """This process saved ``row`` (None: deleted it): in force here at once, no query."""
+        resolved = ResolvedPolicy.from_row(row if row is not None else default_row(name))
         with self._lock:
-            self._missing.add(name)
-        self._wake.set()
+            self._fresh[name] = self._known[name] = resolved
+        self.epoch = next(self._epochs)
 
     # --- invalidation and refresh -------------------------------------------------------------
 
     def invalidate(self, name: str | None = None) -> None:
-        """Forget fresh entries (all when ``name`` is None); the next call reloads them."""
-        if name is None:
-            self._fresh.clear()
-        else:
-            self._fresh.pop(name, None)
+        """Have the background thread read ``name``'s row again (None: refresh now, which
+        reads the rows whose version changed); the values in force stay until then, and no
+        query runs here. Breakers re-route (the epoch changes)."""
+        if name is not None:
+            with self._lock:
+                self._to_load.add(name)
         self.epoch = next(self._epochs)
+        self._wake.set()
 
     def clear(self) -> None:
         """Forget everything (tests, settings changes)."""
-        self._fresh.clear()
-        self._known.clear()
         with self._lock:
+            self._fresh.clear()
+            self._known.clear()
             self._missing.clear()
+            self._to_load.clear()
         self._stamp = None
         self._versions = {}
         self.epoch = next(self._epochs)
@@ -186,7 +196,8 @@ class PolicyRegistry:
         return sorted(self._known)
 
     def refresh(self) -> bool:
-        """Create rows for circuits first used here, then reload the rows whose version changed.
+        """Read the rows asked for (first uses, invalidations), create the rows of circuits
+        first used here, then reload the rows whose version changed.
 
         A cheap stamp (row count, highest id, sum of versions; versions only grow) says whether
         anything changed; then the (name, version) pairs say which rows did, and only those are
@@ -198,12 +209,13 @@ class PolicyRegistry:
 
         from resilience.models import BreakerPolicy
 
+        loaded = self._load_requested()
         self._create_missing()
         stamp = tuple(
             BreakerPolicy.objects.aggregate(Count("id"), Max("id"), Sum("version")).values()
         )
         if stamp == self._stamp:
-            return False
+            return loaded
         versions = dict(BreakerPolicy.objects.values_list("name", "version"))
         changed = [
             name for name, version in versions.items() if self._versions.get(name) != version
@@ -215,12 +227,44 @@ class PolicyRegistry:
         for name in list(self._known):
             if name not in versions:  # deleted, or never created: back to the defaults
                 rows[name] = ResolvedPolicy.from_row(default_row(name))
-        self._known.update(rows)
-        self._fresh.update(rows)
+        with self._lock:
+            self._known.update(rows)
+            self._fresh.update(rows)
         self._versions = versions
         self._stamp = stamp
         self.epoch = next(self._epochs)
         return True
+
+    def _load_requested(self) -> bool:
+        """Read the rows of the names asked for since the last read; True if there were any.
+        Names without a row run on their defaults, and their rows are created next."""
+        from resilience.models import BreakerPolicy
+
+        with self._lock:
+            names, self._to_load = self._to_load, set()
+            done, self._loaded = self._loaded, threading.Event()
+        try:
+            if not names:
+                return False
+            wanted = sorted(names)
+            rows = {}
+            for start in range(0, len(wanted), 500):
+                chunk = BreakerPolicy.objects.filter(name__in=wanted[start : start + 500])
+                rows.update({row.name: ResolvedPolicy.from_row(row) for row in chunk})
+            for name in names.difference(rows):  # no row (never created, or deleted)
+                rows[name] = ResolvedPolicy.from_row(default_row(name))
+            with self._lock:
+                self._known.update(rows)
+                self._fresh.update(rows)
+                self._missing.update(name for name, r in rows.items() if r.pk is None)
+            self.epoch = next(self._epochs)
+            return True
+        except Exception:
+            with self._lock:
+                self._to_load.update(names)  # read on the next round
+            raise
+        finally:
+            done.set()
 
     def _create_missing(self) -> None:
         from resilience.models import BreakerPolicy
@@ -261,6 +305,7 @@ class PolicyRegistry:
             self._wake.clear()
             if not self.background:
                 continue
+            self._busy_since = time.monotonic()
             try:
                 close_old_connections()
                 self.refresh()
@@ -273,6 +318,7 @@ class PolicyRegistry:
                         type(exc).__name__,
                     )
             finally:
+                self._busy_since = None
                 connection.close()  # never hold a connection between refreshes
 
 

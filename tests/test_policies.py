@@ -1,9 +1,15 @@
 """The in-process policy registry: refresh reads only what changed."""
 
-import pytest
+import asyncio
+import time
 
+import pytest
+from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
+
+from resilience import circuit_breaker
 from resilience.models import BreakerPolicy
-from resilience.policies import registry
+from resilience.policies import FIRST_LOAD_WAIT_SECONDS, registry
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = pytest.mark.django_db
@@ -65,18 +71,119 @@ def test_an_edit_with_an_older_timestamp_still_propagates():
     assert registry.get("skew-b").policy.failure_threshold == 4
 
 
-def test_a_failing_first_load_does_not_abort_the_callers_transaction(monkeypatch):
-    # E.g. the table is not migrated yet: on PostgreSQL a failed query inside the caller's
-    # atomic block would poison it, unless the registry's query runs in a savepoint.
-    from django.db import connection, transaction
+def test_the_first_call_of_a_new_circuit_runs_no_sql(django_assert_num_queries):
+    """Before: the first call of each circuit read its row on the call path (1 query, and
+    with a hung database the call hung with it)."""
+    BreakerPolicyFactory(name="first-call", failure_threshold=2)
+    registry.clear()  # a new process: no row read yet
 
-    def missing_table(*args, **kwargs):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT * FROM resilience_no_such_table")
+    @circuit_breaker("first-call")
+    def call():
+        return "done"
 
-    with transaction.atomic():
-        monkeypatch.setattr(BreakerPolicy.objects, "filter", missing_table)
-        resolved = registry.get("in-transaction")
-        monkeypatch.undo()
-        assert resolved.policy.failure_threshold == 5  # defaults meanwhile
-        assert BreakerPolicy.objects.count() == 0  # the transaction is still usable
+    with django_assert_num_queries(0):
+        assert call() == "done"
+        assert call() == "done"
+        assert registry.get("first-call").policy.failure_threshold == 5  # defaults meanwhile
+        assert registry.get("no-row-yet").policy.failure_threshold == 5
+    epoch = registry.epoch
+    registry.refresh()  # what the background thread does
+    assert registry.epoch != epoch  # breakers re-route to the row
+    assert registry.get("first-call").policy.failure_threshold == 2
+    assert BreakerPolicy.objects.filter(name="no-row-yet").exists()  # created in the background
+
+
+def test_until_its_row_is_read_a_circuit_runs_under_its_settings_policy(settings):
+    settings.RESILIENCE = {
+        **settings.RESILIENCE,
+        "DEFAULT_POLICY": {"failure_threshold": 9},
+        "POLICIES": {"named": {"failure_threshold": 4}},
+    }
+    BreakerPolicyFactory(name="named", failure_threshold=3)
+    registry.clear()
+    assert registry.get("named").policy.failure_threshold == 4
+    assert registry.get("other").policy.failure_threshold == 9
+    registry.refresh()
+    assert registry.get("named").policy.failure_threshold == 3
+
+
+def test_a_row_saved_or_deleted_here_applies_here_at_once_without_a_query(
+    django_assert_num_queries,
+):
+    row = BreakerPolicyFactory(name="edited-here", failure_threshold=3)
+    with django_assert_num_queries(0):
+        assert registry.get("edited-here").policy.failure_threshold == 3
+    row.failure_threshold = 7
+    row.save()
+    with django_assert_num_queries(0):
+        assert registry.get("edited-here").policy.failure_threshold == 7
+    row.delete()
+    with django_assert_num_queries(0):
+        assert registry.get("edited-here").policy.failure_threshold == 5
+
+
+def test_invalidate_keeps_the_values_in_force_until_the_row_is_read(
+    django_assert_num_queries,
+):
+    BreakerPolicyFactory(name="bulk-edited", failure_threshold=3)
+    BreakerPolicy.objects.filter(name="bulk-edited").update(failure_threshold=8)  # invalidates
+    with django_assert_num_queries(0):
+        assert registry.get("bulk-edited").policy.failure_threshold == 3
+    registry.refresh()
+    assert registry.get("bulk-edited").policy.failure_threshold == 8
+
+
+def test_a_failed_read_keeps_the_defaults_and_is_retried(monkeypatch):
+    BreakerPolicyFactory(name="retried", failure_threshold=2)
+    registry.clear()
+    assert registry.get("retried").policy.failure_threshold == 5
+
+    def unavailable(*args, **kwargs):
+        raise OperationalError("database unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(BreakerPolicy.objects, "filter", unavailable)
+        with pytest.raises(OperationalError):
+            registry.refresh()
+    assert registry.get("retried").policy.failure_threshold == 5
+    registry.refresh()
+    assert registry.get("retried").policy.failure_threshold == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_background_thread_a_first_call_waits_at_most_the_bound():
+    """The real thread, a real database: the caller runs no query and waits at most
+    FIRST_LOAD_WAIT_SECONDS; the row applies once the thread has read it."""
+    BreakerPolicyFactory(name="threaded", failure_threshold=2)
+    registry.clear()
+    registry.background = True
+
+    @circuit_breaker("threaded")
+    def call():
+        return "done"
+
+    with CaptureQueriesContext(connection) as queries:  # this thread's connection
+        started = time.monotonic()
+        assert call() == "done"
+        elapsed = time.monotonic() - started
+    assert len(queries) == 0
+    assert elapsed < FIRST_LOAD_WAIT_SECONDS + 0.25  # slack for a loaded machine
+    deadline = time.monotonic() + 10
+    while registry.get("threaded").policy.failure_threshold != 2:
+        assert time.monotonic() < deadline, "the background thread never read the row"
+        time.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_an_event_loop_a_first_call_does_not_wait():
+    """Blocking the loop would stall every task: the first call runs on its defaults."""
+    BreakerPolicyFactory(name="async-first", failure_threshold=2)
+    registry.clear()
+    registry.background = True
+    registry.get("warm-up")  # the background thread is running
+
+    async def first_call():
+        assert registry._may_wait() is False
+        return registry.get("async-first").policy.failure_threshold
+
+    assert asyncio.run(first_call()) == 5

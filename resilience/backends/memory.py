@@ -219,8 +219,11 @@ class MemoryBackend(Backend):
             circuit.outbox.extend(transitions)
         state = circuit.state
         circuit.ticket = engine.closed_ticket(state)
+        # Not while a run of failures is counted: a success ends the failures dated before it,
+        # so it is recorded at its own time (queued ones are counted later, at another time).
         if (
             state.state == CLOSED
+            and not state.run
             and state.win_head
             and state.bucket_ms == policy.bucket_ms
             and engine.successes_cannot_trip(state, policy)

@@ -231,3 +231,68 @@ def test_sixteen_django_processes_record_one_opened_event(redis_url):
     opened = CircuitEvent.objects.filter(circuit=DECORATED, kind="opened")
     assert opened.count() == 1
     assert CircuitEvent.objects.filter(circuit=DECORATED).count() == 1
+
+
+# --- a deferred success that lands after a later run of failures (issue 12, defect 1) ----------
+
+LATE = "xproc-late-success"
+
+
+def _late_success_worker(url, prefix, done, failed, sent, results):
+    """Process A: one success (deferred), sent only once process B has failed 4 times."""
+    try:
+        from resilience.backends.redis import RedisBackend
+        from resilience.engine import Policy
+
+        backend = RedisBackend(url=url, prefix=prefix, socket_timeout=5.0)
+        policy = Policy(failure_threshold=THRESHOLD)
+        ticket = backend.acquire(LATE, policy)
+        assert backend.record(ticket, policy, True, 1) == []
+        queued = backend.health()["deferred_successes"]
+        done.set()
+        assert failed.wait(60)
+        backend.close()  # sends the queued success now: after B's failures, as the thread would
+        sent.set()
+        results.put({"queued": queued})
+    except BaseException:
+        results.put({"error": traceback.format_exc()})
+        done.set()
+        sent.set()
+
+
+@pytest.mark.slow
+def test_a_late_deferred_success_does_not_erase_later_failures_of_another_process(redis_url):
+    """Process A succeeds once; 7 ms later process B fails 4 times; A's deferred success lands
+    after those; B's 5th failure must still open the circuit (5 failures after A's success)."""
+    from resilience.backends.redis import RedisBackend
+    from resilience.engine import Policy
+
+    ctx = multiprocessing.get_context("spawn")
+    done, failed, sent = ctx.Event(), ctx.Event(), ctx.Event()
+    results = ctx.Queue()
+    prefix = "xlate"
+    proc = ctx.Process(
+        target=_late_success_worker, args=(redis_url, prefix, done, failed, sent, results)
+    )
+    proc.start()
+    backend = RedisBackend(url=redis_url, prefix=prefix, socket_timeout=5.0)
+    policy = Policy(failure_threshold=THRESHOLD)
+    try:
+        assert done.wait(60)
+        time.sleep(0.007)  # B's failures come after A's success, also by Redis TIME
+        for _ in range(THRESHOLD - 1):
+            assert backend.record(backend.acquire(LATE, policy), policy, False, 1) == []
+        failed.set()
+        assert sent.wait(60)
+        outcome = results.get(timeout=60)
+        assert "error" not in outcome, outcome.get("error")
+        assert outcome["queued"] == 1  # it really was deferred
+        ticket = backend.acquire(LATE, policy)
+        assert ticket.admitted
+        assert [t.kind for t in backend.record(ticket, policy, False, 1)] == ["opened"]
+        assert backend.snapshot(LATE, policy)["consecutive_failures"] == THRESHOLD
+    finally:
+        backend.close()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()

@@ -23,6 +23,7 @@ from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
+from tests.engine.test_properties import agrees_with_time_order, late_operations
 
 
 def make_backend(url, clock=None, **options):
@@ -793,6 +794,58 @@ def test_queued_successes_in_several_pairs_land_exactly_as_the_engine(
     finally:
         here.close()
         elsewhere.close()
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@example(  # issue 12: A succeeds, B fails 4 times, A's success lands, B's 5th failure trips
+    threshold=5,
+    ops=[("call", 0, True), ("advance", 7), *[("call", 1, False)] * 4, ("land", 0),
+         ("call", 1, False)],
+)  # fmt: skip
+@given(threshold=st.integers(1, 6), ops=late_operations)
+def test_late_deferred_successes_of_several_processes_count_as_in_time_order(
+    redis_url, threshold, ops
+):
+    """Three processes' deferred successes land late, interleaved with failures (sent at once)
+    and arbitrary delays: after every landing the stored circuit is what the engine recording
+    every landed outcome in time order holds (the trip exactly then, or the same run)."""
+    policy = Policy(failure_threshold=threshold)
+    clock = ManualClock()
+    first = make_backend(redis_url, clock)
+    processes = [first] + [make_backend(redis_url, clock, prefix=first.prefix) for _ in "ab"]
+    queues = [[] for _ in processes]  # the times of each process's queued successes
+    landed = []
+    try:
+        # No background send (POLICY_REFRESH_SECONDS): successes land by "land" or a failure.
+        with override_settings(RESILIENCE={"POLICY_REFRESH_SECONDS": 3600}):
+            for op in ops:
+                if op[0] == "advance":
+                    clock.advance(op[1] / 1000)
+                    continue
+                backend, queue = processes[op[1]], queues[op[1]]
+                if op[0] == "call":
+                    ticket = backend.acquire("late", policy)
+                    if not ticket.admitted:
+                        return
+                    if op[2]:
+                        assert backend.record(ticket, policy, True, 1) == []
+                        queue.append(clock.now_ms())
+                        assert backend.health()["deferred_successes"] == len(queue)
+                        continue
+                    backend.record(ticket, policy, False, 1)  # its queue goes first
+                else:
+                    backend.flush()
+                landed += [(at, len(landed) + i, True) for i, at in enumerate(queue)]
+                queue.clear()
+                if op[0] == "call":
+                    landed.append((clock.now_ms(), len(landed), False))
+                stored = stored_fields(first.client, first, "late")
+                agrees_with_time_order(stored, policy, landed)
+                if stored.state != "closed":
+                    return  # a trip is not undone by a success that lands after it
+    finally:
+        for backend in processes:
+            backend.close()
 
 
 def test_rate_rule_successes_are_sent_at_once_in_the_background(two_processes, settings):

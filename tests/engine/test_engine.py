@@ -613,6 +613,7 @@ FIELDS = {
     "epoch",
     "generation",
     "consecutive_failures",
+    "run",
     "trips",
     "opened_at_ms",
     "open_until_ms",

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from resilience import engine
 from resilience.engine import CircuitState, Policy, Ticket
+from resilience.engine_types import RUN_TIMES
 
 T0 = 1_700_000_000_000
 
@@ -132,3 +133,108 @@ def test_an_expired_permit_never_blocks_a_new_trial(policy, ops):
     later = max(state.permits.values(), default=T0) + 1
     ticket = engine.acquire(state, policy, later)
     assert ticket.permit is not None
+
+
+# --- successes that land late (deferred by other processes) -------------------------------------
+
+PROCESSES = 3
+# "call": process p makes a call at the current time; its success waits in p's queue, its
+# failure lands at once (after p's queue, as the Redis backend sends it first); "land": p's
+# queue lands; "advance": time passes (never backwards: "time order" needs one clock).
+late_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("call"), st.integers(0, PROCESSES - 1), st.booleans()),
+        st.tuples(st.just("call"), st.integers(0, PROCESSES - 1), st.just(False)),
+        st.tuples(st.just("land"), st.integers(0, PROCESSES - 1)),
+        st.tuples(st.just("advance"), st.sampled_from([0, 1, 7, 250, 2_000])),
+    ),
+    max_size=60,
+)
+
+
+def in_time_order(policy, landed):
+    """The engine recording ``landed`` outcomes ``(at_ms, landing order, success)`` one by one
+    in the order of their own times (ties: landing order), as if none had been late."""
+    state = CircuitState("svc", epoch="e")
+    for at, _, success in sorted(landed):
+        ticket = engine.acquire(state, policy, at)
+        if not ticket.admitted:
+            break
+        engine.record(state, policy, at, ticket, success, 0)
+    return state
+
+
+def agrees_with_time_order(state, policy, landed):
+    """What a store that saw ``landed`` (in landing order) must hold: the trip exactly when
+    the engine in time order trips, else the same run of consecutive failures."""
+    want = in_time_order(policy, landed)
+    assert (state.state, state.opened_at_ms) == (want.state, want.opened_at_ms), landed
+    if state.state == "closed":
+        assert state.consecutive_failures == want.consecutive_failures, landed
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 8), late_operations)
+def test_late_successes_count_as_if_recorded_at_their_own_time(threshold, ops):
+    """Successes of several processes landing late, in any interleaving with failures: the
+    circuit trips exactly when (and only if) the engine recording every landed outcome in time
+    order trips; a late success never erases the failures made after it. (Once open, the
+    circuit stays open: a success landing after the trip cannot undo it.)"""
+    policy = Policy(failure_threshold=threshold)
+    state, now, landed = CircuitState("svc", epoch="e"), T0, []
+    queues = [[] for _ in range(PROCESSES)]
+
+    def land(ticket, at, success):
+        engine.record(state, policy, at, ticket, success, 0)
+        landed.append((at, len(landed), success))
+
+    for op in ops:
+        if op[0] == "advance":
+            now += op[1]
+            continue
+        queue = queues[op[1]]
+        if op[0] == "call":
+            ticket = engine.acquire(state, policy, now)
+            if not ticket.admitted:
+                return  # open: what is still queued is late for the engine too
+            if op[2]:
+                queue.append((ticket, now))
+                continue
+        while queue:
+            land(*queue.pop(0), True)
+        if op[0] == "call":
+            land(ticket, now, False)
+        agrees_with_time_order(state, policy, landed)
+        if state.state != "closed":
+            return  # a trip is not undone by a success that lands after it
+
+
+def test_a_late_success_ends_only_the_failures_dated_before_it():
+    policy = Policy(failure_threshold=5)
+    state = CircuitState("svc", epoch="e")
+    success = engine.acquire(state, policy, T0)
+    for at in (T0 + 10, T0 + 20, T0 + 30):
+        engine.record(state, policy, at, engine.acquire(state, policy, at), False, 0)
+    engine.record(state, policy, T0 + 5, success, True, 0)  # before the whole run: no change
+    assert (state.consecutive_failures, state.run) == (3, (T0 + 10, T0 + 20, T0 + 30))
+    engine.record(state, policy, T0 + 20, success, True, 0)  # after two of them
+    assert (state.consecutive_failures, state.run) == (1, (T0 + 30,))
+    engine.record(state, policy, T0 + 30, success, True, 0)  # in order: the run is over
+    assert (state.consecutive_failures, state.run) == (0, ())
+
+
+def test_the_run_keeps_at_most_the_threshold_or_run_times_failure_times():
+    for threshold, failures, kept in ((0, 40, 1), (1, 1, 1), (3, 3, 3), (10**6, 40, RUN_TIMES)):
+        policy = Policy(failure_threshold=threshold)
+        state = CircuitState("svc", epoch="e")
+        for at in range(T0, T0 + failures):
+            engine.record(state, policy, at, engine.acquire(state, policy, at), False, 0)
+        assert state.run == tuple(range(T0 + failures - kept, T0 + failures)), threshold
+        assert state.consecutive_failures == failures
+
+
+def test_a_success_on_a_state_without_run_times_ends_the_run():
+    """A hash stored before run times existed: a success sets the count to 0, as it did."""
+    state = CircuitState("svc", epoch="e", consecutive_failures=3)
+    engine.record(state, Policy(), T0, engine.acquire(state, Policy(), T0), True, 0)
+    assert state.consecutive_failures == 0

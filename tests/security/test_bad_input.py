@@ -130,6 +130,7 @@ def test_raw_update_is_refused_and_loses_nothing(field, value, memory_backend):
 
     assert BreakerPolicy.objects.values().get(name="guarded") == before
     registry.clear()  # reload from the database: the row still holds the good values
+    registry.refresh()
     assert registry.get("guarded").policy.failure_threshold == 2
     with pytest.raises(CircuitOpenError):  # and the live state was not lost either
         guarded()

@@ -5,6 +5,7 @@
 -- All numbers stored or returned are integers (epoch milliseconds, counters).
 
 local BUCKETS = 10
+local RUN_TIMES = 32  -- engine_types.RUN_TIMES
 local SCALARS = {'state', 'epoch', 'generation', 'consecutive_failures', 'trips',
                  'opened_at_ms', 'open_until_ms', 'half_open_successes', 'permit_seq',
                  'bucket_ms', 'win_head', 'win_calls', 'win_failures'}
@@ -25,6 +26,7 @@ end
 -- Every field but the permits, in the order load() reads them.
 local FIELDS = {}
 for _, name in ipairs(SCALARS) do FIELDS[#FIELDS + 1] = name end
+FIELDS[#FIELDS + 1] = 'run'
 for i = 0, BUCKETS - 1 do
   FIELDS[#FIELDS + 1] = 'c' .. i
   FIELDS[#FIELDS + 1] = 'f' .. i
@@ -38,7 +40,7 @@ local function load(key, epoch)
   local s = {state = 'closed', epoch = epoch, generation = 0, consecutive_failures = 0,
              trips = 0, opened_at_ms = 0, open_until_ms = 0, half_open_successes = 0,
              permit_seq = 0, bucket_ms = 0, win_head = 0, win_calls = 0, win_failures = 0,
-             calls = {}, failures = {}, permits = {}, orig = {}}
+             run = {}, calls = {}, failures = {}, permits = {}, orig = {}}
   for i = 0, BUCKETS - 1 do
     s.calls[i] = 0
     s.failures[i] = 0
@@ -49,6 +51,8 @@ local function load(key, epoch)
       s.orig[k] = v
       if k == 'state' or k == 'epoch' then
         s[k] = v
+      elseif k == 'run' then
+        for t in string.gmatch(v, '[^,]+') do s.run[#s.run + 1] = tonumber(t) end
       else
         local kind, slot = string.match(k, '^([cf])(%d)$')
         if kind == 'c' then
@@ -91,6 +95,13 @@ local function save(key, s)
     put('c' .. i, int(s.calls[i]))
     put('f' .. i, int(s.failures[i]))
   end
+  local run = {}
+  for j, t in ipairs(s.run) do run[j] = int(t) end
+  run = table.concat(run, ',')
+  if (s.orig.run or '') ~= run then
+    set[#set + 1] = 'run'
+    set[#set + 1] = run
+  end
   for k, _ in pairs(s.orig) do
     if string.sub(k, 1, 7) == 'permit:' and s.permits[string.sub(k, 8)] == nil then
       del[#del + 1] = k
@@ -115,6 +126,7 @@ end
 local function clear_counters(s)
   clear_window(s, s.bucket_ms)
   s.consecutive_failures, s.trips, s.half_open_successes = 0, 0, 0
+  s.run = {}
   s.opened_at_ms, s.open_until_ms = 0, 0
   s.permits = {}
 end
@@ -192,6 +204,22 @@ local function trip(s, p, name, now, from_state)
   return transition(s, name, 'opened', from_state, now)
 end
 
+-- engine._end_run: a closed success dated `at` ends the run of failures dated at or before it.
+local function end_run(s, at)
+  if #s.run == 0 then
+    s.consecutive_failures = 0
+    return
+  end
+  local later = {}
+  for _, t in ipairs(s.run) do
+    if t > at then later[#later + 1] = t end
+  end
+  if #later < #s.run then
+    s.run = later
+    s.consecutive_failures = #later
+  end
+end
+
 -- engine._record_closed; returns a transition JSON or nil.
 local function record_closed(s, p, name, now, failed)
   if s.bucket_ms ~= p.bucket_ms then clear_window(s, p.bucket_ms) end
@@ -204,11 +232,16 @@ local function record_closed(s, p, name, now, failed)
     s.failures[slot] = s.failures[slot] + 1
     s.win_failures = s.win_failures + 1
     s.consecutive_failures = s.consecutive_failures + 1
+    local keep = math.min(RUN_TIMES, math.max(1, p.failure_threshold)) - 1
+    local run = {}
+    for j = math.max(1, #s.run - keep + 1), #s.run do run[#run + 1] = s.run[j] end
+    run[#run + 1] = now
+    s.run = run
     if p.failure_threshold > 0 and s.consecutive_failures >= p.failure_threshold then
       return trip(s, p, name, now, 'closed')
     end
   else
-    s.consecutive_failures = 0
+    end_run(s, now)
   end
   local rate = p.failure_rate_threshold
   if rate > 0 and s.win_calls >= p.minimum_calls
@@ -236,7 +269,9 @@ end
 -- another generation or epoch are dropped (late). Under a failure-rate rule a success can
 -- trip the circuit (other processes' failures may have arrived meanwhile): the one that
 -- reaches minimum_calls, or the first when that is reached already (later ones only lower the
--- rate), is judged as engine._record_closed judges it, and the rest are then late.
+-- rate), is judged as engine._record_closed judges it, and the rest are then late. Each
+-- success ends only the failures of the run dated at or before its own time (end_run): a
+-- success that lands after a later run of failures leaves that run counted.
 -- Returns the transition JSON of such a trip, or nil.
 local function apply_successes(s, now, args, i, name)
   local epoch, generation = args[i], tonumber(args[i + 1])
@@ -261,7 +296,7 @@ local function apply_successes(s, now, args, i, name)
       local slot = s.win_head % BUCKETS
       s.calls[slot] = s.calls[slot] + n
       s.win_calls = s.win_calls + n
-      s.consecutive_failures = 0
+      end_run(s, at)
       if trips then
         json = trip(s, p, name, at, 'closed')
         live = false
