@@ -362,6 +362,10 @@ class SlotReturns:
     def __init__(self, send: Callable[[dict[str, list[str]]], None]) -> None:
         self._lock = threading.Lock()
         self._by_name: dict[str, list[str]] = {}
+        # What the background thread is sending right now: an acquire of the circuit sends
+        # these again (ZREM is idempotent), so that it never counts a slot whose give-back has
+        # not landed yet.
+        self._in_transit: dict[str, list[str]] = {}
         # Held by the background thread while it sends, and by snapshots while they read Redis
         # and then subtract what still waits here (a send in between would fool both).
         self.sending = threading.Lock()
@@ -390,16 +394,17 @@ class SlotReturns:
         self._wake.set()
 
     def take(self, name: str) -> list[str]:
-        """Remove and return the slots waiting for ``name`` (the caller sends them)."""
-        if name not in self._by_name:  # lock-free fast path: nothing waiting
+        """Remove and return the slots waiting for ``name``, plus those the background thread
+        is sending (the caller sends them all, before it counts the slots)."""
+        if name not in self._by_name and name not in self._in_transit:  # lock-free: none
             return []
         with self._lock:
-            return self._by_name.pop(name, [])
+            return self._by_name.pop(name, []) + self._in_transit.get(name, [])
 
     def peek(self, name: str) -> list[str]:
-        """The slots of ``name`` still waiting here (for snapshots: as if already given back)."""
+        """The slots of ``name`` not given back yet (for snapshots: as if already given back)."""
         with self._lock:
-            return list(self._by_name.get(name, ()))
+            return [*self._by_name.get(name, ()), *self._in_transit.get(name, ())]
 
     def take_all(self) -> dict[str, list[str]]:
         with self._lock:
@@ -418,12 +423,17 @@ class SlotReturns:
             if send is None:
                 return
             with self.sending:
-                waiting = self.take_all()
-                if waiting:
-                    try:
+                with self._lock:
+                    waiting, self._by_name = self._by_name, {}
+                    self._in_transit = waiting
+                try:
+                    if waiting:
                         send(waiting)
-                    except Exception:  # the thread must outlive a failing send; leases expire
-                        logger.exception("resilience: giving bulkhead slots back failed")
+                except Exception:  # the thread must outlive a failing send; leases expire
+                    logger.exception("resilience: giving bulkhead slots back failed")
+                finally:
+                    with self._lock:
+                        self._in_transit = {}
 
     def close(self) -> dict[str, list[str]]:
         """Stop the background thread; returns what still waits (the caller sends it)."""
