@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from resilience.backends.memory import MemoryBackend
 from resilience.engine import Ticket
+from resilience.logs import ThrottledLog
 
 logger = logging.getLogger("resilience")
 
@@ -85,7 +86,6 @@ class Outage:
         self._ping = ping
         self._make_fallback = make_fallback
         self.interval = interval
-        self.log_interval = log_interval
         self.where = where
         self.secrets = secrets
         self._lock = threading.Lock()
@@ -96,8 +96,7 @@ class Outage:
         self._started = 0.0  # monotonic
         self._next_probe = 0.0
         self._probing = False
-        self._last_log = -1e18
-        self._suppressed = 0
+        self._log_throttle = ThrottledLog(logger, log_interval)
         self.fallback: MemoryBackend | None = None
         # Fallbacks of past outages that may still hold unacknowledged transitions.
         self.past_fallbacks: list[MemoryBackend] = []
@@ -181,17 +180,7 @@ class Outage:
         return True
 
     def _log(self, level: int, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last_log < self.log_interval:
-                self._suppressed += 1
-                return
-            self._last_log = now
-            suppressed, self._suppressed = self._suppressed, 0
-        if suppressed:
-            message += " (%d similar messages suppressed)"
-            args = (*args, suppressed)
-        logger.log(level, message, *args)
+        self._log_throttle.log(level, message, *args)
 
     def describe(self) -> dict[str, Any]:
         return {
