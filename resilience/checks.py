@@ -1,40 +1,337 @@
-"""System checks for the ``RESILIENCE`` setting (ids ``resilience.E0xx`` / ``resilience.W0xx``)."""
+"""System checks for the ``RESILIENCE`` setting: one id per problem (table in docs/settings.md)."""
 
 from __future__ import annotations
 
 import importlib.util
-import math
-from numbers import Real
+import re
+from collections.abc import Callable
+from email.utils import parseaddr
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.checks import Error, Tags, Warning, register
-from django.core.exceptions import ValidationError
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import URLValidator, validate_email
 from django.utils.module_loading import import_string
 
+from resilience.backends import build_backend
+from resilience.backends.base import Backend
 from resilience.conf import DEFAULTS, DELIVERY_CHOICES, NESTED, ON_BACKEND_ERROR_CHOICES
+from resilience.models import BOUNDS, BreakerPolicy
+from resilience.rules import Problem, boolean, choice, dict_of, list_of_strings, number, show
+from resilience.sanitize import compile_patterns, redact
 from resilience.validators import validate_circuit_name
 
 MEMORY_BACKEND = "resilience.backends.memory.MemoryBackend"
+DOCS = "See docs/settings.md."
+
+# Problem code -> check id. A backend's problem without an id here is reported as E002.
+IDS: dict[str, str] = {
+    "RESILIENCE": "E001",
+    "BACKEND": "E002",
+    "POLICY.type": "E004",
+    "POLICY.values": "E005",
+    "POLICY.name": "E006",
+    "POLICY.fields": "E007",
+    "unknown": "E008",
+    "unknown.nested": "E009",
+    "OPTIONS": "E010",
+    "ENABLED": "E011",
+    "CREATE_MISSING_POLICIES": "E012",
+    "EXPOSE_CIRCUIT_NAME": "E013",
+    "POLICY_REFRESH_SECONDS": "E014",
+    "ON_BACKEND_ERROR": "E015",
+    "ALERTS": "E016",
+    "HEALTH": "E017",
+    "REDACT": "E018",
+    "ALERTS.RECIPIENTS": "E020",
+    "ALERTS.RECIPIENTS.address": "E021",
+    "ALERTS.FROM_EMAIL": "E022",
+    "ALERTS.COOLDOWN_SECONDS": "E023",
+    "ALERTS.DELIVERY": "E024",
+    "ALERTS.SITE_URL": "E025",
+    "HEALTH.TOKEN": "E030",
+    "HEALTH.TOKEN.whitespace": "E031",
+    "HEALTH.CRITICAL_STATUS": "E032",
+    "REDACT.NAMES": "E040",
+    "REDACT.PATTERNS": "E041",
+    "REDACT.PATTERNS.invalid": "E042",
+    "REDACT.PATTERNS.empty": "E043",
+    "OPTIONS.clock": "E050",
+    "OPTIONS.url": "E051",
+    "OPTIONS.prefix": "E052",
+    "OPTIONS.socket_timeout": "E053",
+    "OPTIONS.socket_connect_timeout": "E054",
+    "OPTIONS.reprobe_interval": "E055",
+    "OPTIONS.log_interval": "E056",
+    "OPTIONS.defer_successes": "E057",
+    "OPTIONS.cluster": "E058",
+    "OPTIONS.sentinels": "E059",
+    "OPTIONS.service_name": "E060",
+    "OPTIONS.sentinel_kwargs": "E061",
+    "memory": "W001",
+    "celery": "W002",
+    "OPTIONS.ignored": "W003",
+}
 
 
-def _error(msg: str, hint: str, id_: str) -> Error:
-    return Error(msg, hint=hint, obj="settings.RESILIENCE", id=f"resilience.{id_}")
+def _message(problem: Problem) -> CheckMessage:
+    level = Warning if problem.warning else Error
+    number_ = IDS.get(problem.code, "E002")
+    return level(
+        problem.message, hint=problem.hint, obj="settings.RESILIENCE", id=f"resilience.{number_}"
+    )
 
 
-def _policy_errors(label: str, values: Any) -> list[Error]:
-    from resilience.models import BreakerPolicy
+def _nested(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """``raw[key]`` when it is a dict, else ``{}`` (its type is reported on its own)."""
+    value = raw.get(key, {})
+    return value if isinstance(value, dict) else {}
 
+
+# --- keys and types ------------------------------------------------------------------------
+
+
+def _unknown_keys(raw: dict[str, Any]) -> list[Problem]:
+    found = []
+    unknown = sorted(str(key) for key in set(raw) - set(DEFAULTS))
+    if unknown:
+        found.append(
+            Problem(
+                "unknown",
+                f"Unknown RESILIENCE keys: {', '.join(unknown)}.",
+                f"Valid keys: {', '.join(DEFAULTS)}.",
+            )
+        )
+    for key in NESTED:
+        extra = sorted(str(k) for k in set(_nested(raw, key)) - set(DEFAULTS[key]))
+        if extra:
+            found.append(
+                Problem(
+                    "unknown.nested",
+                    f"Unknown {key} keys: {', '.join(extra)}.",
+                    f"Valid keys: {', '.join(DEFAULTS[key])}.",
+                )
+            )
+    return found
+
+
+def _types(raw: dict[str, Any]) -> list[Problem]:
+    found = []
+    for key in (*NESTED, "OPTIONS"):
+        if key in raw:
+            found += dict_of(key, f"RESILIENCE[{key!r}]", raw[key], DOCS)
+    for key in ("ENABLED", "CREATE_MISSING_POLICIES", "EXPOSE_CIRCUIT_NAME"):
+        if key in raw:
+            found += boolean(key, key, raw[key], f"The default is {DEFAULTS[key]}.")
+    return found
+
+
+def _top_level_values(raw: dict[str, Any]) -> list[Problem]:
+    found = []
+    if "POLICY_REFRESH_SECONDS" in raw:
+        found += number(
+            "POLICY_REFRESH_SECONDS",
+            "POLICY_REFRESH_SECONDS",
+            raw["POLICY_REFRESH_SECONDS"],
+            0,
+            3600,
+            low_open=True,
+            hint="Seconds; the default is 1.0.",
+        )
+    if "ON_BACKEND_ERROR" in raw:
+        found += choice(
+            "ON_BACKEND_ERROR",
+            "ON_BACKEND_ERROR",
+            raw["ON_BACKEND_ERROR"],
+            ON_BACKEND_ERROR_CHOICES,
+            "'local' keeps per-process state while the backend is unreachable.",
+        )
+    return found
+
+
+# --- ALERTS --------------------------------------------------------------------------------
+
+
+def _is_email(value: Any) -> bool:
+    if not isinstance(value, str) or re.search(r"[\r\n]", value):
+        return False
+    _name, address = parseaddr(value)
+    try:
+        validate_email(address)
+    except ValidationError:
+        return False
+    return True
+
+
+def _recipients(alerts: dict[str, Any]) -> list[Problem]:
+    if "RECIPIENTS" not in alerts:
+        return []
+    recipients = alerts["RECIPIENTS"]
+    hint = "e.g. ['oncall@example.com']."
+    found = list_of_strings("ALERTS.RECIPIENTS", "ALERTS['RECIPIENTS']", recipients, hint)
+    if found:
+        return found
+    bad = [r for r in recipients if not _is_email(r)]
+    if bad:
+        found.append(
+            Problem(
+                "ALERTS.RECIPIENTS.address",
+                f"ALERTS['RECIPIENTS'] has entries that are not e-mail addresses: "
+                f"{', '.join(show(r, 80) for r in bad[:5])}.",
+                hint,
+            )
+        )
+    return found
+
+
+def _sender_and_links(alerts: dict[str, Any]) -> list[Problem]:
+    found = []
+    sender = alerts.get("FROM_EMAIL")
+    if sender is not None and not _is_email(sender):
+        found.append(
+            Problem(
+                "ALERTS.FROM_EMAIL",
+                f"ALERTS['FROM_EMAIL'] must be None or an e-mail address, not {show(sender)}.",
+                "e.g. 'Resilience <resilience@example.com>'; None uses DEFAULT_FROM_EMAIL.",
+            )
+        )
+    site_url = alerts.get("SITE_URL")
+    if site_url is not None:
+        try:
+            URLValidator(schemes=["http", "https"])(site_url)
+        except ValidationError:
+            found.append(
+                Problem(
+                    "ALERTS.SITE_URL",
+                    f"ALERTS['SITE_URL'] must be None or an absolute http(s) URL, "
+                    f"not {show(site_url)}.",
+                    "e.g. 'https://www.example.com'.",
+                )
+            )
+    return found
+
+
+def _alerts(raw: dict[str, Any]) -> list[Problem]:
+    alerts = _nested(raw, "ALERTS")
+    found = _recipients(alerts) + _sender_and_links(alerts)
+    if "COOLDOWN_SECONDS" in alerts:
+        found += number(
+            "ALERTS.COOLDOWN_SECONDS",
+            "ALERTS['COOLDOWN_SECONDS']",
+            alerts["COOLDOWN_SECONDS"],
+            *BOUNDS["alert_cooldown_seconds"],
+            integer=True,
+            hint="Seconds; the default is 300.",
+        )
+    if "DELIVERY" in alerts:
+        found += choice(
+            "ALERTS.DELIVERY",
+            "ALERTS['DELIVERY']",
+            alerts["DELIVERY"],
+            DELIVERY_CHOICES,
+            "Use 'sync' on sites without Celery.",
+        )
+    return found
+
+
+# --- HEALTH and REDACT ---------------------------------------------------------------------
+
+
+def _health(raw: dict[str, Any]) -> list[Problem]:
+    health = _nested(raw, "HEALTH")
+    found = []
+    token = health.get("TOKEN")
+    hint = "Generate one with python -c 'import secrets; print(secrets.token_urlsafe())'."
+    if isinstance(token, str) and re.search(r"[\s\x00-\x1f\x7f]", token):
+        found.append(
+            Problem(
+                "HEALTH.TOKEN.whitespace",
+                "HEALTH['TOKEN'] must not contain spaces or control characters (a bearer token "
+                "is one word in the Authorization header).",
+                hint,
+            )
+        )
+    elif token is not None and (not isinstance(token, str) or len(token) < 16):
+        found.append(
+            Problem(
+                "HEALTH.TOKEN",
+                "HEALTH['TOKEN'] must be None or a string of 16+ characters (the value is not "
+                "shown: it is a secret).",
+                hint,
+            )
+        )
+    if "CRITICAL_STATUS" in health:
+        found += number(
+            "HEALTH.CRITICAL_STATUS",
+            "HEALTH['CRITICAL_STATUS']",
+            health["CRITICAL_STATUS"],
+            200,
+            599,
+            integer=True,
+            hint="An HTTP status code; the default is 503.",
+        )
+    return found
+
+
+def _pattern_problems(patterns: list[str]) -> list[Problem]:
+    compiled = {p.pattern: p for p in compile_patterns(tuple(patterns))}
+    invalid = [p for p in patterns if p not in compiled]
+    empty = [p for p in patterns if p in compiled and compiled[p].fullmatch("")]
+    found = []
+    if invalid:
+        found.append(
+            Problem(
+                "REDACT.PATTERNS.invalid",
+                f"REDACT['PATTERNS'] has patterns that do not compile: "
+                f"{', '.join(show(p) for p in invalid[:5])}.",
+                "Python regular expressions (the re module).",
+            )
+        )
+    if empty:
+        found.append(
+            Problem(
+                "REDACT.PATTERNS.empty",
+                f"REDACT['PATTERNS'] has patterns that match the empty string: "
+                f"{', '.join(show(p) for p in empty[:5])}.",
+                "Such a pattern redacts nothing useful; make it match at least one character.",
+            )
+        )
+    return found
+
+
+def _redact(raw: dict[str, Any]) -> list[Problem]:
+    redact_settings = _nested(raw, "REDACT")
+    found = []
+    if "NAMES" in redact_settings:
+        found += list_of_strings(
+            "REDACT.NAMES",
+            "REDACT['NAMES']",
+            redact_settings["NAMES"],
+            "e.g. ['pin', 'x-tenant-key'].",
+        )
+    if "PATTERNS" in redact_settings:
+        patterns = redact_settings["PATTERNS"]
+        hint = "e.g. [r'tenant=(?P<secret>\\w+)']."
+        bad_type = list_of_strings("REDACT.PATTERNS", "REDACT['PATTERNS']", patterns, hint)
+        found += bad_type or _pattern_problems(list(patterns))
+    return found
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+def _policy_values(label: str, values: Any) -> list[Problem]:
     if not isinstance(values, dict):
-        return [_error(f"{label} must be a dict of BreakerPolicy fields.", "Use a dict.", "E004")]
+        return [Problem("POLICY.type", f"{label} must be a dict of BreakerPolicy fields.", DOCS)]
     fields = {f.name for f in BreakerPolicy._meta.get_fields() if getattr(f, "editable", False)}
-    unknown = sorted(set(values) - fields - {"id"})
+    unknown = sorted(str(key) for key in set(values) - fields - {"id"})
     if unknown:
         return [
-            _error(
+            Problem(
+                "POLICY.fields",
                 f"{label} has unknown policy fields: {', '.join(unknown)}.",
                 f"Valid fields: {', '.join(sorted(fields))}.",
-                "E004",
             )
         ]
     policy = BreakerPolicy(name="check", **values)
@@ -46,218 +343,120 @@ def _policy_errors(label: str, values: Any) -> list[Error]:
             f"{field}: {' '.join(str(m) for m in messages)}"
             for field, messages in exc.message_dict.items()
         )
-        return [_error(f"{label} has invalid values: {details}", "Fix the values.", "E005")]
+        return [Problem("POLICY.values", f"{label} has invalid values: {details}", "Fix them.")]
     return []
 
 
-def _value_errors(conf: dict[str, Any]) -> list[Error]:
-    errors: list[Error] = []
-    refresh = conf.get("POLICY_REFRESH_SECONDS", DEFAULTS["POLICY_REFRESH_SECONDS"])
-    if (
-        not isinstance(refresh, Real)
-        or isinstance(refresh, bool)
-        # typeshed's numbers.Real declares no comparison with int (a known mypy limitation).
-        or not (math.isfinite(refresh) and 0 < refresh <= 3600)  # type: ignore[operator]
-    ):
-        errors.append(
-            _error(
-                "POLICY_REFRESH_SECONDS must be a number of seconds in (0, 3600], "
-                f"not {refresh!r}.",
-                "The default is 1.0.",
-                "E003",
-            )
-        )
-    on_error = conf.get("ON_BACKEND_ERROR", DEFAULTS["ON_BACKEND_ERROR"])
-    if on_error not in ON_BACKEND_ERROR_CHOICES:
-        errors.append(
-            _error(
-                f"ON_BACKEND_ERROR must be one of {', '.join(ON_BACKEND_ERROR_CHOICES)}, "
-                f"not {on_error!r}.",
-                "'local' keeps per-process state while the backend is unreachable.",
-                "E003",
-            )
-        )
-    for key in ("ENABLED", "CREATE_MISSING_POLICIES", "EXPOSE_CIRCUIT_NAME"):
-        if key in conf and not isinstance(conf[key], bool):
-            errors.append(_error(f"{key} must be True or False.", "Use a bool.", "E003"))
-    if "OPTIONS" in conf and not isinstance(conf["OPTIONS"], dict):
-        errors.append(_error("OPTIONS must be a dict.", "See docs/settings.md.", "E003"))
-    alerts = conf.get("ALERTS", {})
-    if isinstance(alerts, dict):
-        if alerts.get("DELIVERY", "celery") not in DELIVERY_CHOICES:
-            errors.append(
-                _error(
-                    f"ALERTS['DELIVERY'] must be one of {', '.join(DELIVERY_CHOICES)}.",
-                    "Use 'sync' on sites without Celery.",
-                    "E003",
-                )
-            )
-        recipients = alerts.get("RECIPIENTS", [])
-        if not isinstance(recipients, list | tuple) or not all(
-            isinstance(r, str) for r in recipients
-        ):
-            errors.append(
-                _error(
-                    "ALERTS['RECIPIENTS'] must be a list of e-mail addresses.",
-                    "e.g. ['oncall@example.com'].",
-                    "E003",
-                )
-            )
-        site_url = alerts.get("SITE_URL")
-        if site_url is not None and not (
-            isinstance(site_url, str) and site_url.startswith(("http://", "https://"))
-        ):
-            errors.append(
-                _error(
-                    "ALERTS['SITE_URL'] must be None or an absolute http(s) URL.",
-                    "e.g. 'https://www.example.com'.",
-                    "E003",
-                )
-            )
-        cooldown = alerts.get("COOLDOWN_SECONDS", 300)
-        if not isinstance(cooldown, int) or isinstance(cooldown, bool) or cooldown < 0:
-            errors.append(
-                _error(
-                    "ALERTS['COOLDOWN_SECONDS'] must be an integer >= 0.",
-                    "The default is 300.",
-                    "E003",
-                )
-            )
-    health = conf.get("HEALTH", {})
-    if isinstance(health, dict):
-        status = health.get("CRITICAL_STATUS", 503)
-        if not isinstance(status, int) or not 200 <= status <= 599:
-            errors.append(
-                _error(
-                    "HEALTH['CRITICAL_STATUS'] must be an HTTP status code.",
-                    "The default is 503.",
-                    "E003",
-                )
-            )
-        token = health.get("TOKEN")
-        if token is not None and (not isinstance(token, str) or len(token) < 16):
-            errors.append(
-                _error(
-                    "HEALTH['TOKEN'] must be None or a string of 16+ characters.",
-                    "Generate one with secrets.token_urlsafe().",
-                    "E003",
-                )
-            )
-    if "DEFAULT_POLICY" in conf:
-        errors += _policy_errors("DEFAULT_POLICY", conf["DEFAULT_POLICY"])
-    policies = conf.get("POLICIES", {})
+def _policies(raw: dict[str, Any]) -> list[Problem]:
+    found = []
+    if "DEFAULT_POLICY" in raw:
+        found += _policy_values("DEFAULT_POLICY", raw["DEFAULT_POLICY"])
+    policies = raw.get("POLICIES", {})
     if not isinstance(policies, dict):
-        errors.append(
-            _error(
-                "POLICIES must be a dict of circuit name -> field values.",
-                "e.g. {'payments-api': {'failure_threshold': 3}}.",
-                "E004",
-            )
-        )
-    else:
-        for name, values in policies.items():
-            try:
-                validate_circuit_name(name)
-            except ValidationError:
-                errors.append(
-                    _error(
-                        f"POLICIES has an invalid circuit name {str(name)[:100]!r}.",
-                        "Letters, digits, '.', '_', ':' and '-'.",
-                        "E004",
-                    )
+        hint = "e.g. {'payments-api': {'failure_threshold': 3}}."
+        return [*found, Problem("POLICY.type", "POLICIES must be a dict of name -> values.", hint)]
+    for name, values in policies.items():
+        try:
+            validate_circuit_name(name)
+        except ValidationError:
+            found.append(
+                Problem(
+                    "POLICY.name",
+                    f"POLICIES has an invalid circuit name {str(name)[:100]!r}.",
+                    "Letters, digits, '.', '_', ':' and '-'.",
                 )
-                continue
-            errors += _policy_errors(f"POLICIES[{name!r}]", values)
-    return errors
+            )
+            continue
+        found += _policy_values(f"POLICIES[{name!r}]", values)
+    return found
 
 
-def _backend_errors() -> list[Error]:
-    """Build the backend once (no network I/O) so that bad OPTIONS fail here, not at a call."""
-    from django.core.exceptions import ImproperlyConfigured
+# --- the backend ---------------------------------------------------------------------------
 
-    from resilience.backends import build_backend
-    from resilience.sanitize import redact
 
+def _backend_class(raw: dict[str, Any]) -> tuple[type[Backend] | None, list[Problem]]:
+    path = raw.get("BACKEND", DEFAULTS["BACKEND"])
+    hint = (
+        "Use resilience.backends.memory.MemoryBackend or resilience.backends.redis.RedisBackend "
+        "(pip install django-resilience[redis])."
+    )
+    if not isinstance(path, str):
+        return None, [Problem("BACKEND", f"BACKEND must be a dotted path, not {show(path)}.", hint)]
+    try:
+        backend_class = import_string(path)
+    except ImportError as exc:
+        message = f"RESILIENCE['BACKEND'] {path!r} cannot be imported: {redact(str(exc))[:300]}"
+        return None, [Problem("BACKEND", message, hint)]
+    if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
+        message = f"RESILIENCE['BACKEND'] {path!r} is not a resilience.backends.base.Backend."
+        return None, [Problem("BACKEND", message, hint)]
+    return backend_class, []
+
+
+def _backend(raw: dict[str, Any]) -> list[Problem]:
+    """The backend's class and options; then build it once (no network I/O), so that what only
+    the client library rejects fails here, not at a call."""
+    backend_class, found = _backend_class(raw)
+    options = raw.get("OPTIONS", {})
+    if backend_class is None or not isinstance(options, dict):
+        return found
+    found = backend_class.check_options(options)
+    if any(not p.warning for p in found):
+        return found
     try:
         build_backend().close()
     except ImproperlyConfigured as exc:
-        return [
-            _error(
+        found.append(
+            Problem(
+                "BACKEND",
                 redact(str(exc))[:500],
                 "Check RESILIENCE['BACKEND'] and RESILIENCE['OPTIONS'] (docs/settings.md).",
-                "E002",
             )
-        ]
-    return []
+        )
+    return found
+
+
+def _deployment_warnings(raw: dict[str, Any]) -> list[Problem]:
+    found = []
+    if raw.get("BACKEND", DEFAULTS["BACKEND"]) == MEMORY_BACKEND and not django_settings.DEBUG:
+        found.append(
+            Problem(
+                "memory",
+                "The memory backend keeps circuit state per process.",
+                "With several web or worker processes each one trips on its own; use "
+                "resilience.backends.redis.RedisBackend to share state.",
+                warning=True,
+            )
+        )
+    delivery = _nested(raw, "ALERTS").get("DELIVERY", "celery")
+    if delivery == "celery" and importlib.util.find_spec("celery") is None:
+        found.append(
+            Problem(
+                "celery",
+                "ALERTS['DELIVERY'] is 'celery' but Celery is not installed: alerts stay pending.",
+                "pip install django-resilience[celery], or set ALERTS['DELIVERY'] = 'sync'.",
+                warning=True,
+            )
+        )
+    return found
+
+
+RULES: tuple[Callable[[dict[str, Any]], list[Problem]], ...] = (
+    _unknown_keys,
+    _types,
+    _top_level_values,
+    _alerts,
+    _health,
+    _redact,
+    _policies,
+    _backend,
+    _deployment_warnings,
+)
 
 
 @register(Tags.compatibility)
-def check_settings(app_configs=None, **kwargs) -> list[Error | Warning]:
+def check_settings(app_configs=None, **kwargs) -> list[CheckMessage]:
     raw = getattr(django_settings, "RESILIENCE", {})
     if not isinstance(raw, dict):
-        return [_error("RESILIENCE must be a dict.", "See docs/settings.md.", "E001")]
-    unknown = sorted(str(key) for key in set(raw) - set(DEFAULTS))
-    errors: list[Error | Warning] = []
-    if unknown:
-        errors.append(
-            _error(
-                f"Unknown RESILIENCE keys: {', '.join(unknown)}.",
-                f"Valid keys: {', '.join(DEFAULTS)}.",
-                "E001",
-            )
-        )
-    for key in NESTED:
-        if key in raw and not isinstance(raw[key], dict):
-            errors.append(_error(f"RESILIENCE['{key}'] must be a dict.", "See docs.", "E003"))
-        elif key in raw:
-            extra = sorted(set(raw[key]) - set(DEFAULTS[key]))
-            if extra:
-                errors.append(
-                    _error(
-                        f"Unknown {key} keys: {', '.join(extra)}.",
-                        f"Valid keys: {', '.join(DEFAULTS[key])}.",
-                        "E001",
-                    )
-                )
-    errors += _value_errors(raw)
-    backend = raw.get("BACKEND", DEFAULTS["BACKEND"])
-    try:
-        import_string(backend)
-    except ImportError as exc:
-        errors.append(
-            _error(
-                f"RESILIENCE['BACKEND'] {backend!r} cannot be imported: {exc}",
-                "Use resilience.backends.memory.MemoryBackend or "
-                "resilience.backends.redis.RedisBackend (pip install django-resilience[redis]).",
-                "E002",
-            )
-        )
-    else:
-        errors += _backend_errors()
-        if backend == MEMORY_BACKEND and not django_settings.DEBUG:
-            errors.append(
-                Warning(
-                    "The memory backend keeps circuit state per process.",
-                    hint="With several web or worker processes each one trips on its own; use "
-                    "resilience.backends.redis.RedisBackend to share state.",
-                    obj="settings.RESILIENCE",
-                    id="resilience.W001",
-                )
-            )
-    errors += _celery_warnings(raw)
-    return errors
-
-
-def _celery_warnings(raw: dict[str, Any]) -> list[Warning]:
-    alerts = raw.get("ALERTS", {})
-    delivery = alerts.get("DELIVERY", "celery") if isinstance(alerts, dict) else "celery"
-    if delivery != "celery" or importlib.util.find_spec("celery") is not None:
-        return []
-    return [
-        Warning(
-            "ALERTS['DELIVERY'] is 'celery' but Celery is not installed: alerts stay pending.",
-            hint="pip install django-resilience[celery], or set ALERTS['DELIVERY'] = 'sync'.",
-            obj="settings.RESILIENCE",
-            id="resilience.W002",
-        )
-    ]
+        return [_message(Problem("RESILIENCE", "RESILIENCE must be a dict.", DOCS))]
+    return [_message(problem) for rule in RULES for problem in rule(raw)]

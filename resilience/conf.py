@@ -26,10 +26,11 @@ DEFAULTS: dict[str, Any] = {
     },
     "HEALTH": {"TOKEN": None, "CRITICAL_STATUS": 503},
     "EXPOSE_CIRCUIT_NAME": False,
+    "REDACT": {"NAMES": [], "PATTERNS": []},
 }
 
 # Keys whose value is a dict merged over the default dict (so a user can set one sub-key).
-NESTED = ("ALERTS", "HEALTH")
+NESTED = ("ALERTS", "HEALTH", "REDACT")
 ON_BACKEND_ERROR_CHOICES = ("local", "allow", "deny")
 DELIVERY_CHOICES = ("celery", "sync")
 

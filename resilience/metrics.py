@@ -9,8 +9,12 @@ from typing import Any
 from resilience import stats
 from resilience.backends import get_backend
 from resilience.engine_types import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
+from resilience.logs import ThrottledLog
 
 logger = logging.getLogger("resilience")
+# The health endpoint is probed every few seconds: one WARNING a minute per kind of failure.
+database_log = ThrottledLog(logger, 60.0)
+backend_log = ThrottledLog(logger, 60.0)
 
 STATES = (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED)
 DOWN_STATES = frozenset({OPEN, HALF_OPEN, FORCED_OPEN})
@@ -51,8 +55,10 @@ def overview() -> Overview:
     try:
         rows = list(BreakerPolicy.objects.all())
     except DatabaseError as exc:
-        logger.warning(
-            "resilience: cannot read policies for health/metrics: %s", type(exc).__name__
+        database_log.log(
+            logging.WARNING,
+            "resilience: cannot read policies for health/metrics: %s",
+            type(exc).__name__,
         )
         rows, database = [], False
     resolved = {row.name: ResolvedPolicy.from_row(row) for row in rows}
@@ -61,7 +67,11 @@ def overview() -> Overview:
         snapshots = backend.snapshot_many({name: r.policy for name, r in resolved.items()})
         health = backend.health()  # after the round trip, so it reflects an outage it found
     except Exception as exc:  # the health endpoint must answer "degraded", not 500
-        logger.warning("resilience: backend unavailable for health/metrics: %s", type(exc).__name__)
+        backend_log.log(
+            logging.WARNING,
+            "resilience: backend unavailable for health/metrics: %s",
+            type(exc).__name__,
+        )
         health, snapshots = {"backend": type(backend).__name__, "degraded": True}, {}
     result = Overview(
         backend={k: health[k] for k in PUBLIC_BACKEND_KEYS if k in health},

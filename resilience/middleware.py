@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -14,8 +15,14 @@ from django.utils.translation import gettext
 
 from resilience.conf import settings as conf
 from resilience.exceptions import CircuitOpenError
+from resilience.logs import ThrottledLog
+from resilience.sanitize import one_line
 
 JSON_TYPES = ("application/json", "application/problem+json")
+# A refusal is expected while a circuit is open (its opening was logged and alerted once): at
+# most one WARNING a minute for all of them, never Django's per-request ERROR.
+REFUSALS_LOG_SECONDS = 60.0
+refusals_log = ThrottledLog(logging.getLogger("resilience"), REFUSALS_LOG_SECONDS)
 
 
 def retry_after_seconds(exc: CircuitOpenError) -> int:
@@ -106,4 +113,13 @@ class CircuitBreakerMiddleware:
         response["Retry-After"] = str(retry_after)
         response["Cache-Control"] = "no-store"
         patch_vary_headers(response, ("Accept",))
+        # Django's handler logs every 5xx at ERROR on ``django.request`` (mailed to ADMINS by
+        # its default LOGGING), unless the response says it has been logged already.
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        refusals_log.log(
+            logging.WARNING,
+            "resilience: request refused with 503, circuit %s is %s",
+            one_line(str(exc.circuit), 200),
+            exc.state,
+        )
         return response

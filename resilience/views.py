@@ -48,7 +48,12 @@ def health(request: HttpRequest) -> HttpResponse:
             circuits=view.circuits,
         )
     status = 200 if view.healthy else conf.HEALTH["CRITICAL_STATUS"]
-    return _private(JsonResponse(body, status=status))
+    response = JsonResponse(body, status=status)
+    # "Degraded" is an answer, not a server error: without this Django logs every probe of a
+    # load balancer at ERROR on ``django.request`` (mailed to ADMINS by its default LOGGING).
+    # What made it degraded is logged once where it happened (transition, backend outage).
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return _private(response)
 
 
 @require_safe

@@ -12,67 +12,223 @@ def ids(**resilience):
         return sorted({m.id for m in run_checks() if m.id and m.id.startswith("resilience.")})
 
 
-def messages(**resilience):
-    with override_settings(RESILIENCE=resilience):
-        return " ".join(m.msg for m in run_checks() if m.id and m.id.startswith("resilience."))
-
-
 def test_valid_settings_have_no_errors():
     assert ids(BACKEND="resilience.backends.memory.MemoryBackend") == ["resilience.W001"]
     with override_settings(DEBUG=True):
         assert ids() == []
 
 
-def test_not_a_dict():
-    with override_settings(RESILIENCE=["nope"]):
-        assert "resilience.E001" in {m.id for m in run_checks()}
+REDIS = "resilience.backends.redis.RedisBackend"
+NAN, INF = float("nan"), float("inf")
 
 
-def test_unknown_keys():
-    assert "resilience.E001" in ids(BAKEND="x")
-    assert "BAKEND" in messages(BAKEND="x")
-    assert "resilience.E001" in ids(ALERTS={"RECIPIENT": []})
+def redis(**options):
+    return {"BACKEND": REDIS, "OPTIONS": {"url": "redis://127.0.0.1:1/0", **options}}
 
 
-def test_backend_that_does_not_import():
-    assert "resilience.E002" in ids(BACKEND="resilience.backends.nope.Nope")
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"POLICY_REFRESH_SECONDS": 0},
-        {"POLICY_REFRESH_SECONDS": "1"},
-        {"POLICY_REFRESH_SECONDS": float("nan")},
-        {"ON_BACKEND_ERROR": "explode"},
-        {"ENABLED": "yes"},
-        {"ALERTS": {"DELIVERY": "pigeon"}},
-        {"ALERTS": {"RECIPIENTS": "oncall@example.com"}},
-        {"ALERTS": {"COOLDOWN_SECONDS": -1}},
-        {"ALERTS": {"SITE_URL": "www.example.com"}},
-        {"HEALTH": {"CRITICAL_STATUS": 42}},
-        {"HEALTH": {"TOKEN": "short"}},
-        {"OPTIONS": "redis://"},
-    ],
-)
-def test_invalid_values(bad):
-    assert "resilience.E003" in ids(**bad)
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
+# (settings, the one error id expected, the key its message names). Every key and option of
+# RESILIENCE has rows here (test_the_table_covers_every_key_and_option keeps it so).
+CASES = {
+    "RESILIENCE-not-a-dict": (["nope"], "E001", "RESILIENCE"),
+    "RESILIENCE-unknown": ({"BAKEND": "x"}, "E008", "BAKEND"),
+    "BACKEND-missing": ({"BACKEND": "no.such.Backend"}, "E002", "BACKEND"),
+    "BACKEND-not-a-backend": ({"BACKEND": "collections.OrderedDict"}, "E002", "BACKEND"),
+    "BACKEND-not-a-string": ({"BACKEND": 42}, "E002", "BACKEND"),
+    "OPTIONS-not-a-dict": ({"OPTIONS": "redis://x"}, "E010", "OPTIONS"),
+    "ENABLED-string": ({"ENABLED": "yes"}, "E011", "ENABLED"),
+    "ENABLED-int": ({"ENABLED": 1}, "E011", "ENABLED"),
+    "CREATE_MISSING_POLICIES-string": ({"CREATE_MISSING_POLICIES": "no"}, "E012", "CREATE_MIS"),
+    "EXPOSE_CIRCUIT_NAME-none": ({"EXPOSE_CIRCUIT_NAME": None}, "E013", "EXPOSE_CIRCUIT_NAME"),
+    "DEFAULT_POLICY-not-a-dict": ({"DEFAULT_POLICY": [1]}, "E004", "DEFAULT_POLICY"),
+    "DEFAULT_POLICY-negative": (
         {"DEFAULT_POLICY": {"failure_threshold": -3}},
-        {"DEFAULT_POLICY": {"recovery_timeout": float("nan")}},
-        {"DEFAULT_POLICY": {"thresold": 3}},
+        "E005",
+        "failure_threshold",
+    ),
+    "DEFAULT_POLICY-nan": ({"DEFAULT_POLICY": {"recovery_timeout": NAN}}, "E005", "recovery"),
+    "DEFAULT_POLICY-unknown-field": ({"DEFAULT_POLICY": {"thresold": 3}}, "E007", "thresold"),
+    "POLICIES-not-a-dict": ({"POLICIES": ["payments"]}, "E004", "POLICIES"),
+    "POLICIES-entry-not-a-dict": ({"POLICIES": {"x": "not a dict"}}, "E004", "POLICIES['x']"),
+    "POLICIES-bad-name": ({"POLICIES": {"bad name!": {}}}, "E006", "POLICIES"),
+    "POLICIES-bad-values": (
         {"POLICIES": {"payments-api": {"half_open_max_calls": 0}}},
-        {"POLICIES": {"bad name!": {}}},
-        {"POLICIES": {"x": "not a dict"}},
+        "E005",
+        "half_open_max_calls",
+    ),
+    "POLICY_REFRESH_SECONDS-zero": ({"POLICY_REFRESH_SECONDS": 0}, "E014", "POLICY_REFRESH"),
+    "POLICY_REFRESH_SECONDS-string": ({"POLICY_REFRESH_SECONDS": "1"}, "E014", "POLICY_REFRESH"),
+    "POLICY_REFRESH_SECONDS-nan": ({"POLICY_REFRESH_SECONDS": NAN}, "E014", "POLICY_REFRESH"),
+    "POLICY_REFRESH_SECONDS-inf": ({"POLICY_REFRESH_SECONDS": INF}, "E014", "POLICY_REFRESH"),
+    "POLICY_REFRESH_SECONDS-huge": ({"POLICY_REFRESH_SECONDS": 1e9}, "E014", "POLICY_REFRESH"),
+    "POLICY_REFRESH_SECONDS-bool": ({"POLICY_REFRESH_SECONDS": True}, "E014", "POLICY_REFRESH"),
+    "ON_BACKEND_ERROR-bad": ({"ON_BACKEND_ERROR": "explode"}, "E015", "ON_BACKEND_ERROR"),
+    "ON_BACKEND_ERROR-unhashable": ({"ON_BACKEND_ERROR": ["local"]}, "E015", "ON_BACKEND_ERROR"),
+    "ALERTS-not-a-dict": ({"ALERTS": ["ops@example.com"]}, "E016", "ALERTS"),
+    "ALERTS-unknown": ({"ALERTS": {"RECIPIENT": []}}, "E009", "RECIPIENT"),
+    "ALERTS-RECIPIENTS-string": (
+        {"ALERTS": {"RECIPIENTS": "oncall@example.com"}},
+        "E020",
+        "RECIPIENTS",
+    ),
+    "ALERTS-RECIPIENTS-not-an-address": (
+        {"ALERTS": {"RECIPIENTS": ["ops@example.com", "oncall"]}},
+        "E021",
+        "RECIPIENTS",
+    ),
+    "ALERTS-RECIPIENTS-header-injection": (
+        {"ALERTS": {"RECIPIENTS": ["ops@example.com\r\nBcc: x@evil.example"]}},
+        "E021",
+        "RECIPIENTS",
+    ),
+    "ALERTS-FROM_EMAIL": ({"ALERTS": {"FROM_EMAIL": "resilience"}}, "E022", "FROM_EMAIL"),
+    "ALERTS-FROM_EMAIL-type": ({"ALERTS": {"FROM_EMAIL": 7}}, "E022", "FROM_EMAIL"),
+    "ALERTS-COOLDOWN_SECONDS-negative": ({"ALERTS": {"COOLDOWN_SECONDS": -1}}, "E023", "COOL"),
+    "ALERTS-COOLDOWN_SECONDS-float": ({"ALERTS": {"COOLDOWN_SECONDS": 1.5}}, "E023", "COOL"),
+    "ALERTS-COOLDOWN_SECONDS-huge": ({"ALERTS": {"COOLDOWN_SECONDS": 10**12}}, "E023", "COOL"),
+    "ALERTS-DELIVERY": ({"ALERTS": {"DELIVERY": "pigeon"}}, "E024", "DELIVERY"),
+    "ALERTS-SITE_URL": ({"ALERTS": {"SITE_URL": "www.example.com"}}, "E025", "SITE_URL"),
+    "ALERTS-SITE_URL-scheme": ({"ALERTS": {"SITE_URL": "ftp://example.com"}}, "E025", "SITE_URL"),
+    "HEALTH-not-a-dict": ({"HEALTH": "token"}, "E017", "HEALTH"),
+    "HEALTH-unknown": ({"HEALTH": {"TOKENS": None}}, "E009", "TOKENS"),
+    "HEALTH-TOKEN-short": ({"HEALTH": {"TOKEN": "short"}}, "E030", "TOKEN"),
+    "HEALTH-TOKEN-type": ({"HEALTH": {"TOKEN": 1234567890123456789}}, "E030", "TOKEN"),
+    "HEALTH-TOKEN-whitespace-only": ({"HEALTH": {"TOKEN": " " * 20}}, "E031", "TOKEN"),
+    "HEALTH-TOKEN-newline": ({"HEALTH": {"TOKEN": "a" * 20 + "\n"}}, "E031", "TOKEN"),
+    "HEALTH-CRITICAL_STATUS": ({"HEALTH": {"CRITICAL_STATUS": 42}}, "E032", "CRITICAL_STATUS"),
+    "HEALTH-CRITICAL_STATUS-bool": ({"HEALTH": {"CRITICAL_STATUS": True}}, "E032", "CRITICAL"),
+    "HEALTH-CRITICAL_STATUS-str": ({"HEALTH": {"CRITICAL_STATUS": "503"}}, "E032", "CRITICAL"),
+    "EXPOSE_CIRCUIT_NAME-string": ({"EXPOSE_CIRCUIT_NAME": "False"}, "E013", "EXPOSE"),
+    "REDACT-not-a-dict": ({"REDACT": ["pin"]}, "E018", "REDACT"),
+    "REDACT-unknown": ({"REDACT": {"KEYS": []}}, "E009", "KEYS"),
+    "REDACT-NAMES": ({"REDACT": {"NAMES": "pin"}}, "E040", "NAMES"),
+    "REDACT-NAMES-blank": ({"REDACT": {"NAMES": ["pin", " "]}}, "E040", "NAMES"),
+    "REDACT-PATTERNS-type": ({"REDACT": {"PATTERNS": [3]}}, "E041", "PATTERNS"),
+    "REDACT-PATTERNS-invalid": ({"REDACT": {"PATTERNS": ["(unclosed"]}}, "E042", "PATTERNS"),
+    "REDACT-PATTERNS-empty": ({"REDACT": {"PATTERNS": ["x*"]}}, "E043", "PATTERNS"),
+    "OPTIONS-clock": ({"OPTIONS": {"clock": "now"}}, "E050", "clock"),
+    "OPTIONS-url-scheme": (redis(url="http://127.0.0.1:6379/0"), "E051", "url"),
+    "OPTIONS-url-port": (redis(url="redis://127.0.0.1:notaport/0"), "E051", "url"),
+    "OPTIONS-url-type": (redis(url=6379), "E051", "url"),
+    "OPTIONS-prefix-empty": (redis(prefix=""), "E052", "prefix"),
+    "OPTIONS-prefix-newline": (redis(prefix="app\nx"), "E052", "prefix"),
+    "OPTIONS-prefix-space": (redis(prefix="my app"), "E052", "prefix"),
+    "OPTIONS-prefix-glob": (redis(prefix="app*"), "E052", "prefix"),
+    "OPTIONS-prefix-braces": (redis(prefix="a{b}"), "E052", "prefix"),
+    "OPTIONS-prefix-type": (redis(prefix=1), "E052", "prefix"),
+    "OPTIONS-socket_timeout-nan": (redis(socket_timeout=NAN), "E053", "socket_timeout"),
+    "OPTIONS-socket_timeout-inf": (redis(socket_timeout=INF), "E053", "socket_timeout"),
+    "OPTIONS-socket_timeout-huge": (redis(socket_timeout=1e9), "E053", "socket_timeout"),
+    "OPTIONS-socket_timeout-negative": (redis(socket_timeout=-1), "E053", "socket_timeout"),
+    "OPTIONS-socket_timeout-zero": (redis(socket_timeout=0), "E053", "socket_timeout"),
+    "OPTIONS-socket_timeout-string": (redis(socket_timeout="0.05"), "E053", "socket_timeout"),
+    "OPTIONS-socket_connect_timeout": (
+        redis(socket_connect_timeout=NAN),
+        "E054",
+        "socket_connect_timeout",
+    ),
+    "OPTIONS-reprobe_interval": (redis(reprobe_interval=0), "E055", "reprobe_interval"),
+    "OPTIONS-reprobe_interval-nan": (redis(reprobe_interval=NAN), "E055", "reprobe_interval"),
+    "OPTIONS-log_interval-nan": (redis(log_interval=NAN), "E056", "log_interval"),
+    "OPTIONS-log_interval-negative": (redis(log_interval=-5), "E056", "log_interval"),
+    "OPTIONS-defer_successes-no": (redis(defer_successes="no"), "E057", "defer_successes"),
+    "OPTIONS-cluster-string": (redis(cluster="true"), "E058", "cluster"),
+    "OPTIONS-sentinels-string": (
+        redis(sentinels="s1:26379", service_name="mymaster"),
+        "E059",
+        "sentinels",
+    ),
+    "OPTIONS-sentinels-bad-port": (
+        redis(sentinels=["s1:notaport"], service_name="mymaster"),
+        "E059",
+        "sentinels",
+    ),
+    "OPTIONS-service_name-missing": (redis(sentinels=["s1:26379"]), "E060", "service_name"),
+    "OPTIONS-sentinel_kwargs": (
+        redis(sentinels=["s1:26379"], service_name="m", sentinel_kwargs="pw"),
+        "E061",
+        "sentinel_kwargs",
+    ),
+    "OPTIONS-redis-py-rejects": (redis(no_such_option=1), "E002", "OPTIONS"),
+}
+
+
+def errors(settings):
+    with override_settings(RESILIENCE=settings):
+        return [m for m in run_checks() if m.id and m.id.startswith("resilience.E")]
+
+
+@pytest.mark.parametrize(("settings", "expected", "key"), CASES.values(), ids=CASES.keys())
+def test_every_bad_value_has_its_own_id_a_message_naming_the_key_and_a_hint(
+    settings, expected, key
+):
+    [error] = errors(settings)  # exactly one problem, reported once
+    assert error.id == f"resilience.{expected}"
+    assert key in error.msg
+    assert error.hint and error.hint.strip()
+
+
+def test_the_table_covers_every_key_and_option():
+    import inspect
+
+    from resilience.backends.redis import RedisBackend
+    from resilience.conf import DEFAULTS, NESTED
+
+    covered = {name.split("-")[0] + "-" + name.split("-")[1] for name in CASES if "-" in name}
+    keys = {name.split("-")[0] for name in CASES}
+    assert set(DEFAULTS) <= keys, set(DEFAULTS) - keys
+    for key in NESTED:
+        for sub in DEFAULTS[key]:
+            assert f"{key}-{sub}" in covered, f"no case for {key}[{sub!r}]"
+    options = [
+        p.name
+        for p in inspect.signature(RedisBackend.__init__).parameters.values()
+        if p.kind is p.KEYWORD_ONLY or p.name in ("clock", "url", "prefix", "socket_timeout")
+    ]
+    for option in options:
+        assert f"OPTIONS-{option}" in covered, f"no case for OPTIONS[{option!r}]"
+
+
+def test_every_id_is_documented():
+    from pathlib import Path
+
+    from resilience.checks import IDS
+
+    docs = (Path(__file__).parent.parent / "docs" / "settings.md").read_text()
+    for number in set(IDS.values()):
+        assert f"resilience.{number}" in docs, number
+
+
+def test_secrets_are_not_shown_in_check_messages():
+    messages = " ".join(
+        e.msg
+        for e in errors({"HEALTH": {"TOKEN": "tooshort-secret"}})
+        + errors(redis(url="http://user:hunter2@127.0.0.1/0"))
+    )
+    assert "tooshort-secret" not in messages and "hunter2" not in messages
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        {"ALERTS": {"RECIPIENTS": ["Ops <ops@example.com>", "a@b.example"]}},
+        {"ALERTS": {"FROM_EMAIL": "Resilience <resilience@example.com>", "COOLDOWN_SECONDS": 0}},
+        {"ALERTS": {"SITE_URL": "https://www.example.com/shop"}},
+        {"HEALTH": {"TOKEN": "x" * 16, "CRITICAL_STATUS": 500}},
+        {"REDACT": {"NAMES": ["pin"], "PATTERNS": [r"tenant=(?P<secret>\w+)"]}},
+        {"POLICY_REFRESH_SECONDS": 3600, "ON_BACKEND_ERROR": "deny"},
+        redis(prefix="app.v2:cache", socket_timeout=10, log_interval=0, defer_successes=False),
+        redis(sentinels=[("s1", 26379), "s2:26379"], service_name="mymaster"),
+        redis(cluster=False, socket_connect_timeout=None),
     ],
 )
-def test_invalid_policies(bad):
-    found = ids(**bad)
-    assert "resilience.E004" in found or "resilience.E005" in found
+def test_valid_values_pass(good):
+    assert errors(good) == []
+
+
+def test_the_memory_backend_warns_about_options_it_ignores():
+    with override_settings(RESILIENCE={"OPTIONS": {"url": "redis://x"}}):
+        [warning] = [m for m in run_checks() if m.id == "resilience.W003"]
+    assert "url" in warning.msg
 
 
 def test_settings_are_read_lazily():

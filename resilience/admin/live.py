@@ -15,7 +15,7 @@ from resilience.backends import get_backend
 from resilience.engine import Policy
 from resilience.engine_types import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, MONITOR, OPEN
 from resilience.policies import ENGINE_FIELDS
-from resilience.sanitize import one_line
+from resilience.sanitize import describe_error, one_line
 
 logger = logging.getLogger("resilience")
 
@@ -97,7 +97,7 @@ def fetch(rows: Iterable[Any]) -> tuple[dict[str, Live], str | None]:
         snapshots = backend.snapshot_many(policies)
         health = backend.health()  # in-process bookkeeping, no round trip
     except Exception as exc:  # the admin is the incident console: it must render anyway
-        logger.warning("resilience: admin could not read circuit states: %r", exc)
+        logger.warning("resilience: admin could not read circuit states: %s", describe_error(exc))
         snapshots, health = {}, {}
         warning = _("could not read the states (%(error)s); they show as unknown") % {
             "error": type(exc).__name__

@@ -46,6 +46,7 @@ def build_backend() -> Backend:
 
     from resilience.backends.base import Backend
     from resilience.conf import settings
+    from resilience.sanitize import redact
 
     path, options = settings.BACKEND, settings.OPTIONS or {}
     try:
@@ -62,7 +63,7 @@ def build_backend() -> Backend:
         raise
     except Exception as e:
         raise ImproperlyConfigured(
-            f"RESILIENCE['BACKEND'] {path!r} rejected its OPTIONS: {e}"
+            f"RESILIENCE['BACKEND'] {path!r} rejected its OPTIONS: {redact(str(e))}"
         ) from e
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from resilience.clock import SystemClock
 from resilience.engine import Policy, Ticket, Transition
+from resilience.rules import Problem, show
 
 OUTBOX_MAX = 1000
 
@@ -24,6 +25,22 @@ class Backend(abc.ABC):
         """``clock`` has ``now_ms()``; ``options`` come from ``RESILIENCE["OPTIONS"]``."""
         self.clock = clock if clock is not None else SystemClock()
         self.options = options
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> list[Problem]:
+        """What is wrong with ``options`` (``RESILIENCE["OPTIONS"]``), found without building
+        anything; ``manage.py check`` reports each problem under its own id. A subclass adds its
+        own options' problems to these."""
+        clock = options.get("clock")
+        if clock is None or callable(getattr(clock, "now_ms", None)):
+            return []
+        return [
+            Problem(
+                "OPTIONS.clock",
+                f"OPTIONS['clock'] must have a now_ms() method, not {show(clock)}.",
+                "Leave it out (the system clock), or use resilience.clock.ManualClock in tests.",
+            )
+        ]
 
     @abc.abstractmethod
     def acquire(self, name: str, policy: Policy) -> Ticket:

@@ -13,6 +13,7 @@ from resilience import engine
 from resilience.backends.base import OUTBOX_MAX, Backend
 from resilience.clock import SystemClock
 from resilience.engine import CLOSED, OPEN, CircuitState, Policy, Ticket, Transition
+from resilience.rules import Problem
 
 # Batched fast successes are counted under the lock once this many are waiting.
 FLUSH_AT = 256
@@ -137,6 +138,20 @@ class MemoryBackend(Backend):
     latest when its window bucket ends. Options meant for other backends are ignored so that
     switching ``BACKEND`` alone works.
     """
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> list[Problem]:
+        unknown = sorted(str(key) for key in options if key != "clock")
+        ignored = [
+            Problem(
+                "OPTIONS.ignored",
+                f"The memory backend ignores OPTIONS {', '.join(unknown)}.",
+                "Its only option is 'clock'; Redis options need "
+                "resilience.backends.redis.RedisBackend.",
+                warning=True,
+            )
+        ]
+        return super().check_options(options) + (ignored if unknown else [])
 
     def __init__(self, clock: Any = None, **options: Any) -> None:
         super().__init__(clock, **options)

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from resilience.backends import redis_options
 from resilience.backends.base import OUTBOX_MAX, Backend
 from resilience.backends.memory import MemoryBackend
 from resilience.backends.redis_client import (
@@ -33,6 +34,7 @@ from resilience.backends.redis_local import (
 from resilience.backends.redis_reads import RedisReads
 from resilience.engine import BULKHEAD_FULL, CLOSED, MONITOR, OPEN, Policy, Ticket, Transition
 from resilience.engine_types import new_epoch
+from resilience.rules import Problem
 
 __all__ = ["RedisBackend", "script_source"]
 
@@ -93,15 +95,22 @@ class RedisBackend(RedisReads, Backend):
     ) -> None:
         super().__init__(clock, **options)
         self._injected_clock = clock is not None
+        redis_options.validate(
+            {
+                "url": url,
+                "prefix": prefix,
+                "socket_timeout": socket_timeout,
+                "socket_connect_timeout": socket_connect_timeout,
+                "reprobe_interval": reprobe_interval,
+                "log_interval": log_interval,
+                "sentinels": sentinels,
+                "service_name": service_name,
+                "sentinel_kwargs": sentinel_kwargs,
+                "cluster": cluster,
+                "defer_successes": defer_successes,
+            }
+        )
         url = url or "redis://127.0.0.1:6379/0"
-        if not prefix or any(c in prefix for c in "{}"):
-            raise ImproperlyConfigured(
-                f"RedisBackend prefix {prefix!r} must be non-empty, no braces."
-            )
-        if float(socket_timeout) <= 0 or float(reprobe_interval) <= 0:
-            raise ImproperlyConfigured(
-                "RedisBackend socket_timeout and reprobe_interval must be > 0."
-            )
         self.prefix = prefix
         self.socket_timeout = float(socket_timeout)
         self.reprobe_interval = float(reprobe_interval)
@@ -133,6 +142,10 @@ class RedisBackend(RedisReads, Backend):
             where=self.where,
             secrets=secrets,
         )
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> list[Problem]:
+        return super().check_options(options) + redis_options.problems(options)
 
     def _keys(self, name: str) -> tuple[str, str, str]:
         """The circuit's state hash, outbox list and bulkhead slots sorted set."""

@@ -23,7 +23,7 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
         "pip install django-resilience[redis]"
     ) from e
 
-from resilience.backends.redis_fallback import redact_url
+from resilience.sanitize import redact_url
 
 LUA_DIR = Path(__file__).with_name("lua")
 # What the backend catches around a Redis call (and the decoding of its reply): anything that

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from resilience import sanitize
 from resilience.backends.memory import MemoryBackend
 from resilience.engine import Ticket
+from resilience.logs import ThrottledLog
 
 logger = logging.getLogger("resilience")
 
 ON_ERROR_CHOICES = ("local", "allow", "deny")
+OUTAGE_REASON_CHARS = 300
 _TICKET_FIELDS = tuple(f.name for f in fields(Ticket))
 
 
@@ -37,30 +38,9 @@ class FallbackTicket(Ticket):
         return cls(*(getattr(ticket, name) for name in _TICKET_FIELDS), origin=origin)  # type: ignore[misc]
 
 
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for logs and ``health()``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def describe_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
-    """``"ClassName: message"``, bounded, with any known secret and URL password masked."""
-    text = f"{type(exc).__name__}: {exc}"
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = re.sub(r"(\w+://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)
-    return text[:300]
+    """``"ClassName: message"``, bounded, with the known ``secrets`` and any other redacted."""
+    return sanitize.describe_error(exc, OUTAGE_REASON_CHARS, secrets)
 
 
 class Outage:
@@ -85,7 +65,6 @@ class Outage:
         self._ping = ping
         self._make_fallback = make_fallback
         self.interval = interval
-        self.log_interval = log_interval
         self.where = where
         self.secrets = secrets
         self._lock = threading.Lock()
@@ -96,8 +75,7 @@ class Outage:
         self._started = 0.0  # monotonic
         self._next_probe = 0.0
         self._probing = False
-        self._last_log = -1e18
-        self._suppressed = 0
+        self._log_throttle = ThrottledLog(logger, log_interval)
         self.fallback: MemoryBackend | None = None
         # Fallbacks of past outages that may still hold unacknowledged transitions.
         self.past_fallbacks: list[MemoryBackend] = []
@@ -181,17 +159,7 @@ class Outage:
         return True
 
     def _log(self, level: int, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last_log < self.log_interval:
-                self._suppressed += 1
-                return
-            self._last_log = now
-            suppressed, self._suppressed = self._suppressed, 0
-        if suppressed:
-            message += " (%d similar messages suppressed)"
-            args = (*args, suppressed)
-        logger.log(level, message, *args)
+        self._log_throttle.log(level, message, *args)
 
     def describe(self) -> dict[str, Any]:
         return {

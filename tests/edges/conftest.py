@@ -1,5 +1,7 @@
 """A real HTTP upstream on loopback whose answers each test scripts, and edge-layer fixtures."""
 
+import logging
+import logging.config
 import socket
 import threading
 from collections import deque
@@ -131,3 +133,34 @@ def outcomes():
         return {outcome: n for outcome, n in counts.items() if n or outcome in always}
 
     return delta
+
+
+class DefaultLogging:
+    """Django's default ``LOGGING`` is in force: what reached ``django.request`` at ERROR."""
+
+    def __init__(self, caplog) -> None:
+        self.caplog = caplog
+
+    def request_errors(self) -> list[logging.LogRecord]:
+        return [
+            r
+            for r in self.caplog.records
+            if r.name == "django.request" and r.levelno >= logging.ERROR
+        ]
+
+
+@pytest.fixture
+def default_logging(settings, caplog, mailoutbox):
+    """Django's default LOGGING (``mail_admins`` on ``django``), DEBUG off and ADMINS set: a
+    record at ERROR on ``django.request`` is an e-mail to the admins (in ``mailoutbox``)."""
+    from django.utils.log import DEFAULT_LOGGING, AdminEmailHandler
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.DEBUG = False
+    django_logger = logging.getLogger("django")
+    saved = django_logger.handlers[:], django_logger.level, django_logger.propagate
+    logging.config.dictConfig(DEFAULT_LOGGING)
+    assert any(isinstance(h, AdminEmailHandler) for h in django_logger.handlers)
+    caplog.set_level(logging.DEBUG)
+    yield DefaultLogging(caplog)
+    django_logger.handlers[:], django_logger.level, django_logger.propagate = saved

@@ -138,6 +138,33 @@ def test_an_unreachable_database_degrades_instead_of_failing(client, token):
     assert "resilience_breakerpolicy" not in response.content.decode()
 
 
+def test_degraded_probes_are_not_errors_nor_mails(client, default_logging, mailoutbox, monkeypatch):
+    # A load balancer probes every few seconds; during an outage each probe answers 503. Django
+    # would log each at ERROR on django.request and mail ADMINS under its default LOGGING.
+    from resilience import metrics
+    from resilience.logs import ThrottledLog
+
+    monkeypatch.setattr(metrics, "database_log", ThrottledLog(metrics.logger, 60), raising=False)
+    BreakerPolicyFactory(name="payments-api", critical=True)
+    trip("payments-api")
+    for _ in range(5):
+        assert get(client)[0].status_code == 503
+    with connection.cursor() as cursor:  # the database unreachable too
+        cursor.execute("ALTER TABLE resilience_breakerpolicy RENAME TO resilience_gone")
+    try:
+        for _ in range(5):
+            assert get(client)[0].status_code == 503
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE resilience_gone RENAME TO resilience_breakerpolicy")
+    assert default_logging.request_errors() == []
+    assert mailoutbox == []
+    warnings = [
+        r for r in default_logging.caplog.records if "cannot read policies" in r.getMessage()
+    ]
+    assert len(warnings) == 1  # not one per probe
+
+
 def test_post_is_not_allowed(client):
     assert client.post(URL).status_code == 405
 

@@ -1,6 +1,7 @@
 """CircuitBreakerMiddleware under WSGI and ASGI: 503, Retry-After, JSON or HTML, nothing leaked."""
 
 import json
+import logging
 
 import pytest
 from asgiref.sync import iscoroutinefunction
@@ -145,3 +146,62 @@ class TestASGI:
     async def test_other_requests_pass_through(self, async_client, settings):
         async_client.raise_request_exception = False
         assert (await async_client.get("/boom/")).status_code == 500
+
+
+# --- logging: a refusal is expected behaviour, never Django's per-request ERROR ----------------
+
+
+@pytest.fixture
+def fresh_refusals_log(monkeypatch):
+    from resilience import middleware
+    from resilience.logs import ThrottledLog
+
+    log = ThrottledLog(logging.getLogger("resilience"), 60)
+    monkeypatch.setattr(middleware, "refusals_log", log, raising=False)
+
+
+def refusal_warnings(caplog):
+    return [r for r in caplog.records if r.name == "resilience" and "refused" in r.getMessage()]
+
+
+@pytest.mark.usefixtures("fresh_refusals_log")
+def test_refusals_are_not_logged_at_error_nor_mailed_to_admins(client, default_logging, mailoutbox):
+    for accept in ("application/json", BROWSER) * 5:
+        assert client.get("/open/", headers={"accept": accept}).status_code == 503
+    assert default_logging.request_errors() == []
+    assert mailoutbox == []
+    [warning] = refusal_warnings(default_logging.caplog)  # one WARNING a minute for all of them
+    assert warning.levelno == logging.WARNING
+    assert "secret-circuit" in warning.getMessage()
+    # Control: the same configuration does mail the admins for a real server error.
+    client.raise_request_exception = False
+    assert client.get("/boom/").status_code == 500
+    assert len(default_logging.request_errors()) == 1 and len(mailoutbox) == 1
+
+
+@pytest.mark.usefixtures("fresh_refusals_log")
+async def test_async_refusals_are_not_logged_at_error_nor_mailed(
+    async_client, default_logging, mailoutbox
+):
+    for path in ("/async-open/", "/open/") * 3:
+        response = await async_client.get(path, headers={"accept": "application/json"})
+        assert response.status_code == 503
+    assert default_logging.request_errors() == []
+    assert mailoutbox == []
+    assert len(refusal_warnings(default_logging.caplog)) == 1
+
+
+def test_refusal_warnings_count_what_they_held_back(client, default_logging, monkeypatch):
+    from resilience import middleware
+    from resilience.logs import ThrottledLog
+
+    now = [1000.0]
+    throttle = ThrottledLog(logging.getLogger("resilience"), 60, clock=lambda: now[0])
+    monkeypatch.setattr(middleware, "refusals_log", throttle)
+    for _ in range(4):
+        client.get("/open/")
+    now[0] += 61
+    client.get("/open/")
+    messages = [r.getMessage() for r in refusal_warnings(default_logging.caplog)]
+    assert len(messages) == 2
+    assert messages[1].endswith("(3 similar messages suppressed)")

@@ -161,6 +161,12 @@ BAD_SETTINGS = {
     "alerts-cooldown": {"ALERTS": {"COOLDOWN_SECONDS": -5}},
     "health-status": {"HEALTH": {"CRITICAL_STATUS": 99}},
     "health-token": {"HEALTH": {"TOKEN": "short"}},
+    # Passed the check before issue 12:
+    "health-token-whitespace": {"HEALTH": {"TOKEN": " " * 32}},
+    "alerts-recipient-not-an-address": {"ALERTS": {"RECIPIENTS": ["oncall"]}},
+    "alerts-from-not-an-address": {"ALERTS": {"FROM_EMAIL": "resilience"}},
+    "refresh-huge": {"POLICY_REFRESH_SECONDS": 1e300},
+    "redact-bad-pattern": {"REDACT": {"PATTERNS": ["(unclosed"]}},
 }
 
 
@@ -176,6 +182,13 @@ BAD_OPTIONS = {
     "negative-timeout": {"socket_timeout": -1},
     "prefix-hash-tag": {"prefix": "a{b"},
     "unknown-option": {"no_such_option": 1},
+    # Passed the check before issue 12:
+    "socket-timeout-nan": {"socket_timeout": math.nan},
+    "socket-timeout-huge": {"socket_timeout": 1e9},
+    "log-interval-nan": {"log_interval": math.nan},
+    "defer-successes-string": {"defer_successes": "no"},
+    "prefix-newline": {"prefix": "app\nx"},
+    "prefix-glob": {"prefix": "app*"},
 }
 
 
@@ -185,6 +198,25 @@ def test_invalid_backend_options_fail_the_system_check(settings, options):
     settings.RESILIENCE = {"BACKEND": options.pop("BACKEND", REDIS), "OPTIONS": options}
     with pytest.raises(SystemCheckError, match=r"resilience\.E0\d\d"):
         call_command("check")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"socket_timeout": math.nan},
+        {"socket_timeout": 1e9},
+        {"log_interval": math.nan},
+        {"defer_successes": "no"},
+        {"prefix": "app\nx"},
+    ],
+)
+def test_the_redis_backend_refuses_bad_options_when_built(options):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from resilience.backends.redis import RedisBackend
+
+    with pytest.raises(ImproperlyConfigured, match=next(iter(options))):
+        RedisBackend(url="redis://127.0.0.1:1/0", **options)
 
 
 def test_a_bad_default_policy_never_breaks_a_call(settings, memory_backend):

@@ -22,13 +22,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 URL_PASSWORD = "hunter2-url-pw"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.sig-abcdef123456"
 API_KEY = "AKIA1234567890SECRET"
-SECRETS = (URL_PASSWORD, TOKEN, API_KEY)
+# Forms the first redaction missed (issue 12): "@" and "/" in a URL password, a key in a query
+# string, an ApiKey scheme, a password in free text.
+AT_SLASH_PASSWORD = "p@ss/w0rd-9"
+QUERY_KEY = "k9X2mQ7vLp4R8sT1"
+APIKEY_SCHEME = "VnVhQ2ZHY0JDZGJrUW0tZTVh"
+FREE_TEXT_PASSWORD = "Hunter2-free"
+SECRETS = (URL_PASSWORD, TOKEN, API_KEY, AT_SLASH_PASSWORD, QUERY_KEY, APIKEY_SCHEME)
+SECRETS += (FREE_TEXT_PASSWORD,)
 XSS = "<script>alert('xss')</script>"
 IMG = '<img src=x onerror="alert(1)">'
 PAYLOAD = (
     f"upstream said: {XSS}\r\nBcc: victim@evil.example\r\nSubject: pwned\r\n"
     f"Authorization: Bearer {TOKEN}\n"
     f"GET https://svc:{URL_PASSWORD}@api.example.com/v1?api_key={API_KEY}\n"
+    f"redis://default:{AT_SLASH_PASSWORD}@cache:6379/0 geocode?key={QUERY_KEY}&q=x "
+    f"Authorization: ApiKey {APIKEY_SCHEME} login failed with password {FREE_TEXT_PASSWORD}\n"
 ) + "A" * 1_000_000
 HEALTH_TOKEN = "health-token-0123456789abcdef"
 
