@@ -16,7 +16,9 @@ def test_fieldsets_with_units_and_help(superuser, client_for):
     policy = BreakerPolicyFactory(name="payments-api")
     response = client_for(superuser).get(url(policy))
     headings = [fieldset.name for fieldset in response.context["adminform"]]
-    assert headings == [None, "Trip rules", "Recovery", "Exceptions", "Retries", "Alerts", "Audit"]
+    assert headings == [
+        None, "Trip rules", "Isolation", "Recovery", "Exceptions", "Retries", "Alerts", "Audit"
+    ]  # fmt: skip
     html = response.content.decode()
     for text in ("Slow call (ms)", "Recovery timeout (seconds)", "Failure rate threshold (%)",
                  "Consecutive failures that open the circuit. 0 turns this rule off."):  # fmt: skip

@@ -29,7 +29,8 @@ def edit_data(policy, **changes):
     """A complete change-form POST for ``policy`` with ``changes`` applied."""
     fields = [
         "description", "mode", "failure_threshold", "failure_rate_threshold", "window_seconds",
-        "minimum_calls", "slow_call_ms", "recovery_timeout", "backoff_multiplier",
+        "minimum_calls", "slow_call_ms", "max_concurrent_calls", "call_timeout_ms",
+        "recovery_timeout", "backoff_multiplier",
         "max_recovery_timeout", "half_open_max_calls", "success_threshold", "retry_attempts",
         "retry_backoff_ms", "retry_max_backoff_ms", "ignore_exceptions", "record_exceptions",
         "alert_recipients",
