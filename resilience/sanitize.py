@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 ERROR_MAX_CHARS = 500
 REDACTED = "[redacted]"
@@ -42,8 +43,14 @@ def redact(text: str) -> str:
     return text
 
 
-def describe_error(error: BaseException | None, limit: int = ERROR_MAX_CHARS) -> str:
-    """``"module.Class: message"`` of an exception, sanitised and at most ``limit`` characters."""
+def describe_error(
+    error: BaseException | None, limit: int = ERROR_MAX_CHARS, *, secrets: Iterable[str] = ()
+) -> str:
+    """``"module.Class: message"`` of an exception, sanitised and at most ``limit`` characters.
+
+    Each of ``secrets`` (known passwords, e.g. the Redis backend's) is redacted wherever it
+    appears, in addition to what ``redact`` recognises.
+    """
     if error is None:
         return ""
     cls = type(error)
@@ -57,4 +64,7 @@ def describe_error(error: BaseException | None, limit: int = ERROR_MAX_CHARS) ->
     # Redact before cutting (a slice cannot hide the start of a secret), on a bounded prefix so a
     # megabyte-long message costs nothing.
     text = f"{name}: {message}" if message else name
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
     return one_line(redact(text[: limit * 4]), limit)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from resilience.backends.memory import MemoryBackend
 from resilience.engine import Ticket
+from resilience.sanitize import describe_error
 
 logger = logging.getLogger("resilience")
 
@@ -51,16 +51,6 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def describe_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
-    """``"ClassName: message"``, bounded, with any known secret and URL password masked."""
-    text = f"{type(exc).__name__}: {exc}"
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = re.sub(r"(\w+://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)
-    return text[:300]
 
 
 class Outage:
@@ -114,7 +104,7 @@ class Outage:
 
     def trip(self, exc: BaseException) -> None:
         now = time.monotonic()
-        reason = describe_error(exc, self.secrets)
+        reason = describe_error(exc, secrets=self.secrets)
         with self._lock:
             starting = not self.active
             if starting:
@@ -159,7 +149,7 @@ class Outage:
         except Exception as exc:  # any failure keeps us degraded; never raise from a probe
             with self._lock:
                 self._probing = False
-                self.reason = describe_error(exc, self.secrets)
+                self.reason = describe_error(exc, secrets=self.secrets)
                 self._next_probe = time.monotonic() + self.interval
             self._log(
                 logging.WARNING,

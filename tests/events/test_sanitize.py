@@ -50,3 +50,7 @@ def test_describe_error():
     assert (
         describe_error(RuntimeError("Bearer " + "t" * 10_000)) == "RuntimeError: Bearer [redacted]"
     )
+    # Known secrets (the Redis backend's passwords) are redacted wherever they appear.
+    assert describe_error(OSError("auth hunter2 refused"), secrets=("", "hunter2")) == (
+        "OSError: auth [redacted] refused"
+    )
