@@ -9,10 +9,13 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.checks import Error, Tags, Warning, register
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils.module_loading import import_string
 
+from resilience.backends import build_backend
 from resilience.conf import DEFAULTS, DELIVERY_CHOICES, NESTED, ON_BACKEND_ERROR_CHOICES
+from resilience.models import BreakerPolicy
+from resilience.sanitize import redact
 from resilience.validators import validate_circuit_name
 
 MEMORY_BACKEND = "resilience.backends.memory.MemoryBackend"
@@ -23,8 +26,6 @@ def _error(msg: str, hint: str, id_: str) -> Error:
 
 
 def _policy_errors(label: str, values: Any) -> list[Error]:
-    from resilience.models import BreakerPolicy
-
     if not isinstance(values, dict):
         return [_error(f"{label} must be a dict of BreakerPolicy fields.", "Use a dict.", "E004")]
     fields = {f.name for f in BreakerPolicy._meta.get_fields() if getattr(f, "editable", False)}
@@ -173,11 +174,6 @@ def _value_errors(conf: dict[str, Any]) -> list[Error]:
 
 def _backend_errors() -> list[Error]:
     """Build the backend once (no network I/O) so that bad OPTIONS fail here, not at a call."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from resilience.backends import build_backend
-    from resilience.sanitize import redact
-
     try:
         build_backend().close()
     except ImproperlyConfigured as exc:

@@ -9,8 +9,10 @@ import threading
 from dataclasses import dataclass, fields
 from typing import Any, cast
 
+from django.core.exceptions import AppRegistryNotReady
 from django.core.signals import setting_changed
 from django.db import close_old_connections, connection, transaction
+from django.db.models import Count, Max, Sum
 from django.utils.module_loading import import_string
 
 from resilience.conf import settings as conf
@@ -67,22 +69,6 @@ def _exception_types(text: str) -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def default_row(name: str) -> Any:
-    """An unsaved ``BreakerPolicy`` with ``POLICIES[name]`` or ``DEFAULT_POLICY`` applied."""
-    from resilience.models import BreakerPolicy
-
-    policies = conf.POLICIES if isinstance(conf.POLICIES, dict) else {}
-    defaults = conf.DEFAULT_POLICY if isinstance(conf.DEFAULT_POLICY, dict) else {}
-    values = {**defaults, **(policies.get(name) or {})}
-    try:
-        row = BreakerPolicy(name=name, **values)
-        ResolvedPolicy.from_row(row)
-    except (TypeError, ValueError):
-        logger.error("resilience: invalid default policy values for %r; using built-in ones", name)
-        row = BreakerPolicy(name=name)
-    return row
-
-
 _UNKNOWN = object()
 
 
@@ -103,6 +89,9 @@ class PolicyRegistry:
     compares a cheap stamp of the table every ``POLICY_REFRESH_SECONDS`` and reloads on change,
     which is how an admin edit in one process reaches every other process; it also creates the
     rows of circuits first used in this process, in its own connection and transaction.
+
+    The rows are those of ``model`` (``BreakerPolicy``), which ``resilience.models`` binds when
+    it is loaded: the models sit above this module and import it, never the other way round.
     """
 
     def __init__(self) -> None:
@@ -119,6 +108,22 @@ class PolicyRegistry:
         self._epochs = itertools.count(1)
         self.epoch = 0
         self._versions: dict[str, int] = {}
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The ``BreakerPolicy`` model, bound by ``resilience.models`` when it is loaded."""
+        model = self._model
+        if model is None:
+            raise AppRegistryNotReady("resilience: the policy model is not loaded yet")
+        return model
+
+    def bind(self, model: Any) -> None:
+        """Cache the rows of ``model``: ``resilience.models`` binds ``BreakerPolicy``."""
+        self._model = model
+
+    def _defaults(self, name: str) -> ResolvedPolicy:
+        return ResolvedPolicy.from_row(self.model.from_settings(name))
 
     # --- call path ----------------------------------------------------------------------------
 
@@ -133,9 +138,9 @@ class PolicyRegistry:
         if not _in_event_loop():
             loaded = self._load_one(name)
         if loaded is _UNKNOWN:  # no answer from the database: last known values, else defaults
-            loaded = self._known.get(name) or ResolvedPolicy.from_row(default_row(name))
+            loaded = self._known.get(name) or self._defaults(name)
         if loaded is None:  # no row (never created, or deleted): defaults
-            loaded = ResolvedPolicy.from_row(default_row(name))
+            loaded = self._defaults(name)
         resolved = cast(ResolvedPolicy, loaded)  # neither _UNKNOWN nor None any more
         if resolved.pk is None:
             self._schedule(name)
@@ -145,13 +150,11 @@ class PolicyRegistry:
 
     def _load_one(self, name: str) -> ResolvedPolicy | object | None:
         """The row's policy, None when there is no row, ``_UNKNOWN`` when the query failed."""
-        from resilience.models import BreakerPolicy
-
         try:
             # In the caller's transaction, a failed query (table not migrated yet) must not
             # abort it: a savepoint contains the failure.
             with transaction.atomic(savepoint=connection.in_atomic_block):
-                row = BreakerPolicy.objects.filter(name=name).first()
+                row = self.model.objects.filter(name=name).first()
         except Exception as exc:  # database down or not migrated: run on what we know meanwhile
             logger.debug("resilience: cannot load policy %r: %s", name, type(exc).__name__)
             return _UNKNOWN
@@ -194,27 +197,22 @@ class PolicyRegistry:
         clocks of the saving hosts and commit order cannot hide an edit. Returns True when
         something changed. Runs in the background thread, and in tests.
         """
-        from django.db.models import Count, Max, Sum
-
-        from resilience.models import BreakerPolicy
-
+        model = self.model
         self._create_missing()
-        stamp = tuple(
-            BreakerPolicy.objects.aggregate(Count("id"), Max("id"), Sum("version")).values()
-        )
+        stamp = tuple(model.objects.aggregate(Count("id"), Max("id"), Sum("version")).values())
         if stamp == self._stamp:
             return False
-        versions = dict(BreakerPolicy.objects.values_list("name", "version"))
+        versions = dict(model.objects.values_list("name", "version"))
         changed = [
             name for name, version in versions.items() if self._versions.get(name) != version
         ]
         rows = {}
         for start in range(0, len(changed), 500):
-            chunk = BreakerPolicy.objects.filter(name__in=changed[start : start + 500])
+            chunk = model.objects.filter(name__in=changed[start : start + 500])
             rows.update({row.name: ResolvedPolicy.from_row(row) for row in chunk})
         for name in list(self._known):
             if name not in versions:  # deleted, or never created: back to the defaults
-                rows[name] = ResolvedPolicy.from_row(default_row(name))
+                rows[name] = self._defaults(name)
         self._known.update(rows)
         self._fresh.update(rows)
         self._versions = versions
@@ -223,21 +221,20 @@ class PolicyRegistry:
         return True
 
     def _create_missing(self) -> None:
-        from resilience.models import BreakerPolicy
-
+        model = self.model
         with self._lock:
             names, self._missing = self._missing, set()
         if not conf.CREATE_MISSING_POLICIES:
             return
         for name in sorted(names):
             try:
-                row = default_row(name)
+                row = model.from_settings(name)
                 values = {
                     f.name: getattr(row, f.name)
-                    for f in BreakerPolicy._meta.concrete_fields
+                    for f in model._meta.concrete_fields
                     if f.editable and f.name not in ("id", "name")
                 }
-                BreakerPolicy.objects.get_or_create(name=name, defaults=values)
+                model.objects.get_or_create(name=name, defaults=values)
             except Exception:
                 with self._lock:
                     self._missing.add(name)
