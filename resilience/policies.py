@@ -103,7 +103,8 @@ class PolicyRegistry:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.background = True  # the test suite turns this off and calls refresh() itself
-        # Bumped whenever an entry may have changed; breakers cache their entry per epoch.
+        # The registry epoch (docs/architecture.md, glossary): bumped whenever an entry may have
+        # changed; breakers rebuild their Route when it moved. Not a circuit's state epoch.
         # next() on a count is atomic: an increment from two threads is never lost.
         self._epochs = itertools.count(1)
         self.epoch = 0
