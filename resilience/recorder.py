@@ -11,6 +11,7 @@ transitions are handed to nobody and wait in the backend's outbox, from which th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from django.core.exceptions import AppRegistryNotReady
@@ -21,30 +22,16 @@ __all__ = ["Recorder", "emit", "install", "record_action"]
 
 
 class Recorder(Protocol):
-    """What the events layer offers the layers below it (``resilience.events`` is one)."""
+    """What the events layer offers the layers below it; ``resilience.events`` is the one.
 
-    def emit(
-        self,
-        circuit: str,
-        transitions: list[Transition],
-        error: BaseException | None = None,
-        actor: Any = None,
-        reason: str = "",
-        sync: bool = False,
-    ) -> None:
-        """Log and persist transitions; never raises (see ``resilience.events.emit``)."""
+    ``emit(circuit, transitions, error=None, actor=None, reason="", sync=False)`` logs and
+    persists transitions and never raises; ``record_action(circuit, kind, *, actor=None,
+    reason="", from_state="", to_state="")`` records a manual action synchronously (see
+    ``resilience.events`` for both).
+    """
 
-    def record_action(
-        self,
-        circuit: str,
-        kind: str,
-        *,
-        actor: Any = None,
-        reason: str = "",
-        from_state: str = "",
-        to_state: str = "",
-    ) -> Any:
-        """Record a manual action synchronously (see ``resilience.events.record_action``)."""
+    emit: Callable[..., None]
+    record_action: Callable[..., Any]
 
 
 _recorder: Recorder | None = None
