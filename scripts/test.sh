@@ -14,7 +14,7 @@ lint=0
 .venv/bin/ruff check . || lint=1
 .venv/bin/ruff format --check . || lint=1
 .venv/bin/mypy || lint=1  # the resilience package, configured in pyproject.toml
-.venv/bin/lint-imports || lint=1  # the layering contracts in pyproject.toml [tool.importlinter]
+.venv/bin/lint-imports --no-cache || lint=1  # layering contracts: pyproject.toml [tool.importlinter]
 
 echo "==> pytest on SQLite"
 .venv/bin/python -m pytest "$@"
