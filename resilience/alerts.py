@@ -14,8 +14,10 @@ from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 
+from resilience.backends import get_backend
 from resilience.conf import settings as conf
 from resilience.models import AlertStatus, BreakerPolicy, CircuitEvent, EventKind
+from resilience.policies import ResolvedPolicy
 from resilience.sanitize import one_line
 
 logger = logging.getLogger("resilience")
@@ -144,9 +146,6 @@ def trial(event: CircuitEvent, policy: BreakerPolicy) -> dict[str, Any]:
     Otherwise, or when the backend cannot tell (unreachable, or per-process state of another
     process), the policy's recovery timeout gives the time; it is exact without backoff.
     """
-    from resilience.backends import get_backend
-    from resilience.policies import ResolvedPolicy
-
     expected = event.created_at + timedelta(seconds=policy.recovery_timeout)
     info: dict[str, Any] = {"at": expected, "exact": policy.backoff_multiplier == 1, "state": ""}
     try:
@@ -165,7 +164,7 @@ def trial(event: CircuitEvent, policy: BreakerPolicy) -> dict[str, Any]:
 
 
 def context(event: CircuitEvent) -> dict[str, Any]:
-    policy = event.policy or _default_policy(event.circuit)
+    policy = event.policy or BreakerPolicy.from_settings(event.circuit)
     opened = event.kind == EventKind.OPENED
     return {
         "event": event,
@@ -207,9 +206,3 @@ def build_message(event: CircuitEvent) -> EmailMultiAlternatives:
     )
     message.attach_alternative(render_to_string("resilience/email/alert.html", ctx), "text/html")
     return message
-
-
-def _default_policy(circuit: str) -> BreakerPolicy:
-    from resilience.policies import default_row
-
-    return default_row(circuit)

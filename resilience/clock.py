@@ -1,4 +1,4 @@
-"""Clocks in integer epoch milliseconds: the system clock and a manual one for tests."""
+"""Clocks in integer Unix milliseconds (since 1970): the system clock and a manual one for tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 
 class SystemClock:
-    """Wall-clock time in integer epoch milliseconds."""
+    """Wall-clock time in integer Unix milliseconds."""
 
     __slots__ = ()
 
@@ -39,7 +39,7 @@ class ManualClock:
             return self._ms
 
     def set(self, ms: int) -> None:
-        """Jump to ``ms`` epoch milliseconds (backwards too, to test clock steps)."""
+        """Jump to ``ms`` Unix milliseconds (backwards too, to test clock steps)."""
         with self._lock:
             self._ms = int(ms)
 

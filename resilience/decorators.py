@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from resilience import stats
+from resilience import recorder, stats
 from resilience.backends import get_backend
 from resilience.conf import settings as conf
 from resilience.engine_types import BULKHEAD_FULL, DISABLED, FORCED_OPEN, Ticket
@@ -49,9 +49,8 @@ async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
 
 
 def _emit(name: str, transitions: Any, error: BaseException | None = None, **kwargs: Any) -> None:
-    from resilience import events  # the events layer sits above this one
-
-    events.emit(name, list(transitions), error=error, **kwargs)
+    # To the events layer, which sits above this one (see resilience.recorder).
+    recorder.emit(name, list(transitions), error=error, **kwargs)
 
 
 class Breaker:
@@ -500,20 +499,14 @@ class Breaker:
         return self._set_mode("enforced", "released", actor, reason)
 
     def _set_mode(self, mode: str, kind: str, actor: Any, reason: str) -> dict[str, Any]:
-        from resilience import events
-        from resilience.models import BreakerPolicy
-        from resilience.policies import default_row
-
         before = self.state
-        row = BreakerPolicy.objects.filter(name=self.name).first()
-        if row is None:
-            row = default_row(self.name)
-            row.mode = mode
+        row = registry.model.for_circuit(self.name)  # the saved row, else the defaults
+        row.mode = mode
+        if row.pk is None:
             row.save()
         else:  # only the mode: a threshold edit saved at the same moment must survive
-            row.mode = mode
             row.save(update_fields=["mode"])
-        events.record_action(
+        recorder.record_action(
             self.name, kind, actor=actor, reason=reason, from_state=before, to_state=self.state
         )
         return self.snapshot()

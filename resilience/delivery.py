@@ -20,6 +20,7 @@ from resilience.sanitize import describe_error
 logger = logging.getLogger("resilience")
 
 SENT, SKIPPED, RETRY, FAILED = "sent", "skipped", "retry", "failed"
+SEND_ALERT_TASK = "resilience.tasks.send_alert"  # the Celery task that calls deliver()
 MAX_ATTEMPTS = 10  # claims per event, across task retries and sweeps, before it is ``failed``
 DEFAULT_SEND_TIMEOUT = 30.0  # seconds per SMTP operation when EMAIL_TIMEOUT is None
 REDISPATCH_AFTER = timedelta(seconds=30)  # a pending alert older than this was lost in transit
@@ -152,10 +153,13 @@ def dispatch(event_id: int) -> bool:
     """
     if conf.ALERTS["DELIVERY"] == "sync":
         return deliver(event_id) != RETRY
-    from resilience.tasks import send_alert
+    from celery import current_app  # Celery is optional (the "celery" extra)
 
-    # Raises when the broker is down (after PUBLISH_RETRY_POLICY): the caller retries later.
-    send_alert.apply_async(
+    # By name: the task module sits above this one. A signature runs the registered task (so
+    # CELERY_TASK_ALWAYS_EAGER applies; ResilienceConfig.ready imports resilience.tasks), or
+    # publishes by name where it is not registered. Raises when the broker is down (after
+    # PUBLISH_RETRY_POLICY): the caller retries later.
+    current_app.signature(SEND_ALERT_TASK).apply_async(
         (event_id,),
         retry=True,
         retry_policy=PUBLISH_RETRY_POLICY,

@@ -234,7 +234,7 @@ def _store(item: _Item, policy: BreakerPolicy | None, **overrides: Any) -> Circu
         created_at=_datetime(t.at_ms),
         **values,
     )
-    rules = policy or _default(t.circuit)
+    rules = policy or BreakerPolicy.from_settings(t.circuit)
     try:
         with transaction.atomic():
             if policy is not None and connection.features.has_select_for_update:
@@ -279,12 +279,6 @@ def _after_commit(circuit: str, ids: list[str], created: list[CircuitEvent], dis
                     )
         if dispatch is not None and event.alert_status == AlertStatus.PENDING:
             dispatch(event.pk)
-
-
-def _default(circuit: str) -> BreakerPolicy:
-    from resilience.policies import default_row
-
-    return default_row(circuit)
 
 
 def _datetime(at_ms: int) -> datetime:

@@ -6,10 +6,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import DatabaseError
+from django.db.models import Count
+
 from resilience import stats
 from resilience.backends import get_backend
 from resilience.engine_types import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
 from resilience.logs import ThrottledLog
+from resilience.models import BreakerPolicy, CircuitEvent
+from resilience.policies import ResolvedPolicy
 
 logger = logging.getLogger("resilience")
 # The health endpoint is probed every few seconds: one WARNING a minute per kind of failure.
@@ -46,11 +51,6 @@ class Overview:
 
 def overview() -> Overview:
     """Collect the overview; a failing backend or database reads as degraded, it never raises."""
-    from django.db import DatabaseError
-
-    from resilience.models import BreakerPolicy
-    from resilience.policies import ResolvedPolicy
-
     database = True
     try:
         rows = list(BreakerPolicy.objects.all())
@@ -108,10 +108,6 @@ class Family:
 
 
 def families(view: Overview) -> list[Family]:
-    from django.db.models import Count
-
-    from resilience.models import CircuitEvent
-
     state = Family(
         "resilience_circuit_state",
         "gauge",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -13,6 +14,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from resilience.compat import check_constraint
+from resilience.conf import settings as conf
+from resilience.policies import ResolvedPolicy, registry
 from resilience.validators import (
     split_lines,
     validate_circuit_name,
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from django.utils.functional import Promise
+
+logger = logging.getLogger("resilience")
 
 DAY = 86_400
 HOUR_MS = 3_600_000
@@ -68,8 +73,6 @@ class BreakerPolicyQuerySet(models.QuerySet):
         kwargs.setdefault("version", F("version") + 1)
         kwargs.setdefault("updated_at", timezone.now())
         count = super().update(**kwargs)
-        from resilience.policies import registry
-
         registry.invalidate()
         transaction.on_commit(registry.invalidate, robust=True)
         return count
@@ -290,12 +293,32 @@ class BreakerPolicy(models.Model):
         self._invalidate(None)
         return result
 
+    @classmethod
+    def from_settings(cls, name: str) -> BreakerPolicy:
+        """An unsaved policy of circuit ``name`` with ``POLICIES[name]`` or ``DEFAULT_POLICY``
+        applied (the built-in defaults when those values are invalid; logged)."""
+        policies = conf.POLICIES if isinstance(conf.POLICIES, dict) else {}
+        defaults = conf.DEFAULT_POLICY if isinstance(conf.DEFAULT_POLICY, dict) else {}
+        values = {**defaults, **(policies.get(name) or {})}
+        try:
+            row = cls(name=name, **values)
+            ResolvedPolicy.from_row(row)
+        except (TypeError, ValueError):
+            logger.error(
+                "resilience: invalid default policy values for %r; using built-in ones", name
+            )
+            row = cls(name=name)
+        return row
+
+    @classmethod
+    def for_circuit(cls, name: str) -> BreakerPolicy:
+        """The saved policy of circuit ``name``, else an unsaved one ``from_settings``."""
+        return cls.objects.filter(name=name).first() or cls.from_settings(name)
+
     def _invalidate(self, saved: BreakerPolicy | None) -> None:
         # This process at once, from the values in hand (no query; a partly loaded instance
         # is read again instead), and read again after commit; other processes see the
         # version change within POLICY_REFRESH_SECONDS.
-        from resilience.policies import registry
-
         name = self.name
         if saved is not None and saved.get_deferred_fields():
             registry.invalidate(name)
@@ -455,3 +478,7 @@ class CircuitEvent(models.Model):
             if update_fields is None or not set(update_fields) <= ALERT_FIELDS:
                 raise ValueError("CircuitEvent rows are append-only; only alert fields may change.")
         super().save(*args, **kwargs)
+
+
+# The policy registry caches BreakerPolicy rows; it sits below this module and is handed the model.
+registry.bind(BreakerPolicy)

@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any
 
+from django.core.exceptions import AppRegistryNotReady
 from django.core.signals import setting_changed
 from django.db import close_old_connections, connection
+from django.db.models import Count, Max, Sum
 from django.utils.module_loading import import_string
 
 from resilience.conf import settings as conf
@@ -69,22 +71,6 @@ def _exception_types(text: str) -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def default_row(name: str) -> Any:
-    """An unsaved ``BreakerPolicy`` with ``POLICIES[name]`` or ``DEFAULT_POLICY`` applied."""
-    from resilience.models import BreakerPolicy
-
-    policies = conf.POLICIES if isinstance(conf.POLICIES, dict) else {}
-    defaults = conf.DEFAULT_POLICY if isinstance(conf.DEFAULT_POLICY, dict) else {}
-    values = {**defaults, **(policies.get(name) or {})}
-    try:
-        row = BreakerPolicy(name=name, **values)
-        ResolvedPolicy.from_row(row)
-    except (TypeError, ValueError):
-        logger.error("resilience: invalid default policy values for %r; using built-in ones", name)
-        row = BreakerPolicy(name=name)
-    return row
-
-
 # The longest a circuit's first call in this process waits for the background thread to read
 # its row (then it runs under the defaults until the row is read). No wait inside an event
 # loop, without the background thread (tests), or while a read is already stuck.
@@ -111,6 +97,9 @@ class PolicyRegistry:
     edit in one process reaches every other process; it creates the rows of circuits first used
     in this process, in its own connection and transaction. A row saved or deleted in this
     process applies here at once (``put``), without a query.
+
+    The rows are those of ``model`` (``BreakerPolicy``), which ``resilience.models`` binds when
+    it is loaded: the models sit above this module and import it, never the other way round.
     """
 
     def __init__(self) -> None:
@@ -130,6 +119,22 @@ class PolicyRegistry:
         self._epochs = itertools.count(1)
         self.epoch = 0
         self._versions: dict[str, int] = {}
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The ``BreakerPolicy`` model, bound by ``resilience.models`` when it is loaded."""
+        model = self._model
+        if model is None:
+            raise AppRegistryNotReady("resilience: the policy model is not loaded yet")
+        return model
+
+    def bind(self, model: Any) -> None:
+        """Cache the rows of ``model``: ``resilience.models`` binds ``BreakerPolicy``."""
+        self._model = model
+
+    def _defaults(self, name: str) -> ResolvedPolicy:
+        return ResolvedPolicy.from_row(self.model.from_settings(name))
 
     # --- call path ----------------------------------------------------------------------------
 
@@ -142,7 +147,7 @@ class PolicyRegistry:
     def _miss(self, name: str) -> ResolvedPolicy:
         """First use here: the defaults (or last known values) at once, the row read in the
         background; waits for that read at most ``FIRST_LOAD_WAIT_SECONDS``."""
-        interim = self._known.get(name) or ResolvedPolicy.from_row(default_row(name))
+        interim = self._known.get(name) or self._defaults(name)
         with self._lock:
             self._to_load.add(name)
             loaded = self._loaded
@@ -164,7 +169,7 @@ class PolicyRegistry:
 
     def put(self, name: str, row: Any) -> None:
         """This process saved ``row`` (None: deleted it): in force here at once, no query."""
-        resolved = ResolvedPolicy.from_row(row if row is not None else default_row(name))
+        resolved = ResolvedPolicy.from_row(row) if row is not None else self._defaults(name)
         with self._lock:
             self._fresh[name] = self._known[name] = resolved
         self.epoch = next(self._epochs)
@@ -205,28 +210,23 @@ class PolicyRegistry:
         clocks of the saving hosts and commit order cannot hide an edit. Returns True when
         something changed. Runs in the background thread, and in tests.
         """
-        from django.db.models import Count, Max, Sum
-
-        from resilience.models import BreakerPolicy
-
+        model = self.model
         loaded = self._load_requested()
         self._create_missing()
-        stamp = tuple(
-            BreakerPolicy.objects.aggregate(Count("id"), Max("id"), Sum("version")).values()
-        )
+        stamp = tuple(model.objects.aggregate(Count("id"), Max("id"), Sum("version")).values())
         if stamp == self._stamp:
             return loaded
-        versions = dict(BreakerPolicy.objects.values_list("name", "version"))
+        versions = dict(model.objects.values_list("name", "version"))
         changed = [
             name for name, version in versions.items() if self._versions.get(name) != version
         ]
         rows = {}
         for start in range(0, len(changed), 500):
-            chunk = BreakerPolicy.objects.filter(name__in=changed[start : start + 500])
+            chunk = model.objects.filter(name__in=changed[start : start + 500])
             rows.update({row.name: ResolvedPolicy.from_row(row) for row in chunk})
         for name in list(self._known):
             if name not in versions:  # deleted, or never created: back to the defaults
-                rows[name] = ResolvedPolicy.from_row(default_row(name))
+                rows[name] = self._defaults(name)
         with self._lock:
             self._known.update(rows)
             self._fresh.update(rows)
@@ -238,8 +238,7 @@ class PolicyRegistry:
     def _load_requested(self) -> bool:
         """Read the rows of the names asked for since the last read; True if there were any.
         Names without a row run on their defaults, and their rows are created next."""
-        from resilience.models import BreakerPolicy
-
+        model = self.model
         with self._lock:
             names, self._to_load = self._to_load, set()
             done, self._loaded = self._loaded, threading.Event()
@@ -249,10 +248,10 @@ class PolicyRegistry:
             wanted = sorted(names)
             rows = {}
             for start in range(0, len(wanted), 500):
-                chunk = BreakerPolicy.objects.filter(name__in=wanted[start : start + 500])
+                chunk = model.objects.filter(name__in=wanted[start : start + 500])
                 rows.update({row.name: ResolvedPolicy.from_row(row) for row in chunk})
             for name in names.difference(rows):  # no row (never created, or deleted)
-                rows[name] = ResolvedPolicy.from_row(default_row(name))
+                rows[name] = self._defaults(name)
             with self._lock:
                 self._known.update(rows)
                 self._fresh.update(rows)
@@ -267,21 +266,20 @@ class PolicyRegistry:
             done.set()
 
     def _create_missing(self) -> None:
-        from resilience.models import BreakerPolicy
-
+        model = self.model
         with self._lock:
             names, self._missing = self._missing, set()
         if not conf.CREATE_MISSING_POLICIES:
             return
         for name in sorted(names):
             try:
-                row = default_row(name)
+                row = model.from_settings(name)
                 values = {
                     f.name: getattr(row, f.name)
-                    for f in BreakerPolicy._meta.concrete_fields
+                    for f in model._meta.concrete_fields
                     if f.editable and f.name not in ("id", "name")
                 }
-                BreakerPolicy.objects.get_or_create(name=name, defaults=values)
+                model.objects.get_or_create(name=name, defaults=values)
             except Exception:
                 with self._lock:
                     self._missing.add(name)

@@ -12,17 +12,22 @@ from resilience.exceptions import CircuitOpenError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Protocol
+    from typing import Any, Protocol
 
-    from resilience.backends.base import Backend
-    from resilience.backends.memory import Lane
-    from resilience.decorators import Breaker
+    from resilience.backends.base import Backend, Lane
     from resilience.engine_types import Policy, Transition
     from resilience.policies import ResolvedPolicy
     from resilience.watchdog import Watch
 
     class _Clock(Protocol):
         def now_ms(self) -> int: ...
+
+    class _Breaker(Protocol):  # resilience.decorators.Breaker, as a route reads it
+        name: str
+        ignore: tuple[type[BaseException], ...]
+        record: tuple[type[BaseException], ...]
+        is_failure: Callable[[Any], bool] | None
+        cancels_coroutines: bool
 
 
 # Not failures, and never successes: the call did not finish. A half-open permit is returned.
@@ -88,7 +93,7 @@ class Route:
     acquire: Callable[[Policy], Ticket]
 
     def __init__(
-        self, epoch: int, action: int, resolved: ResolvedPolicy | None, breaker: Breaker
+        self, epoch: int, action: int, resolved: ResolvedPolicy | None, breaker: _Breaker
     ) -> None:
         self.epoch = epoch
         self.action = action
@@ -120,8 +125,7 @@ class Route:
         # backend (see MemoryBackend.lane). The wrappers use it for plain calls (not timed, no
         # retries, no is_failure); a lane of a closed backend is no longer live, and they then
         # go through ``Breaker._enter``.
-        # hasattr() is False for None, but mypy does not narrow None out of the union with it.
-        lane = backend.lane(breaker.name) if hasattr(backend, "lane") else None  # type: ignore[union-attr]
+        lane = backend.lane(breaker.name) if backend is not None else None
         plain = not (self.tracked or self.retries or breaker.is_failure is not None)
         self.lane = lane if plain else None
         # acquire(policy): the backend's, for this circuit.

@@ -323,7 +323,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def describe_error(
-    error: BaseException | None, limit: int = ERROR_MAX_CHARS, secrets: Iterable[str] = ()
+    error: BaseException | None, limit: int = ERROR_MAX_CHARS, *, secrets: Iterable[str] = ()
 ) -> str:
     """``"module.Class: message"`` of an exception, sanitised and at most ``limit`` characters.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from resilience import delivery
+from resilience import delivery, events
 
 
 @shared_task(
@@ -31,6 +31,4 @@ def send_alert(self, event_id: int) -> str:
 @shared_task(ignore_result=True)
 def drain_outbox(limit: int | None = None) -> int:
     """Persist transitions left in backend outboxes and re-queue lost alerts (Celery beat)."""
-    from resilience import events
-
     return events.drain(limit)

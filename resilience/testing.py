@@ -5,8 +5,9 @@ context managers and as decorators (sync and async test functions, ``SimpleTestC
 classes). With pytest, the markers ``@pytest.mark.resilience_open("payments-api")`` /
 ``@pytest.mark.resilience_closed(...)`` and the same-named fixtures do the same for one test.
 
-Loaded as a pytest plugin before Django is configured: Django models, the policy registry and
-the backend are imported inside functions only.
+Loaded as a pytest plugin before Django is configured: it imports the policy registry and the
+backends (importable without settings) but not the models; the ``BreakerPolicy`` model is
+reached through ``registry.model`` once Django is set up.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ try:
 except ImportError:  # pragma: no cover - the helpers work without pytest
     pytest = None  # type: ignore[assignment]
 
+from resilience.backends import get_backend
+from resilience.policies import ResolvedPolicy, registry
+
 __all__ = ["force_closed", "force_open", "override_policy"]
 
 # name -> stack of ResolvedPolicy (innermost override last); consulted before the registry.
@@ -30,8 +34,6 @@ _overrides: dict[str, list[Any]] = {}
 
 def _install_hook() -> None:
     """Route ``registry.get`` through ``_overrides`` (once per process)."""
-    from resilience.policies import registry
-
     if getattr(registry.get, "resilience_testing_hook", False):
         return
     real_get = registry.get
@@ -59,9 +61,7 @@ class override_policy(TestContextDecorator):  # lower case, like override_settin
         super().__init__()
 
     def enable(self) -> Any:
-        from resilience.policies import ResolvedPolicy, default_row, registry
-
-        row = default_row(self.name)
+        row = registry.model.from_settings(self.name)
         for field, value in self.fields.items():
             if not hasattr(row, field) or field in ("id", "pk", "name"):
                 raise TypeError(f"override_policy: {field!r} is not a BreakerPolicy field")
@@ -75,8 +75,6 @@ class override_policy(TestContextDecorator):  # lower case, like override_settin
         return self._resolved
 
     def disable(self) -> None:
-        from resilience.policies import registry
-
         stack = _overrides.get(self.name, [])
         if self._resolved in stack:
             stack.remove(self._resolved)
@@ -118,8 +116,6 @@ class force_closed(override_policy):
         )
 
     def enable(self) -> Any:
-        from resilience.backends import get_backend
-
         resolved = super().enable()
         backend = get_backend()
         if backend.snapshot(self.name, resolved.policy)["state"] != "closed":

@@ -14,6 +14,7 @@ lint=0
 .venv/bin/ruff check . || lint=1
 .venv/bin/ruff format --check . || lint=1
 .venv/bin/mypy || lint=1  # the resilience package, configured in pyproject.toml
+.venv/bin/lint-imports --no-cache || lint=1  # layering contracts: pyproject.toml [tool.importlinter]
 
 echo "==> pytest on SQLite"
 .venv/bin/python -m pytest "$@"
@@ -37,6 +38,6 @@ else
 fi
 
 if [ "$lint" -ne 0 ]; then
-  echo "!!! lint failed (see the ruff and mypy output above)"
+  echo "!!! lint failed (see the ruff, mypy and lint-imports output above)"
   exit 1
 fi

@@ -136,6 +136,20 @@ def test_database_rejects_max_recovery_below_recovery():
         )
 
 
+def test_for_circuit_is_the_saved_row_else_the_settings_defaults(settings):
+    settings.RESILIENCE = {
+        "DEFAULT_POLICY": {"failure_threshold": 7},
+        "POLICIES": {"search": {"failure_threshold": 2}, "broken": {"no_such_field": 1}},
+    }
+    saved = BreakerPolicyFactory(name="pay", failure_threshold=9)
+    assert BreakerPolicy.for_circuit("pay") == saved
+    fresh = BreakerPolicy.for_circuit("search")
+    assert (fresh.pk, fresh.name, fresh.failure_threshold) == (None, "search", 2)
+    assert BreakerPolicy.for_circuit("other").failure_threshold == 7
+    assert BreakerPolicy.for_circuit("broken").failure_threshold == 5  # built-in: invalid values
+    assert not BreakerPolicy.objects.exclude(name="pay").exists()  # nothing saved
+
+
 def test_save_bumps_version():
     policy = BreakerPolicyFactory()
     assert policy.version == 1

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from resilience.backends import get_backend
 from resilience.engine import Policy
 from resilience.engine_types import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, MONITOR, OPEN
+from resilience.models import BreakerPolicy
 from resilience.policies import ENGINE_FIELDS
 from resilience.sanitize import describe_error, one_line
 
@@ -135,8 +136,6 @@ class Board:
 
     def load(self) -> dict[str, Live]:
         if self._rows is None:
-            from resilience.models import BreakerPolicy
-
             self._rows = list(BreakerPolicy.objects.order_by().values(*POLICY_COLUMNS))
             self._states, self.warning = fetch(self._rows)
         return self._states

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from resilience.backends.base import Backend
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from resilience.backends.base import Backend
+from resilience.conf import settings
+from resilience.sanitize import redact
 
 __all__ = ["build_backend", "get_backend", "reset_backend"]
 
@@ -40,14 +45,6 @@ def _set(backend: Backend | None) -> None:
 
 def build_backend() -> Backend:
     """A new backend from the current settings (``ImproperlyConfigured`` if they are wrong)."""
-    # Imported here so that base/memory stay importable without configured Django settings.
-    from django.core.exceptions import ImproperlyConfigured
-    from django.utils.module_loading import import_string
-
-    from resilience.backends.base import Backend
-    from resilience.conf import settings
-    from resilience.sanitize import redact
-
     path, options = settings.BACKEND, settings.OPTIONS or {}
     try:
         backend_class = import_string(path)
@@ -72,10 +69,4 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
         reset_backend()
 
 
-def _connect() -> None:
-    from django.core.signals import setting_changed
-
-    setting_changed.connect(_on_setting_changed, dispatch_uid="resilience.backends.reset")
-
-
-_connect()
+setting_changed.connect(_on_setting_changed, dispatch_uid="resilience.backends.reset")

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Protocol
 
+from resilience import recorder
 from resilience.clock import SystemClock
 from resilience.engine import Policy, Ticket, Transition
 from resilience.rules import Problem, show
 
 OUTBOX_MAX = 1000
+
+
+class Lane(Protocol):
+    """The lock-free side of one circuit, for a caller on a hot path (see ``Backend.lane``).
+
+    ``ticket`` is the circuit's shared admitted ticket while it is closed, else None;
+    ``refusal(policy)`` is the rejection of an open circuit before its trial time, else None;
+    ``acquire(policy)`` is ``Backend.acquire`` of this circuit; ``ok(ticket, policy)`` counts a
+    success of an untimed call and is False when the caller must ``record`` it instead. ``live``
+    turns False when the backend is closed: the caller must then ask for a new lane.
+    """
+
+    ticket: Ticket | None
+    live: bool
+
+    def acquire(self, policy: Policy) -> Ticket: ...
+
+    def refusal(self, policy: Policy) -> Ticket | None: ...
+
+    def ok(self, ticket: Ticket, policy: Policy) -> bool: ...
 
 
 class Backend(abc.ABC):
@@ -103,6 +124,27 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def health(self) -> dict[str, Any]:
         """At least ``{"backend": <name>, "degraded": bool}``; must not raise."""
+
+    # --- optional: defaults that suit a backend without a hot path, background work or probe ---
+
+    def lane(self, name: str) -> Lane | None:
+        """The lock-free side of circuit ``name`` (see ``Lane``), or None: every call goes
+        through ``acquire``/``record``. The memory backend has lanes."""
+        return None
+
+    def on_background_transitions(self, name: str, transitions: list[Transition]) -> None:
+        """Hand on transitions the backend performed on its own, not for any caller (the Redis
+        backend's background send of deferred successes): to ``resilience.recorder``, which
+        passes them to the events layer. Tests may replace it on an instance."""
+        recorder.emit(name, transitions)
+
+    def flush(self) -> None:  # noqa: B027 - optional hook, nothing held back by default
+        """Send now whatever the backend holds back (the Redis backend's deferred successes)."""
+
+    def probe(self) -> bool:
+        """Check the store now (tests, operators); True when it is usable (degraded mode, if
+        any, ended)."""
+        return True
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections and threads; the backend is not used afterwards."""

@@ -32,6 +32,7 @@ from resilience.backends.redis_local import (
     policy_args,
 )
 from resilience.backends.redis_reads import RedisReads
+from resilience.conf import settings
 from resilience.engine import BULKHEAD_FULL, CLOSED, MONITOR, OPEN, Policy, Ticket, Transition
 from resilience.engine_types import new_epoch
 from resilience.rules import Problem
@@ -49,8 +50,6 @@ _HEAD = ("state", "generation", "epoch", "win_failures")
 def _setting(name: str, default: Any) -> Any:
     """A ``RESILIENCE`` setting read now (lazily), or ``default`` outside a Django project."""
     try:
-        from resilience.conf import settings
-
         return settings.get(name)
     except ImproperlyConfigured:
         return default
@@ -370,14 +369,6 @@ class RedisBackend(RedisReads, Backend):
             self.on_background_transitions(name, transitions)
         except Exception:
             logger.exception("resilience: a transition of circuit %s was not handed on", name)
-
-    @staticmethod
-    def on_background_transitions(name: str, transitions: list[Transition]) -> None:
-        """Hand a transition made by the background send to the events layer, as the
-        decorator does with the ones its calls make (tests replace it)."""
-        from resilience import events  # the events layer sits above the backends
-
-        events.emit(name, transitions)
 
     def release(self, ticket: Ticket, policy: Policy) -> None:
         if isinstance(ticket, FallbackTicket):

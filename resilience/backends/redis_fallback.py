@@ -38,11 +38,6 @@ class FallbackTicket(Ticket):
         return cls(*(getattr(ticket, name) for name in _TICKET_FIELDS), origin=origin)  # type: ignore[misc]
 
 
-def describe_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
-    """``"ClassName: message"``, bounded, with the known ``secrets`` and any other redacted."""
-    return sanitize.describe_error(exc, OUTAGE_REASON_CHARS, secrets)
-
-
 class Outage:
     """Whether Redis is usable, why not, and when to look again.
 
@@ -92,7 +87,7 @@ class Outage:
 
     def trip(self, exc: BaseException) -> None:
         now = time.monotonic()
-        reason = describe_error(exc, self.secrets)
+        reason = sanitize.describe_error(exc, OUTAGE_REASON_CHARS, secrets=self.secrets)
         with self._lock:
             starting = not self.active
             if starting:
@@ -137,7 +132,9 @@ class Outage:
         except Exception as exc:  # any failure keeps us degraded; never raise from a probe
             with self._lock:
                 self._probing = False
-                self.reason = describe_error(exc, self.secrets)
+                self.reason = sanitize.describe_error(
+                    exc, OUTAGE_REASON_CHARS, secrets=self.secrets
+                )
                 self._next_probe = time.monotonic() + self.interval
             self._log(
                 logging.WARNING,

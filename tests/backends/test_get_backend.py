@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from resilience import circuit_breaker
 from resilience.backends import get_backend, reset_backend
 from resilience.backends.base import Backend
 from resilience.backends.memory import MemoryBackend
 from resilience.clock import SystemClock
+from resilience.policies import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,6 +114,31 @@ def test_base_and_memory_import_without_django_settings():
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
 
 
-def test_every_abstract_method_is_documented():
-    for name in Backend.__abstractmethods__ | {"close", "__init__"}:
+OPTIONAL = {"lane", "on_background_transitions", "flush", "probe", "close", "__init__"}
+
+
+def test_every_abstract_and_optional_method_is_documented():
+    for name in Backend.__abstractmethods__ | OPTIONAL:
         assert getattr(Backend, name).__doc__, name
+
+
+class Laneless(MemoryBackend):
+    """A backend with only what the ABC requires: no lanes."""
+
+    lane = Backend.lane
+    flush = Backend.flush
+    probe = Backend.probe
+
+
+def test_the_optional_methods_have_defaults_callers_can_rely_on(settings, clock):
+    settings.RESILIENCE = {"BACKEND": f"{__name__}.Laneless", "OPTIONS": {"clock": clock}}
+    backend = get_backend()
+    assert backend.lane("x") is None and backend.probe() is True and backend.flush() is None
+    registry.invalidate()
+
+    @circuit_breaker("laneless")
+    def call():
+        return "ok"
+
+    assert call() == "ok"  # no lane: admitted by acquire, counted by record
+    assert backend.snapshot("laneless", registry.get("laneless").policy)["calls_in_window"] == 1

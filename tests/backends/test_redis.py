@@ -18,10 +18,10 @@ from resilience import engine
 from resilience.backends.base import OUTBOX_MAX
 from resilience.backends.memory import MemoryBackend
 from resilience.backends.redis import OPEN_CACHE_SHARE, RedisBackend, script_source
-from resilience.backends.redis_fallback import FallbackTicket, describe_error
+from resilience.backends.redis_fallback import FallbackTicket
 from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
-from resilience.sanitize import redact_url
+from resilience.sanitize import describe_error, redact_url
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
 from tests.engine.test_properties import agrees_with_time_order, late_operations
@@ -987,8 +987,8 @@ def test_prefix_must_not_break_the_hash_tag(prefix):
 def test_redaction():
     assert redact_url("redis://u:pw@h:1/0") == "redis://u:[redacted]@h:1/0"
     assert redact_url("rediss://h:1/0") == "rediss://h:1/0"
-    assert "pw" not in describe_error(ValueError("boom redis://u:pw@h:1/0"), ())
-    assert "hunter2" not in describe_error(ValueError("x hunter2 y"), ("hunter2",))
+    assert "pw" not in describe_error(ValueError("boom redis://u:pw@h:1/0"))
+    assert "hunter2" not in describe_error(ValueError("x hunter2 y"), secrets=("hunter2",))
 
 
 def test_get_backend_builds_the_redis_backend(settings, redis_url):

@@ -408,3 +408,10 @@ def test_known_secrets_are_redacted_wherever_they_are():
 def test_a_secret_cut_by_the_length_bound_is_still_redacted():
     text = describe_error(RuntimeError("x" * 1990 + " password=hunter2-is-long"))
     assert "hunter" not in text
+
+
+def test_describe_error_redacts_known_secrets():
+    # Known secrets (the Redis backend's passwords) are redacted wherever they appear.
+    assert describe_error(OSError("auth hunter2 refused"), secrets=("", "hunter2")) == (
+        "OSError: auth [redacted] refused"
+    )

@@ -7,6 +7,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from resilience import events
+from resilience.decorators import breaker
+from resilience.metrics import overview
+from resilience.models import BreakerPolicy
+
 # subcommand: (Breaker method, past tense for the output, help)
 ACTIONS = {
     "reset": ("reset", "Reset", "Close the circuit and clear its counters everywhere."),
@@ -50,8 +55,6 @@ class Command(BaseCommand):
     # --- subcommands ------------------------------------------------------------------------------
 
     def status(self, names: list[str], as_json: bool) -> None:
-        from resilience.metrics import overview
-
         view = overview()
         self._check_known(names, view.circuits)
         circuits = {name: view.circuits[name] for name in names} if names else view.circuits
@@ -74,9 +77,6 @@ class Command(BaseCommand):
             self.stdout.write("  ".join(cells).rstrip())
 
     def control(self, action: str, options: dict[str, Any]) -> None:
-        from resilience.decorators import breaker
-        from resilience.models import BreakerPolicy
-
         names = options["names"]
         known = set(BreakerPolicy.objects.filter(name__in=names).values_list("name", flat=True))
         self._check_known(names, known)
@@ -92,8 +92,6 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"{verb} {name}: now {snapshot['state']}"))
 
     def drain(self, limit: int | None, as_json: bool) -> None:
-        from resilience import events
-
         if limit is not None and limit < 1:
             raise CommandError("--limit must be at least 1.")
         count = events.drain(limit)
