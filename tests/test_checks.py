@@ -218,6 +218,9 @@ def test_secrets_are_not_shown_in_check_messages():
         {"POLICY_REFRESH_SECONDS": 3600, "ON_BACKEND_ERROR": "deny"},
         redis(prefix="app.v2:cache", socket_timeout=10, log_interval=0, defer_successes=False),
         redis(sentinels=[("s1", 26379), "s2:26379"], service_name="mymaster"),
+        # With Sentinel the host comes from the sentinels: a URL without one is complete.
+        redis(url="redis://", sentinels=["s1:26379"], service_name="mymaster"),
+        redis(url="redis://:pw@/2", sentinels=["s1:26379"], service_name="mymaster"),
         redis(cluster=False, socket_connect_timeout=None),
     ],
 )

@@ -21,7 +21,9 @@ MAX_LOG_INTERVAL = 86400.0
 DOCS = "See docs/redis.md."
 
 
-def _url(value: Any) -> list[Problem]:
+def _url(value: Any, sentinel: bool) -> list[Problem]:
+    """With Sentinel the host comes from the sentinels: ``redis://`` (or only a password and a
+    database) is then a complete URL."""
     if value is None:
         return []
     problem = [
@@ -39,7 +41,7 @@ def _url(value: Any) -> list[Problem]:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         return problem
-    if parts.scheme not in URL_SCHEMES or not (parts.hostname or parts.path):
+    if parts.scheme not in URL_SCHEMES or not (parts.hostname or parts.path or sentinel):
         return problem
     return []
 
@@ -128,7 +130,7 @@ def _sentinels(options: dict[str, Any]) -> list[Problem]:
 
 def problems(options: dict[str, Any]) -> list[Problem]:
     """Everything wrong with the backend's own options (others go to redis-py as they are)."""
-    found = _url(options.get("url"))
+    found = _url(options.get("url"), bool(options.get("sentinels")))
     if "prefix" in options:
         found += _prefix(options["prefix"])
     if "socket_timeout" in options:

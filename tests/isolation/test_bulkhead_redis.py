@@ -1,0 +1,84 @@
+"""The bulkhead on Redis: one cap for every process, and what happens while Redis is down."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from django.test import override_settings
+
+from resilience.backends.redis import RedisBackend
+from resilience.clock import ManualClock
+from resilience.engine import BULKHEAD_FULL, Policy
+
+CAPPED = Policy(max_concurrent_calls=2, failure_threshold=5)
+
+# A separate process holding one slot of "shared" until killed (it never gives it back).
+HOLDER = """
+import sys, time
+from resilience.backends.redis import RedisBackend
+from resilience.engine import Policy
+backend = RedisBackend(url=sys.argv[1], prefix=sys.argv[2], socket_timeout=5.0)
+ticket = backend.acquire("shared", Policy(max_concurrent_calls=2, failure_threshold=5))
+print("admitted" if ticket.slot else "refused", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def prefix():
+    return f"bh{time.monotonic_ns()}"
+
+
+def test_the_cap_is_shared_with_another_process(redis_proc, prefix):
+    holder = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", HOLDER, redis_proc.url, prefix],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    backend = RedisBackend(url=redis_proc.url, prefix=prefix, socket_timeout=5.0)
+    try:
+        assert holder.stdout.readline().strip() == "admitted"
+        mine = backend.acquire("shared", CAPPED)
+        assert mine.admitted and mine.slot
+        refused = backend.acquire("shared", CAPPED)
+        assert (refused.admitted, refused.state) == (False, BULKHEAD_FULL)
+        assert backend.snapshot("shared", CAPPED)["in_flight"] == 2
+        backend.return_slot(mine, CAPPED)
+        assert backend.acquire("shared", CAPPED).admitted  # the other process still holds one
+        assert not backend.acquire("shared", CAPPED).admitted
+    finally:
+        holder.kill()
+        holder.wait(10)
+        backend.close()
+
+
+@pytest.mark.parametrize(
+    ("on_error", "second"),
+    [("local", BULKHEAD_FULL), ("allow", "closed"), ("deny", "open")],
+)
+def test_redis_down_applies_on_backend_error_with_a_local_cap(redis_proc, prefix, on_error, second):
+    clock = ManualClock()
+    with override_settings(RESILIENCE={"ON_BACKEND_ERROR": on_error}):
+        backend = RedisBackend(clock=clock, url=redis_proc.url, prefix=prefix, socket_timeout=0.2)
+        try:
+            held = [backend.acquire("down", CAPPED) for _ in range(2)]
+            assert all(t.slot for t in held)
+            redis_proc.stop()
+            first = backend.acquire("down", CAPPED)  # one socket timeout, then degraded
+            assert backend.health()["degraded"] is True
+            if on_error == "deny":
+                assert (first.admitted, first.state) == (False, "open")
+                return
+            # The slots taken in Redis are not known here: the local cap counts local calls.
+            assert first.admitted
+            others = [backend.acquire("down", CAPPED) for _ in range(2)]
+            assert others[-1].admitted is (on_error == "allow")
+            assert (others[-1].state if not others[-1].admitted else "closed") == second
+            for ticket in [first, *others]:
+                if ticket.admitted:
+                    backend.return_slot(ticket, CAPPED)  # back to the local state: no Redis
+            if on_error == "local":
+                assert backend.acquire("down", CAPPED).admitted
+        finally:
+            backend.close()
