@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,6 +55,15 @@ def _setting(name: str, default: Any) -> Any:
         return settings.get(name)
     except ImproperlyConfigured:
         return default
+
+
+def _flush_at_exit(ref: weakref.ref[RedisBackend]) -> None:
+    backend = ref()
+    if backend is not None and not backend._outage.active:
+        try:
+            backend.flush()
+        except Exception:  # noqa: S110 - the interpreter is going away: never fail its exit
+            pass
 
 
 # Fraction of POLICY_REFRESH_SECONDS a remembered rejection answers for without Redis.
@@ -133,6 +144,9 @@ class RedisBackend(RedisReads, Backend):
         self._open_cache = OpenCache()
         self._deferred = Deferred(self._flush_pending, self._refresh_seconds)
         self._returns = SlotReturns(self._send_returns)
+        # A process that exits normally gives its slots back and sends its deferred successes
+        # (a killed one cannot: its slots lapse with their lease).
+        atexit.register(_flush_at_exit, weakref.ref(self))
         self._outage = Outage(
             ping=self.client.ping,
             make_fallback=self._new_fallback,
