@@ -89,6 +89,9 @@ def overview() -> Overview:
             "calls_in_window": snap.get("calls_in_window", 0),
             "retry_after": snap.get("retry_after", 0.0),
             "trips": snap.get("trips", 0),
+            # None: not counted (no cap and no call deadline) or the backend is unreachable.
+            "in_flight": snap.get("in_flight"),
+            "max_concurrent_calls": r.policy.max_concurrent_calls,
         }
     return result
 
@@ -123,10 +126,27 @@ def families(view: Overview) -> list[Family]:
     critical = Family(
         "resilience_circuit_critical", "gauge", "1 if the policy is critical.", ("circuit",)
     )
+    in_flight = Family(
+        "resilience_circuit_in_flight",
+        "gauge",
+        "Calls running now (all processes sharing the backend); circuits with a concurrency "
+        "cap or a call deadline only.",
+        ("circuit",),
+    )
+    cap = Family(
+        "resilience_circuit_max_concurrent_calls",
+        "gauge",
+        "The circuit's bulkhead cap (max_concurrent_calls); circuits with a cap only.",
+        ("circuit",),
+    )
     for name, circuit in sorted(view.circuits.items()):
         state.samples += [((name, s), float(circuit["state"] == s)) for s in STATES]
         failures.samples.append(((name,), float(circuit["consecutive_failures"])))
         critical.samples.append(((name,), float(circuit["critical"])))
+        if circuit["in_flight"] is not None:
+            in_flight.samples.append(((name,), float(circuit["in_flight"])))
+        if circuit["max_concurrent_calls"]:
+            cap.samples.append(((name,), float(circuit["max_concurrent_calls"])))
 
     calls = Family(
         "resilience_calls",
@@ -137,15 +157,43 @@ def families(view: Overview) -> list[Family]:
     rejections = Family(
         "resilience_rejections",
         "counter",
-        "Calls rejected in this process because the circuit was open.",
+        "Calls rejected in this process because the circuit was open (bulkhead refusals are "
+        "counted in resilience_bulkhead_rejections).",
         ("circuit",),
+    )
+    bulkhead = Family(
+        "resilience_bulkhead_rejections",
+        "counter",
+        "Calls refused in this process because the circuit's bulkhead was full "
+        "(max_concurrent_calls); not counted in resilience_rejections.",
+        ("circuit",),
+    )
+    over_cap = Family(
+        "resilience_bulkhead_over_cap",
+        "counter",
+        "Monitor-mode calls in this process that the bulkhead would have refused (they ran).",
+        ("circuit",),
+    )
+    overdue = Family(
+        "resilience_overdue_calls",
+        "counter",
+        "Calls in this process judged failed while still running (past slow_call_ms or "
+        "call_timeout_ms); also counted as failures in resilience_calls.",
+        ("circuit",),
+    )
+    per_circuit = (
+        (rejections, "rejected"),
+        (bulkhead, "bulkhead_rejected"),
+        (over_cap, "over_cap"),
+        (overdue, "overdue"),
     )
     for name, counts in sorted(stats.snapshot().items()):
         calls.samples += [
             ((name, outcome), float(counts[outcome]))
             for outcome in ("success", "failure", "ignored")
         ]
-        rejections.samples.append(((name,), float(counts["rejected"])))
+        for family, outcome in per_circuit:
+            family.samples.append(((name,), float(counts[outcome])))
 
     transitions = Family(
         "resilience_transitions",
@@ -170,7 +218,21 @@ def families(view: Overview) -> list[Family]:
         (),
         [((), float(view.backend.get("outages", 0)))],
     )
-    return [state, failures, critical, calls, rejections, transitions, degraded, errors]
+    return [
+        state,
+        failures,
+        critical,
+        in_flight,
+        cap,
+        calls,
+        rejections,
+        bulkhead,
+        over_cap,
+        overdue,
+        transitions,
+        degraded,
+        errors,
+    ]
 
 
 def exposition(view: Overview) -> tuple[bytes, str]:

@@ -210,6 +210,26 @@ def consecutive(live: Live, threshold: int | None) -> str:
     return f"{count} / {threshold}" if threshold else str(count)
 
 
+def in_flight(live: Live, cap: int | None) -> str:
+    """``"1 / 2"``: calls running now against the bulkhead cap (``"1"`` without a cap, when a
+    call deadline has the calls counted); a dash when nothing is counted or the state is
+    unknown. Marked ``rs-full`` at or over the cap (over it: monitor mode lets calls through)."""
+    count = live.get("in_flight")
+    if count is None:
+        if live.snapshot is None:
+            return "—"
+        return format_html('<span title="{}">—</span>', _("not counted: no cap, no deadline"))
+    if not cap:
+        return format_html('<span class="rs-in-flight">{}</span>', count)
+    return format_html(
+        '<span class="rs-in-flight{}" title="{}">{} / {}</span>',
+        " rs-full" if count >= cap else "",
+        _("calls in flight / max concurrent calls"),
+        count,
+        cap,
+    )
+
+
 def failure_rate(live: Live) -> str:
     """``"40 % of 10 calls"`` in the current window, or a dash without calls."""
     rate, calls = live.get("failure_rate"), live.get("calls_in_window") or 0

@@ -31,6 +31,7 @@ from resilience.admin.live import (
     consecutive,
     failure_rate,
     fetch,
+    in_flight,
     next_trial,
 )
 from resilience.conf import settings as conf
@@ -119,6 +120,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
         "state_badge",
         "consecutive_failures",
         "failure_rate",
+        "calls_in_flight",
         "next_trial",
         "last_transition",
         "mode_name",
@@ -167,6 +169,10 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
     @admin.display(description=_("failure rate (window)"))
     def failure_rate(self, obj: BreakerPolicy) -> str:
         return failure_rate(_live(obj))
+
+    @admin.display(description=_("in flight / cap"))
+    def calls_in_flight(self, obj: BreakerPolicy) -> str:
+        return in_flight(_live(obj), obj.max_concurrent_calls)
 
     @admin.display(description=_("next trial"))
     def next_trial(self, obj: BreakerPolicy) -> str:
@@ -298,6 +304,8 @@ def _facts(live: Live, row: dict[str, Any]) -> list[tuple[Any, str]]:
     facts = [
         (_("consecutive failures"), consecutive(live, row.get("failure_threshold"))),
         (_("failure rate (window)"), failure_rate(live)),
+        (_("calls in flight"), in_flight(live, row.get("max_concurrent_calls"))),
+        (_("max concurrent calls"), str(row.get("max_concurrent_calls") or _("no cap"))),
         (_("next trial"), next_trial(live)),
     ]
     opened_at = live.get("opened_at")

@@ -1,13 +1,18 @@
 """The change page: fieldsets, validation messages, audited edits that keep the circuit's state."""
 
+import re
+
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 
 from resilience import breaker
+from resilience.admin.live import policy_from_values
+from resilience.backends import get_backend
 from resilience.models import BreakerPolicy, CircuitEvent
 from resilience.policies import registry
-from tests.admin.test_permissions import edit_data, url
+from tests.admin.test_permissions import url
 from tests.factories import BreakerPolicyFactory, CircuitEventFactory
+from tests.security.admin_forms import form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +26,8 @@ def test_fieldsets_with_units_and_help(superuser, client_for):
     ]  # fmt: skip
     html = response.content.decode()
     for text in ("Slow call (ms)", "Recovery timeout (seconds)", "Failure rate threshold (%)",
-                 "Consecutive failures that open the circuit. 0 turns this rule off."):  # fmt: skip
+                 "Consecutive failures that open the circuit. 0 turns this rule off.",
+                 "Max concurrent calls", "Call timeout (ms)", "0 = no cap."):  # fmt: skip
         assert text in html
     assert 'name="name"' not in html  # renaming would orphan the state keyed by the name
 
@@ -52,7 +58,7 @@ def test_fieldsets_with_units_and_help(superuser, client_for):
 )
 def test_validation_errors_say_what_is_wrong(superuser, client_for, changes, field, message):
     policy = BreakerPolicyFactory(name="payments-api")
-    response = client_for(superuser).post(url(policy), edit_data(policy, **changes))
+    response = client_for(superuser).post(url(policy), form_data(policy, **changes))
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert any(message in error for error in errors[field]), errors
@@ -70,7 +76,7 @@ def test_edit_keeps_the_state_and_is_audited(superuser, client_for, trip, clock)
 
     response = client_for(superuser).post(
         url(policy),
-        edit_data(policy, failure_threshold=2, recovery_timeout=30, change_reason="INC-42 tighter"),
+        form_data(policy, failure_threshold=2, recovery_timeout=30, change_reason="INC-42 tighter"),
     )
     assert response.status_code == 302
 
@@ -96,13 +102,13 @@ def test_edit_keeps_the_state_and_is_audited(superuser, client_for, trip, clock)
 
 def test_saving_without_changes_records_no_event(superuser, client_for):
     policy = BreakerPolicyFactory(name="payments-api")
-    assert client_for(superuser).post(url(policy), edit_data(policy)).status_code == 302
+    assert client_for(superuser).post(url(policy), form_data(policy)).status_code == 302
     assert not CircuitEvent.objects.exists()
     assert LogEntry.objects.get().get_change_message() == "No fields changed."
 
 
 def test_adding_a_policy_is_audited(superuser, client_for):
-    data = edit_data(BreakerPolicy(name="x"), name="new-api", change_reason="new provider")
+    data = form_data(BreakerPolicy(name="x"), name="new-api", change_reason="new provider")
     response = client_for(superuser).post("/admin/resilience/breakerpolicy/add/", data)
     assert response.status_code == 302
     event = CircuitEvent.objects.get(circuit="new-api")
@@ -114,7 +120,7 @@ def test_mode_needs_the_force_permission(make_user, client_for):
     editor = make_user("editor", "resilience.view_breakerpolicy", "resilience.change_breakerpolicy")
     client = client_for(editor)
     assert 'name="mode"' not in client.get(url(policy)).content.decode()
-    response = client.post(url(policy), edit_data(policy, mode="forced_open", minimum_calls=20))
+    response = client.post(url(policy), form_data(policy, mode="forced_open", minimum_calls=20))
     assert response.status_code == 302
     saved = BreakerPolicy.objects.get(pk=policy.pk)
     assert (saved.mode, saved.minimum_calls) == ("enforced", 20)
@@ -134,10 +140,33 @@ def test_live_panel_timeline_and_latest_events(superuser, client_for, trip):
     assert "Reset" in panel and "Force open" in panel and "Release</button>" not in panel
 
 
+@pytest.mark.parametrize(
+    ("fields", "held", "in_flight", "cap"),
+    [
+        ({"max_concurrent_calls": 2}, 2, ">2 / 2</span>", "2"),
+        ({"call_timeout_ms": 500}, 1, '<span class="rs-in-flight">1</span>', "no cap"),
+        ({}, 0, '<span title="not counted: no cap, no deadline">—</span>', "no cap"),
+    ],
+)
+def test_live_panel_shows_calls_in_flight_and_the_cap(
+    superuser, client_for, fields, held, in_flight, cap
+):
+    policy = BreakerPolicyFactory(name="payments-api", **fields)
+    backend, engine_policy = get_backend(), policy_from_values(policy)
+    for _ in range(held):
+        assert backend.acquire("payments-api", engine_policy).slot is not None
+    html = client_for(superuser).get(url(policy)).content.decode()
+    panel = html[html.index('id="live-state"') : html.index('id="breakerpolicy_form"')]
+    facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", panel))
+    assert in_flight in facts["calls in flight"]
+    assert ("rs-full" in facts["calls in flight"]) == bool(fields.get("max_concurrent_calls"))
+    assert facts["max concurrent calls"] == cap
+
+
 def test_change_page_after_invalid_post_shows_the_stored_state(superuser, client_for):
     policy = BreakerPolicyFactory(name="payments-api", mode="forced_open")
     response = client_for(superuser).post(
-        url(policy), edit_data(policy, mode="enforced", failure_rate_threshold=999)
+        url(policy), form_data(policy, mode="enforced", failure_rate_threshold=999)
     )
     assert response.status_code == 200
     assert response.context["live"].state == "forced_open"  # not the rejected form values

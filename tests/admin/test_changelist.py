@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from resilience.admin.live import policy_from_values
 from resilience.backends import get_backend
 from resilience.models import CircuitEvent
 from tests.factories import BreakerPolicyFactory, CircuitEventFactory
@@ -34,8 +35,6 @@ def circuits(trip, clock):
     trip(BreakerPolicyFactory(name="watched", mode="monitor", failure_threshold=1))
     clock.advance(10)
     backend = get_backend()
-    from resilience.admin.live import policy_from_values
-
     assert backend.acquire("probing", policy_from_values(half)).permit  # now half-open
     clock.advance(30)  # "broken" has 50 s left
 
@@ -94,6 +93,38 @@ def test_live_state_filter(superuser, client_for, circuits, value, names):
     assert listed == names
 
 
+def cell(html, name, column):
+    """The inner HTML of ``column``'s cell in the row of policy ``name``."""
+    match = re.search(rf'<td class="field-{column}">(.*?)</td>', row_of(html, name), re.S)
+    assert match, f"no {column} cell for {name}"
+    return match.group(1)
+
+
+def hold(policy, count=1):
+    """``count`` calls of ``policy`` admitted and still running (slots taken, never returned)."""
+    backend, engine_policy = get_backend(), policy_from_values(policy)
+    for _ in range(count):
+        assert backend.acquire(policy.name, engine_policy).slot is not None
+
+
+def test_calls_in_flight_against_the_cap(superuser, client_for):
+    hold(BreakerPolicyFactory(name="capped", max_concurrent_calls=3), 2)
+    hold(BreakerPolicyFactory(name="full", max_concurrent_calls=1))
+    hold(BreakerPolicyFactory(name="timed", call_timeout_ms=2000))  # counted, no cap
+    BreakerPolicyFactory(name="plain")
+    html = client_for(superuser).get(CHANGELIST).content.decode()
+    assert ">In flight / cap</span>" in html
+    assert cell(html, "capped", "calls_in_flight") == (
+        '<span class="rs-in-flight" title="calls in flight / max concurrent calls">2 / 3</span>'
+    )
+    assert '<span class="rs-in-flight rs-full"' in cell(html, "full", "calls_in_flight")
+    assert ">1 / 1</span>" in cell(html, "full", "calls_in_flight")
+    assert cell(html, "timed", "calls_in_flight") == '<span class="rs-in-flight">1</span>'
+    assert cell(html, "plain", "calls_in_flight") == (
+        '<span title="not counted: no cap, no deadline">—</span>'
+    )
+
+
 def test_last_transition_comes_from_the_events(superuser, client_for):
     policy = BreakerPolicyFactory(name="flappy")
     CircuitEventFactory(policy=policy, kind="opened")
@@ -111,7 +142,7 @@ def test_search(superuser, client_for):
 
 
 def test_backend_failure_still_renders(superuser, client_for, monkeypatch):
-    BreakerPolicyFactory(name="payments-api")
+    BreakerPolicyFactory(name="payments-api", max_concurrent_calls=2)
 
     def broken(policies):
         raise ConnectionError("backend unreachable")
@@ -121,6 +152,7 @@ def test_backend_failure_still_renders(superuser, client_for, monkeypatch):
     assert response.status_code == 200
     html = response.content.decode()
     assert 'class="rs-badge rs-unknown"' in row_of(html, "payments-api")
+    assert cell(html, "payments-api", "calls_in_flight") == "—"  # unknown, not "0 / 2"
     assert "could not read the states (ConnectionError)" in html
 
 

@@ -7,6 +7,7 @@ from django.test import Client
 from resilience import breaker
 from resilience.models import BreakerPolicy, CircuitEvent
 from tests.factories import BreakerPolicyFactory
+from tests.security.admin_forms import form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -25,25 +26,6 @@ def tripped(trip):
     return policy
 
 
-def edit_data(policy, **changes):
-    """A complete change-form POST for ``policy`` with ``changes`` applied."""
-    fields = [
-        "description", "mode", "failure_threshold", "failure_rate_threshold", "window_seconds",
-        "minimum_calls", "slow_call_ms", "max_concurrent_calls", "call_timeout_ms",
-        "recovery_timeout", "backoff_multiplier",
-        "max_recovery_timeout", "half_open_max_calls", "success_threshold", "retry_attempts",
-        "retry_backoff_ms", "retry_max_backoff_ms", "ignore_exceptions", "record_exceptions",
-        "alert_recipients",
-    ]  # fmt: skip
-    data = {name: getattr(policy, name) for name in fields}
-    data["alert_cooldown_seconds"] = policy.alert_cooldown_seconds or ""
-    for flag in ("alert_on_open", "alert_on_recovery", "critical"):
-        if getattr(policy, flag):
-            data[flag] = "on"
-    data.update(changes)
-    return data
-
-
 def test_operator_with_only_reset_permission_resets_but_cannot_edit_or_force(
     make_user, client_for, tripped
 ):
@@ -57,7 +39,7 @@ def test_operator_with_only_reset_permission_resets_but_cannot_edit_or_force(
     assert url(tripped, "force-open") not in html
     assert 'name="_save"' not in html  # read-only form: no thresholds to edit
 
-    edit = client.post(url(tripped), edit_data(tripped, failure_threshold=1))
+    edit = client.post(url(tripped), form_data(tripped, failure_threshold=1))
     assert edit.status_code == 403
     assert BreakerPolicy.objects.get(pk=tripped.pk).failure_threshold == 2
 

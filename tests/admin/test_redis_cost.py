@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from resilience.admin.live import policy_from_values
 from resilience.backends import get_backend
 from tests.factories import BreakerPolicyFactory
 
@@ -65,15 +66,30 @@ def test_changelist_costs_one_redis_round_trip_whatever_the_page_size(
         BreakerPolicyFactory(name=f"svc-{i:03d}", failure_threshold=1)
     client.get(CHANGELIST)  # scripts loaded once per process, not per page
     small_trips, small = commands_for(client, redis_client, monkeypatch)
+    backend = get_backend()
     for i in range(10, 100):
-        policy = BreakerPolicyFactory(name=f"svc-{i:03d}", failure_threshold=1)
+        # Every fourth circuit has a bulkhead with i % 3 calls in flight (from this process:
+        # the slots live in Redis, so any process reads the same count).
+        capped = i % 4 == 0
+        policy = BreakerPolicyFactory(
+            name=f"svc-{i:03d}", failure_threshold=1, max_concurrent_calls=5 if capped else 0
+        )
         if i % 2:
             trip(policy)
+        for _ in range(i % 3 if capped else 0):
+            assert backend.acquire(policy.name, policy_from_values(policy)).slot is not None
     big_trips, big = commands_for(client, redis_client, monkeypatch)
     assert small_trips == big_trips == 1
-    # Server side: one script call; its per-circuit reads run inside it, not as round trips.
+    # Server side: one script call; its per-circuit reads (the slot sets of the capped circuits
+    # included) run inside it, not as round trips.
     assert small["cmdstat_evalsha"] == big["cmdstat_evalsha"] == 1
-    assert set(big) <= {"cmdstat_evalsha", "cmdstat_time", "cmdstat_hgetall"}, big
-    rows = client.get(CHANGELIST).context["cl"].result_list
+    allowed = {"cmdstat_evalsha", "cmdstat_time", "cmdstat_hgetall", "cmdstat_zrange"}
+    assert set(big) <= allowed, big
+    assert big.get("cmdstat_zrange") == 22  # the capped circuits only: 12, 16, ..., 96
+    response = client.get(CHANGELIST)
+    rows = response.context["cl"].result_list
     expected = [i % 2 == 1 and i >= 10 for i in range(100)]
     assert [row.live.state == "open" for row in rows] == expected
+    in_flight = [row.live.get("in_flight") for row in rows]
+    assert in_flight == [i % 3 if i >= 10 and i % 4 == 0 else None for i in range(100)]
+    assert ">2 / 5</span>" in response.content.decode()  # svc-020

@@ -71,11 +71,31 @@ class TestStatus:
             "rate",
             "retry",
             "in",
+            "in",
+            "flight",
             "critical",
         ]
         assert lines[2].split()[:4] == ["payments-api", "open", "enforced", "2"]
         assert lines[2].split()[-1] == "yes"
-        assert lines[3].split() == ["search", "closed", "enforced", "0", "-", "-", "no"]
+        assert lines[3].split() == ["search", "closed", "enforced", "0", "-", "-", "-", "no"]
+
+    def test_calls_in_flight_against_the_cap(self):
+        BreakerPolicyFactory(name="capped", max_concurrent_calls=2)
+        BreakerPolicyFactory(name="deadline", call_timeout_ms=2000)
+        with breaker("capped"), breaker("capped"), breaker("deadline"):
+            report = run_json("status")["circuits"]
+            rows = {line.split()[0]: line.split() for line in run("status").splitlines()[2:]}
+        assert (report["capped"]["in_flight"], report["capped"]["max_concurrent_calls"]) == (2, 2)
+        assert (report["deadline"]["in_flight"], report["deadline"]["max_concurrent_calls"]) == (
+            1,
+            0,
+        )
+        assert (report["search"]["in_flight"], report["search"]["max_concurrent_calls"]) == (
+            None,
+            0,
+        )
+        assert (rows["capped"][-2], rows["deadline"][-2], rows["search"][-2]) == ("2/2", "1", "-")
+        assert run_json("status", "capped")["circuits"]["capped"]["in_flight"] == 0
 
     def test_unknown_circuit(self, capsys):
         code, err = exit_code(capsys, "status", "search", "nope")

@@ -85,6 +85,23 @@ def test_staff_see_every_circuit(client):
     assert body["circuits"]["search"]["state"] == "closed"
 
 
+def test_detail_shows_calls_in_flight_and_the_cap_to_the_token_only(client, token):
+    BreakerPolicyFactory(name="payments-api", max_concurrent_calls=3)
+    BreakerPolicyFactory(name="search")
+    with breaker("payments-api"):
+        anonymous = get(client)[1]
+        circuits = get(client, authorization=f"Bearer {token}")[1]["circuits"]
+    assert anonymous == {"status": "healthy"}
+    assert circuits["payments-api"]["in_flight"] == 1
+    assert circuits["payments-api"]["max_concurrent_calls"] == 3
+    assert (circuits["search"]["in_flight"], circuits["search"]["max_concurrent_calls"]) == (
+        None,
+        0,
+    )  # not counted: no cap and no call deadline
+    after = get(client, authorization=f"Bearer {token}")[1]["circuits"]["payments-api"]
+    assert after["in_flight"] == 0
+
+
 @pytest.mark.parametrize("staff", [False, True])
 def test_non_staff_and_inactive_users_get_no_detail(client, staff):
     BreakerPolicyFactory(name="payments-api")
@@ -180,10 +197,12 @@ def test_redis_secrets_never_shown_and_an_unreachable_backend_degrades(client, s
             "BACKEND": "resilience.backends.redis.RedisBackend",
             "OPTIONS": {"url": url, "prefix": "health-test", "socket_timeout": 0.2},
         }
-        BreakerPolicyFactory(name="payments-api", critical=True)
-        healthy, body = get(client, authorization=f"Bearer {token}")
+        BreakerPolicyFactory(name="payments-api", critical=True, max_concurrent_calls=2)
+        with breaker("payments-api"):
+            healthy, body = get(client, authorization=f"Bearer {token}")
         assert healthy.status_code == 200
         assert body["backend"]["backend"] == "redis"
+        assert body["circuits"]["payments-api"]["in_flight"] == 1  # read from the slot set
         server.stop()
         degraded, body = get(client, authorization=f"Bearer {token}")
     assert degraded.status_code == 503

@@ -5,7 +5,8 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from resilience import CircuitOpenError, breaker, circuit_breaker, events
+from resilience import BulkheadFullError, CircuitOpenError, breaker, circuit_breaker, events
+from resilience.watchdog import watchdog
 from tests.factories import BreakerPolicyFactory, UserFactory
 
 pytestmark = [pytest.mark.urls("tests.edges.urls"), pytest.mark.usefixtures("breaker_db")]
@@ -93,6 +94,37 @@ def test_plain_text_without_prometheus_client_is_the_same(scrape, monkeypatch):
     text, without = scrape()
     assert without == with_client
     assert "# TYPE resilience_circuit_state gauge" in text
+
+
+def test_bulkhead_refusals_overdue_calls_and_calls_in_flight(scrape, clock):
+    BreakerPolicyFactory(name="capped", max_concurrent_calls=1, slow_call_ms=1000)
+    BreakerPolicyFactory(name="watched", max_concurrent_calls=1, mode="monitor")
+    BreakerPolicyFactory(name="plain")
+    breaker("plain").snapshot()
+    with breaker("capped"):
+        with pytest.raises(BulkheadFullError), breaker("capped"):
+            pass
+        clock.advance(2)  # past slow_call_ms: judged a failure while still running
+        assert watchdog.check() == 1
+        with breaker("watched"), breaker("watched"):  # the second is over the cap, and runs
+            text, samples = scrape()
+    assert value(samples, "resilience_bulkhead_rejections_total", circuit="capped") == 1
+    assert value(samples, "resilience_rejections_total", circuit="capped") == 0  # apart
+    assert value(samples, "resilience_overdue_calls_total", circuit="capped") == 1
+    assert value(samples, "resilience_calls_total", circuit="capped", outcome="failure") == 1
+    assert value(samples, "resilience_bulkhead_over_cap_total", circuit="watched") == 1
+    assert value(samples, "resilience_bulkhead_rejections_total", circuit="watched") == 0
+    assert value(samples, "resilience_circuit_in_flight", circuit="capped") == 1
+    assert value(samples, "resilience_circuit_in_flight", circuit="watched") == 2
+    assert value(samples, "resilience_circuit_max_concurrent_calls", circuit="capped") == 1
+    # Gauges only for circuits that count their calls: no series for the others.
+    assert 'resilience_circuit_in_flight{circuit="plain"}' not in text
+    assert 'resilience_circuit_max_concurrent_calls{circuit="plain"}' not in text
+    assert "# TYPE resilience_bulkhead_rejections_total counter" in text
+    assert "# TYPE resilience_circuit_in_flight gauge" in text
+    after = scrape()[1]
+    assert value(after, "resilience_circuit_in_flight", circuit="capped") == 0
+    assert value(after, "resilience_calls_total", circuit="capped", outcome="failure") == 1
 
 
 def test_only_staff_and_the_bearer_token_may_scrape(client, settings):

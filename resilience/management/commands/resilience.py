@@ -18,7 +18,7 @@ ACTIONS = {
     "open": ("force_open", "Forced open", "Kill switch: reject every call until released."),
     "release": ("release", "Released", "Undo open: the policy's mode goes back to enforced."),
 }
-COLUMNS = ("circuit", "state", "mode", "failures", "rate", "retry in", "critical")
+COLUMNS = ("circuit", "state", "mode", "failures", "rate", "retry in", "in flight", "critical")
 
 
 class Command(BaseCommand):
@@ -134,8 +134,16 @@ class Command(BaseCommand):
             str(circuit["consecutive_failures"]),
             "-" if rate is None else f"{rate:.0f}%",
             f"{retry_after:.0f}s" if retry_after else "-",
+            _in_flight(circuit["in_flight"], circuit["max_concurrent_calls"]),
             "yes" if circuit["critical"] else "no",
         )
 
     def _json(self, data: Any) -> None:
         self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _in_flight(count: int | None, cap: int) -> str:
+    """``"1/2"`` against the cap, ``"1"`` without one, ``"-"`` when calls are not counted."""
+    if count is None:
+        return "-"
+    return f"{count}/{cap}" if cap else str(count)
