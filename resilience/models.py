@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -296,16 +297,26 @@ class BreakerPolicy(models.Model):
     @classmethod
     def from_settings(cls, name: str) -> BreakerPolicy:
         """An unsaved policy of circuit ``name`` with ``POLICIES[name]`` or ``DEFAULT_POLICY``
-        applied (the built-in defaults when those values are invalid; logged)."""
+        applied (the built-in defaults when those values are invalid; logged).
+
+        Invalid means what ``manage.py check`` reports (-1, NaN, inf, "2s", 2.5): a bad
+        setting never breaks a call, and never runs one on a value no policy row could hold.
+        """
         policies = conf.POLICIES if isinstance(conf.POLICIES, dict) else {}
         defaults = conf.DEFAULT_POLICY if isinstance(conf.DEFAULT_POLICY, dict) else {}
         values = {**defaults, **(policies.get(name) or {})}
         try:
             row = cls(name=name, **values)
+            if values:
+                row.clean_fields(exclude=["name"])
+                row.clean()
             ResolvedPolicy.from_row(row)
-        except (TypeError, ValueError):
+        except (ValidationError, OverflowError, TypeError, ValueError) as exc:
+            fields = getattr(exc, "message_dict", None)  # ValidationError: the fields at fault
             logger.error(
-                "resilience: invalid default policy values for %r; using built-in ones", name
+                "resilience: invalid default policy values for %r (%s); using built-in ones",
+                name,
+                ", ".join(sorted(fields)) if fields else type(exc).__name__,
             )
             row = cls(name=name)
         return row
@@ -327,7 +338,9 @@ class BreakerPolicy(models.Model):
         transaction.on_commit(lambda: registry.invalidate(name), robust=True)
 
     def clean_fields(self, exclude=None) -> None:
-        """Like Django's, but inf, 1e400 or "" in a number field is a form error, not a crash."""
+        """Like Django's, but inf, 1e400 or "" in a number field is a form error, not a crash,
+        and a bool or a fraction (``True``, ``2.5`` from settings) is not silently a whole
+        number (Django's ``int()`` would make them 1 and 2)."""
         exclude = set(exclude or ())
         errors: dict[str, Sequence[str | Promise]] = {}
         for field in self._meta.concrete_fields:
@@ -337,6 +350,17 @@ class BreakerPolicy(models.Model):
                 continue
             value = getattr(self, field.attname)
             if value is None:  # Django reports a missing required value itself
+                continue
+            if isinstance(value, bool):
+                errors[field.name] = [_("Enter a number, not %(value)s.") % {"value": value}]
+                continue
+            if (
+                isinstance(field, models.IntegerField)
+                and isinstance(value, float)
+                and math.isfinite(value)
+                and not value.is_integer()
+            ):
+                errors[field.name] = [_("Enter a whole number, not %(value)s.") % {"value": value}]
                 continue
             try:
                 if value in field.empty_values:  # "" or [] is never a number (forms send None)

@@ -55,6 +55,52 @@ CASES = {
         "E005",
         "half_open_max_calls",
     ),
+    # The isolation fields (issue 14): out of range, not finite, not a whole number.
+    "DEFAULT_POLICY-cap-negative": (
+        {"DEFAULT_POLICY": {"max_concurrent_calls": -1}},
+        "E005",
+        "max_concurrent_calls",
+    ),
+    "DEFAULT_POLICY-cap-huge": (
+        {"DEFAULT_POLICY": {"max_concurrent_calls": 100_001}},
+        "E005",
+        "max_concurrent_calls",
+    ),
+    "DEFAULT_POLICY-cap-inf": (
+        {"DEFAULT_POLICY": {"max_concurrent_calls": INF}},
+        "E005",
+        "max_concurrent_calls",
+    ),
+    "DEFAULT_POLICY-cap-fraction": (
+        {"DEFAULT_POLICY": {"max_concurrent_calls": 1.5}},
+        "E005",
+        "max_concurrent_calls: Enter a whole number",
+    ),
+    "DEFAULT_POLICY-timeout-nan": (
+        {"DEFAULT_POLICY": {"call_timeout_ms": NAN}},
+        "E005",
+        "call_timeout_ms",
+    ),
+    "DEFAULT_POLICY-timeout-huge": (
+        {"DEFAULT_POLICY": {"call_timeout_ms": 3_600_001}},
+        "E005",
+        "call_timeout_ms",
+    ),
+    "DEFAULT_POLICY-timeout-bool": (
+        {"DEFAULT_POLICY": {"call_timeout_ms": False}},
+        "E005",
+        "call_timeout_ms: Enter a number",
+    ),
+    "POLICIES-timeout-seconds": (
+        {"POLICIES": {"payments-api": {"call_timeout_ms": "2s"}}},
+        "E005",
+        "call_timeout_ms",
+    ),
+    "POLICIES-cap-negative": (
+        {"POLICIES": {"payments-api": {"max_concurrent_calls": -3}}},
+        "E005",
+        "max_concurrent_calls",
+    ),
     "POLICY_REFRESH_SECONDS-zero": ({"POLICY_REFRESH_SECONDS": 0}, "E014", "POLICY_REFRESH"),
     "POLICY_REFRESH_SECONDS-string": ({"POLICY_REFRESH_SECONDS": "1"}, "E014", "POLICY_REFRESH"),
     "POLICY_REFRESH_SECONDS-nan": ({"POLICY_REFRESH_SECONDS": NAN}, "E014", "POLICY_REFRESH"),
@@ -222,6 +268,10 @@ def test_secrets_are_not_shown_in_check_messages():
         redis(url="redis://", sentinels=["s1:26379"], service_name="mymaster"),
         redis(url="redis://:pw@/2", sentinels=["s1:26379"], service_name="mymaster"),
         redis(cluster=False, socket_connect_timeout=None),
+        {
+            "DEFAULT_POLICY": {"max_concurrent_calls": 4, "call_timeout_ms": 2000},
+            "POLICIES": {"payments-api": {"max_concurrent_calls": 0, "call_timeout_ms": 0}},
+        },
     ],
 )
 def test_valid_values_pass(good):

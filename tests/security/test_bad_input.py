@@ -24,11 +24,11 @@ FLOAT_FIELDS = {"recovery_timeout", "backoff_multiplier", "max_recovery_timeout"
 
 def bad_values(field: str) -> list:
     low, high = BOUNDS[field]
-    values = [low - 1, -1, high * 10, 2**63, "abc", "", None, [], {"a": 1}]
+    values = [low - 1, -1, high * 10, 2**63, "abc", "", None, [], {"a": 1}, True]
     if field in FLOAT_FIELDS:
         values += [math.nan, -math.inf, "nan", "1e999", low / 2]
     else:
-        values += [math.nan, "5 OR 1=1"]
+        values += [math.nan, "5 OR 1=1", low + 0.5]  # a fraction is not silently truncated
     return values
 
 
@@ -38,6 +38,9 @@ CRASHING = [
     ("recovery_timeout", 10**400),
     ("alert_cooldown_seconds", ""),
     ("alert_cooldown_seconds", []),
+    ("max_concurrent_calls", math.inf),
+    ("call_timeout_ms", -math.inf),
+    ("call_timeout_ms", 10**400),
 ]
 CASES = [
     (field, value)
@@ -110,6 +113,14 @@ UPDATE_CASES = [
     ("mode", "bogus"),
     ("failure_threshold", "abc"),
     ("recovery_timeout", "soon"),
+    ("max_concurrent_calls", -1),
+    ("max_concurrent_calls", 100_001),
+    ("max_concurrent_calls", 2**63),
+    ("max_concurrent_calls", "two"),
+    ("call_timeout_ms", -1),
+    ("call_timeout_ms", 3_600_001),
+    ("call_timeout_ms", math.nan),
+    ("call_timeout_ms", "2s"),
 ]
 
 
@@ -156,6 +167,20 @@ BAD_SETTINGS = {
     "default-policy-unknown": {"DEFAULT_POLICY": {"treshold": 3}},
     "policies-bad-name": {"POLICIES": {"pay{ments}": {}}},
     "policies-bad-values": {"POLICIES": {"payments": {"half_open_max_calls": 0}}},
+    "default-cap-negative": {"DEFAULT_POLICY": {"max_concurrent_calls": -1}},
+    "default-cap-nan": {"DEFAULT_POLICY": {"max_concurrent_calls": math.nan}},
+    "default-cap-inf": {"DEFAULT_POLICY": {"max_concurrent_calls": math.inf}},
+    "default-cap-huge": {"DEFAULT_POLICY": {"max_concurrent_calls": 10**9}},
+    "default-cap-string": {"DEFAULT_POLICY": {"max_concurrent_calls": "two"}},
+    "default-cap-fraction": {"DEFAULT_POLICY": {"max_concurrent_calls": 2.5}},
+    "default-cap-bool": {"DEFAULT_POLICY": {"max_concurrent_calls": True}},
+    "default-timeout-negative": {"DEFAULT_POLICY": {"call_timeout_ms": -500}},
+    "default-timeout-nan": {"DEFAULT_POLICY": {"call_timeout_ms": math.nan}},
+    "default-timeout-huge": {"DEFAULT_POLICY": {"call_timeout_ms": 10**400}},
+    "default-timeout-list": {"DEFAULT_POLICY": {"call_timeout_ms": [2000]}},
+    "policies-cap-negative": {"POLICIES": {"payments": {"max_concurrent_calls": -2}}},
+    "policies-timeout-seconds": {"POLICIES": {"payments": {"call_timeout_ms": "2s"}}},
+    "policies-timeout-inf": {"POLICIES": {"payments": {"call_timeout_ms": math.inf}}},
     "alerts-delivery": {"ALERTS": {"DELIVERY": "pigeon"}},
     "alerts-recipients": {"ALERTS": {"RECIPIENTS": "ops@example.com"}},
     "alerts-cooldown": {"ALERTS": {"COOLDOWN_SECONDS": -5}},
@@ -219,10 +244,40 @@ def test_the_redis_backend_refuses_bad_options_when_built(options):
         RedisBackend(url="redis://127.0.0.1:1/0", **options)
 
 
-def test_a_bad_default_policy_never_breaks_a_call(settings, memory_backend):
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"failure_threshold": "x"},
+        {"failure_threshold": math.inf},  # OverflowError in int(): it crashed the call
+        {"max_concurrent_calls": math.inf},
+        {"max_concurrent_calls": -1},  # would have counted slots under a cap of -1
+        {"max_concurrent_calls": 2.5},
+        {"call_timeout_ms": -500},
+        {"call_timeout_ms": math.nan},
+    ],
+)
+def test_a_bad_default_policy_never_breaks_a_call(settings, memory_backend, values, caplog):
     # Whatever slipped past the check, protected calls run on the built-in defaults.
-    settings.RESILIENCE = {**settings.RESILIENCE, "DEFAULT_POLICY": {"failure_threshold": "x"}}
+    settings.RESILIENCE = {**settings.RESILIENCE, "DEFAULT_POLICY": values}
     assert circuit_breaker("defaulted")(lambda: "ran")() == "ran"
+    snapshot = breaker("defaulted").snapshot()
+    assert (snapshot["max_concurrent_calls"], snapshot["in_flight"]) == (0, None)
+    assert "invalid default policy values for 'defaulted'" in caplog.text
+    registry.refresh()  # what the background thread does: the row is created, built-in values
+    assert BreakerPolicy.objects.values("failure_threshold", "max_concurrent_calls").get(
+        name="defaulted"
+    ) == {"failure_threshold": 5, "max_concurrent_calls": 0}
+
+
+def test_valid_default_isolation_values_are_used(settings, memory_backend):
+    settings.RESILIENCE = {
+        **settings.RESILIENCE,
+        "DEFAULT_POLICY": {"max_concurrent_calls": 3},
+        "POLICIES": {"payments": {"call_timeout_ms": 2000}},
+    }
+    assert breaker("defaulted").snapshot()["max_concurrent_calls"] == 3
+    assert registry.get("payments").policy.call_timeout_ms == 2000
+    assert registry.get("payments").policy.max_concurrent_calls == 3
 
 
 # --- circuit names -------------------------------------------------------------------------------
@@ -308,6 +363,18 @@ ADMIN_CASES = [
     ("mode", "bogus"),
     ("alert_recipients", "ops@example.com\r\nBcc: victim@example.com"),
     ("ignore_exceptions", "os.system"),
+    ("max_concurrent_calls", "-1"),
+    ("max_concurrent_calls", "nan"),
+    ("max_concurrent_calls", "inf"),
+    ("max_concurrent_calls", "100001"),
+    ("max_concurrent_calls", "99999999999999999999"),
+    ("max_concurrent_calls", "2.5"),
+    ("max_concurrent_calls", "two"),
+    ("call_timeout_ms", "-1"),
+    ("call_timeout_ms", "nan"),
+    ("call_timeout_ms", "1e999"),
+    ("call_timeout_ms", "3600001"),
+    ("call_timeout_ms", "2s"),
 ]
 
 
