@@ -304,8 +304,7 @@ def _facts(live: Live, row: dict[str, Any]) -> list[tuple[Any, str]]:
     facts = [
         (_("consecutive failures"), consecutive(live, row.get("failure_threshold"))),
         (_("failure rate (window)"), failure_rate(live)),
-        (_("calls in flight"), in_flight(live, row.get("max_concurrent_calls"))),
-        (_("max concurrent calls"), str(row.get("max_concurrent_calls") or _("no cap"))),
+        (_("in flight / cap"), in_flight(live, row.get("max_concurrent_calls"))),
         (_("next trial"), next_trial(live)),
     ]
     opened_at = live.get("opened_at")

@@ -98,6 +98,38 @@ def test_threshold_edit_trips_another_process_and_reset_readmits_it(new_page, ot
     assert BreakerPolicy.objects.get(pk=policy.pk).failure_threshold == 2
 
 
+def test_calls_held_in_another_process_show_against_the_cap(new_page, other_process):
+    policy = BreakerPolicyFactory(name="demo-upstream", max_concurrent_calls=2)
+    user("admin", superuser=True)
+    other_process.wait_for("policy", lambda answer: answer["version"] == policy.version)
+    assert [other_process.ask("hold") for _ in range(3)] == [
+        {"result": "holding", "in_flight": 1},
+        {"result": "holding", "in_flight": 2},
+        {"result": "bulkhead_full", "in_flight": 2},  # the cap holds: refused at once
+    ], other_process.stderr()
+
+    page = new_page()
+    login(page, "admin")
+    page.goto(CHANGELIST)
+    cell = page.locator("#result_list td.field-calls_in_flight")
+    assert cell.inner_text() == "2 / 2"
+    assert cell.locator(".rs-in-flight.rs-full").count() == 1
+    page.locator("#result_list").get_by_role("link", name="demo-upstream", exact=True).click()
+    fact = page.locator("#live-state .rs-facts div", has_text="in flight / cap").locator("dd")
+    assert fact.inner_text() == "2 / 2"
+
+    assert other_process.ask("let go") == {"released": 2}
+    # The slots go back to Redis without the ended calls waiting (within milliseconds).
+    # (Read through the backend: in this thread Playwright's event loop keeps the policy
+    # registry off the database.)
+    engine_policy = {"demo-upstream": policy_from_values(policy)}
+    wait_until(
+        lambda: get_backend().snapshot_many(engine_policy)["demo-upstream"]["in_flight"] == 0
+    )
+    page.reload()
+    assert fact.inner_text() == "0 / 2"
+
+
 def test_users_without_permission_see_no_buttons(new_page, shared_settings):
     policy = BreakerPolicyFactory(name="payments-api", failure_threshold=1)
     trip(policy)
@@ -165,8 +197,12 @@ def test_screenshots_of_the_changelist_and_change_page(new_page, shared_settings
     get_backend().acquire("geo-lookup", policy_from_values(probing))  # the trial call
     BreakerPolicyFactory(name="recommendations", mode="forced_open")
     BreakerPolicyFactory(name="legacy-crm", mode="disabled")
-    for name in ("email-api", "llm-api", "shipping-rates"):
+    for name in ("email-api", "shipping-rates"):
         BreakerPolicyFactory(name=name)
+    # A slow upstream at its bulkhead cap (leases of 60 s: no watchdog renews these slots).
+    llm = BreakerPolicyFactory(name="llm-api", max_concurrent_calls=4, call_timeout_ms=30_000)
+    for _ in range(4):
+        get_backend().acquire("llm-api", policy_from_values(llm))
     user("admin", superuser=True)
     target = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
 
@@ -182,6 +218,9 @@ def test_screenshots_of_the_changelist_and_change_page(new_page, shared_settings
         "el => getComputedStyle(el).backgroundColor"
     )
     assert colour == "rgb(198, 40, 40)"  # the app's stylesheet is served and applied
+    full = page.locator("#result_list .rs-in-flight.rs-full")
+    assert full.inner_text() == "4 / 4"
+    assert full.evaluate("el => getComputedStyle(el).color") == "rgb(198, 40, 40)"
     page.screenshot(path=target / "admin-changelist.png", full_page=True)
 
     page.locator("#result_list").get_by_role("link", name="payments-api", exact=True).click()
