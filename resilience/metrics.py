@@ -181,19 +181,20 @@ def families(view: Overview) -> list[Family]:
         "call_timeout_ms); also counted as failures in resilience_calls.",
         ("circuit",),
     )
-    per_circuit = (
-        (rejections, "rejected"),
-        (bulkhead, "bulkhead_rejected"),
-        (over_cap, "over_cap"),
-        (overdue, "overdue"),
-    )
+    isolation = ((bulkhead, "bulkhead_rejected"), (over_cap, "over_cap"), (overdue, "overdue"))
+    # The isolation counters only move for circuits with a cap or a deadline: a series (0 from
+    # the start, so rate() sees the first increment) for those, and for any count not 0.
+    tracked = {name for name, c in view.circuits.items() if c["in_flight"] is not None
+               or c["max_concurrent_calls"]}  # fmt: skip
     for name, counts in sorted(stats.snapshot().items()):
         calls.samples += [
             ((name, outcome), float(counts[outcome]))
             for outcome in ("success", "failure", "ignored")
         ]
-        for family, outcome in per_circuit:
-            family.samples.append(((name,), float(counts[outcome])))
+        rejections.samples.append(((name,), float(counts["rejected"])))
+        for family, outcome in isolation:
+            if name in tracked or counts[outcome]:
+                family.samples.append(((name,), float(counts[outcome])))
 
     transitions = Family(
         "resilience_transitions",
