@@ -55,52 +55,6 @@ CASES = {
         "E005",
         "half_open_max_calls",
     ),
-    # The isolation fields (issue 14): out of range, not finite, not a whole number.
-    "DEFAULT_POLICY-cap-negative": (
-        {"DEFAULT_POLICY": {"max_concurrent_calls": -1}},
-        "E005",
-        "max_concurrent_calls",
-    ),
-    "DEFAULT_POLICY-cap-huge": (
-        {"DEFAULT_POLICY": {"max_concurrent_calls": 100_001}},
-        "E005",
-        "max_concurrent_calls",
-    ),
-    "DEFAULT_POLICY-cap-inf": (
-        {"DEFAULT_POLICY": {"max_concurrent_calls": INF}},
-        "E005",
-        "max_concurrent_calls",
-    ),
-    "DEFAULT_POLICY-cap-fraction": (
-        {"DEFAULT_POLICY": {"max_concurrent_calls": 1.5}},
-        "E005",
-        "max_concurrent_calls: Enter a whole number",
-    ),
-    "DEFAULT_POLICY-timeout-nan": (
-        {"DEFAULT_POLICY": {"call_timeout_ms": NAN}},
-        "E005",
-        "call_timeout_ms",
-    ),
-    "DEFAULT_POLICY-timeout-huge": (
-        {"DEFAULT_POLICY": {"call_timeout_ms": 3_600_001}},
-        "E005",
-        "call_timeout_ms",
-    ),
-    "DEFAULT_POLICY-timeout-bool": (
-        {"DEFAULT_POLICY": {"call_timeout_ms": False}},
-        "E005",
-        "call_timeout_ms: Enter a number",
-    ),
-    "POLICIES-timeout-seconds": (
-        {"POLICIES": {"payments-api": {"call_timeout_ms": "2s"}}},
-        "E005",
-        "call_timeout_ms",
-    ),
-    "POLICIES-cap-negative": (
-        {"POLICIES": {"payments-api": {"max_concurrent_calls": -3}}},
-        "E005",
-        "max_concurrent_calls",
-    ),
     "POLICY_REFRESH_SECONDS-zero": ({"POLICY_REFRESH_SECONDS": 0}, "E014", "POLICY_REFRESH"),
     "POLICY_REFRESH_SECONDS-string": ({"POLICY_REFRESH_SECONDS": "1"}, "E014", "POLICY_REFRESH"),
     "POLICY_REFRESH_SECONDS-nan": ({"POLICY_REFRESH_SECONDS": NAN}, "E014", "POLICY_REFRESH"),
@@ -196,6 +150,25 @@ CASES = {
     ),
     "OPTIONS-redis-py-rejects": (redis(no_such_option=1), "E002", "OPTIONS"),
 }
+# The isolation fields (issue 14): out of range, not finite, not a whole number, wrong type;
+# in DEFAULT_POLICY and in a POLICIES entry alike. (field, value, what the message says)
+ISOLATION = [
+    ("max_concurrent_calls", -1, ""),
+    ("max_concurrent_calls", 100_001, ""),
+    ("max_concurrent_calls", INF, ""),
+    ("max_concurrent_calls", 1.5, "Enter a whole number"),
+    ("call_timeout_ms", NAN, ""),
+    ("call_timeout_ms", 3_600_001, ""),
+    ("call_timeout_ms", False, "Enter a number"),
+    ("call_timeout_ms", "2s", ""),
+]
+for _field, _value, _says in ISOLATION:
+    for _where, _values in (
+        ("DEFAULT_POLICY", {_field: _value}),
+        ("POLICIES", {"payments-api": {_field: _value}}),
+    ):
+        _key = f"{_field}: {_says}" if _says else _field
+        CASES[f"{_where}-{_field}={_value!r}"] = ({_where: _values}, "E005", _key)
 
 
 def errors(settings):
