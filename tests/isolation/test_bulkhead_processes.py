@@ -1,0 +1,107 @@
+"""The bulkhead across real processes sharing a private Redis: the cap holds for all of them
+(the upstream server counts what it sees), and a killed process's slots come back."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from collections import Counter
+
+import pytest
+import requests
+from django.db import connection
+
+from resilience import BulkheadFullError, breaker
+from resilience.contrib.requests import CircuitBreakerAdapter
+from resilience.engine import Policy
+from resilience.models import BreakerPolicy
+from tests.support.slotworker import CIRCUIT, callers, holder
+from tests.support.upstream import HangingUpstream
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+PROCESSES, THREADS, CAP = 16, 8, 3
+
+
+def _share_state(monkeypatch, settings, redis_url: str) -> None:
+    """This process and every process spawned from now on: the test database, state in Redis."""
+    resilience = {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        "OPTIONS": {"url": redis_url, "prefix": "bulkhead", "socket_timeout": 2.0},
+    }
+    settings.RESILIENCE = resilience
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "tests.support.procsettings")
+    monkeypatch.setenv("RESILIENCE_TEST_DB_NAME", str(connection.settings_dict["NAME"]))
+    monkeypatch.setenv("RESILIENCE_TEST_SETTINGS", json.dumps(resilience))
+
+
+def _stop(procs) -> None:
+    for proc in procs:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
+def test_sixteen_processes_never_exceed_the_cap(monkeypatch, settings, redis_url):
+    BreakerPolicy.objects.create(name=CIRCUIT, max_concurrent_calls=CAP, alert_on_open=False)
+    _share_state(monkeypatch, settings, redis_url)
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Barrier(PROCESSES), ctx.Queue()
+    with HangingUpstream() as upstream:
+        upstream.hang(0.05)  # every call takes 50 ms: 128 threads overlap all the time
+        procs = [
+            ctx.Process(target=callers, args=(upstream.url, THREADS, 3.0, start, results))
+            for _ in range(PROCESSES)
+        ]
+        for proc in procs:
+            proc.start()
+        try:
+            outcomes = [results.get(timeout=180) for _ in procs]
+        finally:
+            _stop(procs)
+        seen = upstream.max_in_flight
+    errors = [o["error"] for o in outcomes if "error" in o]
+    assert not errors, errors[0]
+    counts = sum((Counter(o) for o in outcomes), Counter())
+    assert set(counts) == {"ok", "refused"}, counts
+    assert seen == CAP, (seen, counts)  # reached, never passed
+    assert counts["ok"] >= 20 and counts["refused"] > counts["ok"], counts
+    assert breaker(CIRCUIT).snapshot()["in_flight"] == 0  # every slot given back
+
+
+def test_slots_of_a_killed_process_come_back_within_the_lease(monkeypatch, settings, redis_url):
+    BreakerPolicy.objects.create(name=CIRCUIT, max_concurrent_calls=CAP, alert_on_open=False)
+    lease = Policy(max_concurrent_calls=CAP).slot_lease_ms / 1000
+    _share_state(monkeypatch, settings, redis_url)
+    session = requests.Session()
+    session.mount("http://", CircuitBreakerAdapter(CIRCUIT))
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    with HangingUpstream(hang_seconds=60) as upstream:
+        upstream.hang()
+        proc = ctx.Process(target=holder, args=(upstream.url, CAP, results))
+        proc.start()
+        try:
+            assert results.get(timeout=120) == "started"
+            deadline = time.monotonic() + 30
+            while upstream.in_flight < CAP and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert upstream.in_flight == CAP
+            assert breaker(CIRCUIT).snapshot()["in_flight"] == CAP
+            with pytest.raises(BulkheadFullError):
+                session.get(upstream.url, timeout=5)  # full for this process too
+            proc.kill()  # SIGKILL: no finally, no atexit, nothing given back
+            proc.join(10)
+            killed = time.monotonic()
+            assert breaker(CIRCUIT).snapshot()["in_flight"] == CAP  # still held by the dead
+            until = killed + lease + 3
+            while breaker(CIRCUIT).snapshot()["in_flight"] and time.monotonic() < until:
+                time.sleep(0.05)
+            came_back = time.monotonic() - killed
+        finally:
+            _stop([proc])
+        upstream.heal()
+        assert session.get(upstream.url, timeout=5).status_code == 200
+    assert came_back <= lease + 0.5, (came_back, lease)
