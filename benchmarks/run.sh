@@ -2,6 +2,7 @@
 # One command for the benchmarks: a virtualenv with the project and its peers, a private
 # redis-server (started and stopped by the harness), every figure written to benchmarks/results/.
 # Usage: benchmarks/run.sh [--quick|--smoke] [--only SECTION...] [--out DIR]
+#        benchmarks/run.sh hanging [--seconds S] [--out DIR]   (the hanging-upstream scenario)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -28,4 +29,8 @@ if ! command -v redis-server >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
 fi
 
+if [ "${1:-}" = hanging ]; then
+  shift
+  exec "$VENV/bin/python" -m benchmarks.hanging "$@"
+fi
 exec "$VENV/bin/python" -m benchmarks "$@"

@@ -22,6 +22,18 @@ from tests.support.redisproc import free_port
 from tests.support.upstream import HangingUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
+# The recommended policy for sync workers (docs/hangs.md): at most 2 of the 4 workers may wait
+# on this upstream at once, a call running 1 s counts as a failure while it runs, no call waits
+# more than 2 s, and the circuit opens when both slots hang (failure_threshold = the cap: one
+# slow call among healthy ones does not open it). A half-open trial every 10 s costs one worker
+# for at most a second.
+RECOMMENDED = {
+    "max_concurrent_calls": 2,
+    "slow_call_ms": 1000,
+    "call_timeout_ms": 2000,
+    "failure_threshold": 2,
+    "recovery_timeout": 10,
+}
 
 
 class Gunicorn:
