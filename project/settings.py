@@ -95,16 +95,24 @@ CELERY_BEAT_SCHEDULE = {
 # A hung broker must not hold the thread that publishes alerts for long.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
 
+DEMO_POLICY = {
+    "failure_threshold": 2,
+    "recovery_timeout": 15,
+    "slow_call_ms": 1000,
+    "call_timeout_ms": 2000,
+    "max_concurrent_calls": 2,
+}
 RESILIENCE = {
     **RESILIENCE_BACKEND,
     # Circuits created on first use (httpx's, the requests session's per-host ones) act like this.
-    "DEFAULT_POLICY": {"failure_threshold": 3, "recovery_timeout": 15, "slow_call_ms": 1500},
+    # The values docs/hangs.md recommends for sync workers: at most 2 calls of a circuit wait
+    # on its upstream at once, a call running 1 s counts as a failure while it runs, and no call
+    # waits more than 2 s.
+    "DEFAULT_POLICY": DEMO_POLICY,
     "POLICIES": {
         "demo-upstream": {
             "description": "The demo's flaky upstream (switch it at /upstream/control/).",
-            "failure_threshold": 3,
-            "recovery_timeout": 15,
-            "slow_call_ms": 1500,
+            **DEMO_POLICY,
         },
     },
     "ALERTS": {

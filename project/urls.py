@@ -10,6 +10,7 @@ urlpatterns = [
     path("upstream/", views.upstream_view, name="demo-upstream"),
     path("upstream/control/", views.control, name="demo-control"),
     path("protected/", views.protected, name="demo-protected"),
+    path("unrelated/", views.unrelated, name="demo-unrelated"),
     path("resilience/", include("resilience.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,10 +1,11 @@
-"""The flaky upstream's switch: healthy, failing or slow, shared through Django's cache."""
+"""The flaky upstream's switch: healthy, failing, slow or hanging, shared through Django's cache."""
 
 from django.core.cache import cache
 
-MODES = ("healthy", "failing", "slow")
+MODES = ("healthy", "failing", "slow", "hanging")
 KEY = "demo:upstream-mode"
 SLOW_SECONDS = 2.0
+HANG_SECONDS = 60.0  # longer than any caller waits: a hang, not a slow answer
 
 
 def get_mode() -> str:

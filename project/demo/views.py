@@ -1,5 +1,6 @@
 """Demo pages: the flaky upstream, its control panel, and pages that call it through breakers."""
 
+import threading
 import time
 
 import httpx
@@ -9,13 +10,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from project.demo import upstream
-from resilience import CircuitOpenError, breaker, circuit_breaker
+from resilience import BulkheadFullError, CircuitOpenError, breaker, circuit_breaker
 from resilience.contrib.httpx import CircuitBreakerTransport
 from resilience.contrib.requests import CircuitBreakerAdapter
 
 CIRCUIT = "demo-upstream"
 HTTPX_CIRCUIT = "demo-upstream-httpx"
 CLIENTS = ("decorator", "requests", "httpx")
+BURST = 8  # calls made at once by "8 workers at once"
 
 # The three ways to protect a call. A requests session with one circuit per host
 # ("http:<host>"), and an httpx client on a named circuit; both count 5xx as failures and still
@@ -33,6 +35,8 @@ def upstream_view(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "upstream is down"}, status=503)
     if mode == "slow":
         time.sleep(upstream.SLOW_SECONDS)
+    if mode == "hanging":
+        time.sleep(upstream.HANG_SECONDS)
     return JsonResponse({"quote": "The best way out is always through.", "mode": mode})
 
 
@@ -70,15 +74,59 @@ def index(request: HttpRequest) -> HttpResponse:
         "clients": CLIENTS,
         "client": client,
         "circuit": circuit,
+        "burst_size": BURST,
     }
-    try:
-        context["quote"] = fetch_via(client, url)["quote"]
-    except CircuitOpenError as exc:
-        context["rejected"] = f"Circuit open: retry in {exc.retry_after:.0f} s (no upstream call)"
-    except (requests.RequestException, httpx.HTTPError) as exc:
-        context["error"] = f"Upstream failed: {type(exc).__name__}"
+    if request.GET.get("burst"):
+        context["burst"] = burst(client, url)
+    else:
+        try:
+            context["quote"] = fetch_via(client, url)["quote"]
+        except CircuitOpenError as exc:
+            context["rejected"] = f"{refusal(exc)}: retry in {exc.retry_after:.0f} s"
+        except (requests.RequestException, httpx.HTTPError) as exc:
+            context["error"] = f"Upstream failed: {type(exc).__name__}"
     context["snapshot"] = breaker(circuit).snapshot()
     return render(request, "demo/index.html", context)
+
+
+def refusal(exc: CircuitOpenError) -> str:
+    if isinstance(exc, BulkheadFullError):
+        return "Refused at once, bulkhead full (no upstream call)"
+    return "Refused at once, circuit open (no upstream call)"
+
+
+def burst(client: str, url: str) -> list[tuple[str, float]]:
+    """``BURST`` calls at once, as that many busy workers would make them: what each got and
+    how long it waited. With the upstream hanging, only ``max_concurrent_calls`` of them wait
+    (at most ``call_timeout_ms``); the others are refused at once, and so would be the workers
+    serving them: the rest of the site keeps its workers."""
+    results: list[tuple[str, float]] = [("did not finish", 0.0)] * BURST
+
+    def one(i: int) -> None:
+        started = time.monotonic()
+        try:
+            fetch_via(client, url)
+            outcome = "answered"
+        except CircuitOpenError as exc:
+            outcome = refusal(exc)
+        except (requests.RequestException, httpx.HTTPError) as exc:
+            outcome = f"failed: {type(exc).__name__}"
+        results[i] = (outcome, time.monotonic() - started)
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(BURST)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
+def unrelated(request: HttpRequest) -> HttpResponse:
+    """A page that never calls the upstream: it must answer whatever the upstream does."""
+    return HttpResponse(
+        "<!doctype html><title>Unrelated page</title><p>This page does not call the upstream, "
+        'and it answers at once. <a href="/">Back to the demo</a></p>'
+    )
 
 
 def protected(request: HttpRequest) -> HttpResponse:

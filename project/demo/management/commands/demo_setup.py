@@ -1,17 +1,13 @@
 """Create the demo policies and a demo superuser, and print the login."""
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from resilience.models import BreakerPolicy
 
 DEMO_POLICIES = {
-    "demo-upstream": {
-        "description": "The demo's flaky upstream.",
-        "failure_threshold": 3,
-        "recovery_timeout": 15,
-        "slow_call_ms": 1500,
-    },
+    "demo-upstream": {"description": "The demo's flaky upstream."},  # + settings.DEMO_POLICY
     "payments-api": {
         "description": "Card payments provider.",
         "failure_threshold": 5,
@@ -31,6 +27,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, username: str, password: str, **options):
         for name, values in DEMO_POLICIES.items():
+            if name == "demo-upstream":
+                values = {**settings.DEMO_POLICY, **values}
             BreakerPolicy.objects.get_or_create(name=name, defaults=values)
         user_model = get_user_model()
         user, created = user_model.objects.get_or_create(
