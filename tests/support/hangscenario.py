@@ -80,14 +80,13 @@ class Gunicorn:
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited at start: {self.log()}")
+        while time.monotonic() < deadline and self.proc.poll() is None:
             if get(self.url, "/ok/", 1.0)[0] == "ok":
                 return self
             time.sleep(0.1)
+        log = self.log()
         self.stop()
-        raise RuntimeError(f"gunicorn did not answer within {timeout}s: {self.log()}")
+        raise RuntimeError(f"gunicorn did not answer within {timeout}s: {log}")
 
     def warm(self, path: str, rounds: int = 3) -> None:
         """Every worker imports and connects before the scenario: ``workers * rounds`` calls,
