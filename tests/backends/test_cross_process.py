@@ -9,6 +9,8 @@ import traceback
 
 import pytest
 
+from tests.support.spawned import gather
+
 PROCESSES = 16
 THRESHOLD = 5
 RECOVERY = 1.5
@@ -86,17 +88,7 @@ def test_sixteen_processes_trip_once_and_admit_one_trial(redis_url):
         ctx.Process(target=_worker, args=(redis_url, prefix, name, start, trial, results))
         for _ in range(PROCESSES)
     ]
-    for proc in procs:
-        proc.start()
-    try:
-        outcomes = [results.get(timeout=120) for _ in procs]
-    finally:
-        for proc in procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
-    errors = [o["error"] for o in outcomes if "error" in o]
-    assert not errors, errors[0]
+    outcomes = gather(procs, results, timeout=120)
     assert not any(o["degraded"] for o in outcomes)
 
     transitions = [Transition(**t) for o in outcomes for t in o["transitions"]]
@@ -213,17 +205,7 @@ def test_sixteen_django_processes_record_one_opened_event(redis_url):
         ctx.Process(target=_decorated_worker, args=(database, redis_url, start, results))
         for _ in range(PROCESSES)
     ]
-    for proc in procs:
-        proc.start()
-    try:
-        outcomes = [results.get(timeout=180) for _ in procs]
-    finally:
-        for proc in procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
-    errors = [o["error"] for o in outcomes if "error" in o]
-    assert not errors, errors[0]
+    outcomes = gather(procs, results, timeout=180)
     assert all(o["flushed"] and not o["degraded"] for o in outcomes)
     assert all(o["rejected_at"] is not None and o["rejections"] == 100 for o in outcomes)
     upstream = sum(o["upstream_calls"] for o in outcomes)
