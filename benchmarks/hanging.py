@@ -80,7 +80,11 @@ def _variant(name: str, redis_url: str, upstream: Any, seconds: float, log: Path
         if protection == "ours":
             deadline = time.monotonic() + 10
             while outcome.opened_at is None and time.monotonic() < deadline:
-                event = CircuitEvent.objects.filter(circuit=CIRCUIT, kind="opened").first()
+                event = (
+                    CircuitEvent.objects.filter(circuit=CIRCUIT, kind="opened")
+                    .order_by("created_at")
+                    .first()
+                )
                 if event is not None:
                     outcome.opened_at = event.created_at.timestamp()
                 time.sleep(0.1)

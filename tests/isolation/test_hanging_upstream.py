@@ -36,7 +36,11 @@ def _opened_event(timeout: float = 10.0) -> CircuitEvent | None:
     """The circuit's first ``opened`` event, waited for (workers write it in the background)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        event = CircuitEvent.objects.filter(circuit=CIRCUIT, kind="opened").order_by("id").first()
+        event = (
+            CircuitEvent.objects.filter(circuit=CIRCUIT, kind="opened")
+            .order_by("created_at")
+            .first()
+        )
         if event is not None:
             return event
         time.sleep(0.1)
