@@ -164,12 +164,15 @@ def svg(results: dict[str, Any], seconds: float) -> str:
     """One row per variant: every probe of the unrelated page (green answered, red not) over
     the window, the moment the breaker opened (black tick), the figures on the right."""
     left, width, row, top = 150, 600, 46, 40
-    height = top + row * len(results["variants"]) + 30
+    height = top + row * len(results["variants"]) + 44
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 330}" '
         f'height="{height}" font-family="sans-serif" font-size="12">',
         f'<text x="{left}" y="20" font-size="14" font-weight="bold">Unrelated page during a '
         f"hanging upstream (probes every 0.5 s, 2 s timeout)</text>",
+        f'<text x="{left}" y="{height - 4}" fill="#555">green: answered · red: not answered '
+        f"within 2 s · black tick: the circuit opened · hits: requests that reached the "
+        f"upstream</text>",
     ]
     for i, (name, v) in enumerate(results["variants"].items()):
         y = top + i * row
@@ -186,6 +189,8 @@ def svg(results: dict[str, Any], seconds: float) -> str:
                 f'stroke-width="2"/>'
             )
         opened = "never" if v["time_to_open_s"] is None else f"{v['time_to_open_s']:.1f} s"
+        if name == "none":
+            opened = "no breaker"
         parts.append(
             f'<text x="{left + width + 10}" y="{y + 17}">{v["availability"]:.0%} answered · '
             f"p99 {v['probe_p99_s']:.2f} s · open {opened} · {v['upstream_hits']} hits</text>"
