@@ -45,7 +45,7 @@ def test_sixteen_processes_never_exceed_the_cap(monkeypatch, settings, redis_url
     with HangingUpstream() as upstream:
         upstream.hang(0.05)  # every call takes 50 ms: 128 threads overlap all the time
         procs = [
-            ctx.Process(target=callers, args=(upstream.url, THREADS, 3.0, start, results))
+            ctx.Process(target=callers, args=(upstream.url, THREADS, 2.0, start, results))
             for _ in range(PROCESSES)
         ]
         outcomes = gather(procs, results, timeout=180)

@@ -51,7 +51,7 @@ def test_recommended_policy_keeps_the_site_up(tmp_path, redis_proc):
     BreakerPolicy.objects.create(name=CIRCUIT, alert_on_open=False, **POLICY)
     with HangingUpstream(60) as upstream, _site(tmp_path, redis_proc, upstream) as site:
         site.warm("/quote/")
-        outcome = run(site, upstream, seconds=12)
+        outcome = run(site, upstream, seconds=8)
         opened = _opened_event()
         log = site.log()
     summary = outcome.summary()
@@ -71,7 +71,7 @@ def test_default_policy_loses_the_site(tmp_path, redis_proc):
     every worker ends up waiting on the upstream and the unrelated page stops answering."""
     with HangingUpstream(60) as upstream, _site(tmp_path, redis_proc, upstream) as site:
         site.warm("/quote/")
-        outcome = run(site, upstream, seconds=6)
+        outcome = run(site, upstream, seconds=4)
     summary = outcome.summary()
     assert outcome.availability <= 0.25, summary
     assert outcome.upstream_max_in_flight == 4, summary  # every worker stuck in the upstream

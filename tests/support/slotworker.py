@@ -12,6 +12,21 @@ from typing import Any
 CIRCUIT = "bulkhead-shared"
 
 
+def _setup() -> None:
+    """Django, and the circuit's policy loaded once here: the threads then find it cached
+    instead of each opening a database connection (128 of them exceed PostgreSQL's limit, and a
+    process that cannot read its policy runs on the defaults: no cap)."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from resilience.policies import registry
+
+    assert registry.get(CIRCUIT).policy.max_concurrent_calls, "the test's policy row is missing"
+    connection.close()
+
+
 def _session() -> Any:
     import requests
 
@@ -26,9 +41,7 @@ def callers(url: str, threads: int, seconds: float, start: Any, results: Any) ->
     """``threads`` threads call ``url`` back to back for ``seconds`` after ``start``; reports
     ``{"ok": n, "refused": n, ...}`` (``refused``: BulkheadFullError) or ``{"error": ...}``."""
     try:
-        import django
-
-        django.setup()
+        _setup()
         from resilience import BulkheadFullError
 
         counts: Counter[str] = Counter()
@@ -63,9 +76,7 @@ def callers(url: str, threads: int, seconds: float, start: Any, results: Any) ->
 def holder(url: str, calls: int, results: Any) -> None:
     """Start ``calls`` calls to ``url`` (which hangs) in threads and wait to be killed."""
     try:
-        import django
-
-        django.setup()
+        _setup()
         for _ in range(calls):
             threading.Thread(target=lambda: _session().get(url, timeout=120), daemon=True).start()
         results.put("started")
