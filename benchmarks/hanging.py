@@ -49,7 +49,7 @@ def _variant(name: str, redis_url: str, upstream: Any, seconds: float, log: Path
 
     from resilience.models import BreakerPolicy, CircuitEvent
     from tests.support import hangscenario
-    from tests.support.hangsite.urls import CIRCUIT
+    from tests.support.hangscenario import CIRCUIT
 
     BreakerPolicy.objects.all().delete()
     CircuitEvent.objects.all().delete()
@@ -58,14 +58,9 @@ def _variant(name: str, redis_url: str, upstream: Any, seconds: float, log: Path
     protection = {"none": "none", "pybreaker": "pybreaker"}.get(name, "ours")
     if name == "ours-recommended":
         BreakerPolicy.objects.create(name=CIRCUIT, alert_on_open=False, **hangscenario.RECOMMENDED)
-    resilience = {
-        "BACKEND": "resilience.backends.redis.RedisBackend",
-        # 0.5 s rather than 50 ms: on a busy 2-core machine the default would measure the
-        # per-process fallback (see benchmarks/README.md, "How ours is configured").
-        "OPTIONS": {"url": redis_url, "prefix": "hang", "socket_timeout": 0.5},
-    }
-    env = hangscenario.site_env(os.environ["RESILIENCE_TEST_DB_NAME"], resilience, upstream)
-    env["HANG_PROTECTION"] = protection
+    policy = hangscenario.RECOMMENDED if name == "ours-recommended" else None
+    db_name = os.environ["RESILIENCE_TEST_DB_NAME"]
+    env = hangscenario.site_env(db_name, redis_url, upstream, protection, policy)
     env["HANG_PYBREAKER"] = json.dumps({**PYBREAKER, "redis_url": redis_url})
     state_key = f"{CIRCUIT}:pybreaker:state"  # pybreaker: "<namespace>:pybreaker:<key>"
 

@@ -10,8 +10,7 @@ import pytest
 from django.db import connection
 
 from resilience.models import BreakerPolicy, CircuitEvent
-from tests.support.hangscenario import RECOMMENDED, Gunicorn, run, site_env
-from tests.support.hangsite.urls import CIRCUIT
+from tests.support.hangscenario import CIRCUIT, RECOMMENDED, Gunicorn, run, site_env
 from tests.support.upstream import HangingUpstream
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -21,14 +20,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 POLICY = {**RECOMMENDED, "recovery_timeout": 4}
 
 
-def _site(tmp_path, redis_proc, upstream):
-    resilience = {
-        "BACKEND": "resilience.backends.redis.RedisBackend",
-        # Above the 50 ms default only so that a busy 2-core machine does not push the backend
-        # onto its per-process fallback, which would measure the fallback's cap instead.
-        "OPTIONS": {"url": redis_proc.url, "prefix": "hang", "socket_timeout": 0.5},
-    }
-    env = site_env(str(connection.settings_dict["NAME"]), resilience, upstream)
+def _site(tmp_path, redis_proc, upstream, policy=None):
+    db_name = str(connection.settings_dict["NAME"])
+    env = site_env(db_name, redis_proc.url, upstream, policy=policy)
     return Gunicorn(env, tmp_path / "gunicorn.log", workers=4)
 
 
@@ -49,7 +43,7 @@ def _opened_event(timeout: float = 10.0) -> CircuitEvent | None:
 
 def test_recommended_policy_keeps_the_site_up(tmp_path, redis_proc):
     BreakerPolicy.objects.create(name=CIRCUIT, alert_on_open=False, **POLICY)
-    with HangingUpstream(60) as upstream, _site(tmp_path, redis_proc, upstream) as site:
+    with HangingUpstream(60) as upstream, _site(tmp_path, redis_proc, upstream, POLICY) as site:
         site.warm("/quote/")
         outcome = run(site, upstream, seconds=8)
         opened = _opened_event()

@@ -22,6 +22,7 @@ from tests.support.redisproc import free_port
 from tests.support.upstream import HangingUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
+CIRCUIT = "hang-upstream"  # the circuit of the site's view
 # The recommended policy for sync workers (docs/hangs.md): at most 2 of the 4 workers may wait
 # on this upstream at once, a call running 1 s counts as a failure while it runs, no call waits
 # more than 2 s, and the circuit opens when both slots hang (failure_threshold = the cap: one
@@ -254,9 +255,23 @@ def run(
 
 
 def site_env(
-    db_name: str, resilience: dict[str, Any], upstream: HangingUpstream, protection: str = "ours"
+    db_name: str,
+    redis_url: str,
+    upstream: HangingUpstream,
+    protection: str = "ours",
+    policy: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The environment of a hang site: database ``db_name``, ``RESILIENCE`` = ``resilience``."""
+    """The environment of a hang site: database ``db_name``, state in Redis at ``redis_url``,
+    ``policy`` (if any) for ``CIRCUIT`` in ``POLICIES``, in force from each worker's first call
+    (the row, if the caller creates one, applies once a worker's background thread read it)."""
+    resilience: dict[str, Any] = {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        # Above the 50 ms default only so that a busy 2-core machine does not push the backend
+        # onto its per-process fallback, which would measure the fallback's cap instead.
+        "OPTIONS": {"url": redis_url, "prefix": "hang", "socket_timeout": 0.5},
+    }
+    if policy is not None:
+        resilience["POLICIES"] = {CIRCUIT: policy}
     return {
         "RESILIENCE_TEST_DB_NAME": db_name,
         "RESILIENCE_TEST_SETTINGS": json.dumps(resilience),

@@ -15,8 +15,8 @@ from django.urls import path
 
 from resilience import CircuitOpenError
 from resilience.contrib.requests import CircuitBreakerAdapter
+from tests.support.hangscenario import CIRCUIT
 
-CIRCUIT = "hang-upstream"
 UPSTREAM = os.environ.get("HANG_UPSTREAM_URL", "http://127.0.0.1:9/")
 PROTECTION = os.environ.get("HANG_PROTECTION", "ours")
 TIMEOUT = 30  # what a careful user writes: never wait forever
