@@ -255,7 +255,7 @@ class Breaker:
                     ticket = lane.refusal(route.policy)
                     if ticket is None:
                         ticket = acquire(route)
-                call: Call = (route, ticket, 0, None)
+                call: Call = None  # built only if needed: (route, ticket, 0, None)
             else:
                 call = enter()
                 if call is None:
@@ -272,13 +272,13 @@ class Breaker:
                 else:
                     result = func(*args, **kwargs)
             except BaseException as exc:
-                if failed(call, exc) and self.fallback is not None:
+                if failed(call or (route, ticket, 0, None), exc) and self.fallback is not None:
                     return self.fallback(exc, *args, **kwargs)
                 raise
             if lane is not None and lane.ok(ticket, route.policy):  # counted by the lane
                 counts[SUCCESS] += 1
             else:
-                succeeded(call, result)
+                succeeded(call or (route, ticket, 0, None), result)
             return result
 
         return wrapper
@@ -323,7 +323,7 @@ class Breaker:
                     ticket = lane.refusal(route.policy)
                     if ticket is None:
                         ticket = acquire(route)
-                call: Call = (route, ticket, 0, None)
+                call: Call = None  # built only if needed: (route, ticket, 0, None)
             else:
                 call = enter()
                 if call is None:
@@ -342,13 +342,13 @@ class Breaker:
                 else:
                     result = await func(*args, **kwargs)
             except BaseException as exc:
-                if failed(call, exc) and self.fallback is not None:
+                if failed(call or (route, ticket, 0, None), exc) and self.fallback is not None:
                     return await fall_back(exc, args, kwargs)
                 raise
             if lane is not None and lane.ok(ticket, route.policy):  # counted by the lane
                 counts[SUCCESS] += 1
             else:
-                succeeded(call, result)
+                succeeded(call or (route, ticket, 0, None), result)
             return result
 
         return wrapper

@@ -124,10 +124,10 @@ def test_an_outer_timeout_around_a_hang_is_judged_by_slow_call_ms(settings):
     """Real time: the watchdog thread on the system clock judges the hang at 150 ms, while
     the caller's outer asyncio.timeout only cancels it at 600 ms (which is not a failure)."""
     settings.RESILIENCE = {"BACKEND": "resilience.backends.memory.MemoryBackend"}
-    BreakerPolicyFactory(name="outer", failure_threshold=1, slow_call_ms=150)
-    breaker("outer").snapshot()
+    BreakerPolicyFactory(name="outer-hang", failure_threshold=1, slow_call_ms=150)
+    breaker("outer-hang").snapshot()
 
-    @circuit_breaker("outer")
+    @circuit_breaker("outer-hang")
     async def hang():
         await asyncio.sleep(30)
 
@@ -137,9 +137,9 @@ def test_an_outer_timeout_around_a_hang_is_judged_by_slow_call_ms(settings):
 
     with pytest.raises(TimeoutError):
         asyncio.run(main())
-    snap = breaker("outer").snapshot()
+    snap = breaker("outer-hang").snapshot()
     assert (snap["state"], snap["in_flight"]) == ("open", 0)
-    counts = stats.snapshot()["outer"]
+    counts = stats.snapshot()["outer-hang"]
     assert (counts["overdue"], counts["failure"], counts["ignored"]) == (1, 1, 0)
 
 
