@@ -109,3 +109,18 @@ def test_httpx_async_transport(hanging_url):
     assert time.monotonic() - started < 3
     assert timeouts == {"connect": 0.3, "read": 0.3, "write": 0.3, "pool": 0.3}
     assert one_failure("hang-ahx") == (1, 0)
+
+
+def test_requests_accepts_a_urllib3_timeout_object_with_a_policy_timeout(hanging_url):
+    """requests takes a ``urllib3.Timeout`` as ``timeout=``; with call_timeout_ms set the
+    adapter must still bound it (it raised TypeError comparing a Timeout with a float)."""
+    from urllib3.util import Timeout
+
+    BreakerPolicyFactory(name="hang-req-obj", call_timeout_ms=300, failure_threshold=5)
+    session = requests.Session()
+    session.mount("http://", CircuitBreakerAdapter("hang-req-obj"))
+    started = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        session.get(hanging_url, timeout=Timeout(connect=30, read=30))
+    assert time.monotonic() - started < 2
+    assert one_failure("hang-req-obj") == (1, 0)
