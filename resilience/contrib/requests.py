@@ -8,7 +8,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError, RetryError
-from urllib3.util import parse_url
+from urllib3.util import Timeout, parse_url
 
 from resilience.contrib._http import (
     DEFAULT_FAILURE_STATUSES,
@@ -20,6 +20,19 @@ from resilience.contrib._http import (
 )
 
 __all__ = ["CircuitBreakerAdapter"]
+
+
+def _bounded(timeout: Any, limit: float | None) -> Any:
+    """``bounded_timeout``, also for the ``urllib3.Timeout`` that requests accepts too (its
+    connect and read parts capped at ``limit``; a total, if any, is kept: it only shortens)."""
+    if limit is None or not isinstance(timeout, Timeout):
+        return bounded_timeout(timeout, limit)
+    parts = (timeout.connect_timeout, timeout._read)  # read_timeout needs a started clock
+    connect, read = (part if isinstance(part, int | float) else None for part in parts)
+    total = timeout.total if isinstance(timeout.total, int | float) else None
+    return Timeout(
+        connect=bounded_timeout(connect, limit), read=bounded_timeout(read, limit), total=total
+    )
 
 
 class CircuitBreakerAdapter(HTTPProtection, HTTPAdapter):
@@ -82,7 +95,7 @@ class CircuitBreakerAdapter(HTTPProtection, HTTPAdapter):
         # The smaller of the caller's timeout and the policy's call_timeout_ms (requests waits
         # forever without one). Both bound each connect and each read, not the whole body: the
         # watchdog judges a call still running at the deadline (see docs/hangs.md).
-        kwargs["timeout"] = bounded_timeout(kwargs.get("timeout"), self._timeout_limit(name))
+        kwargs["timeout"] = _bounded(kwargs.get("timeout"), self._timeout_limit(name))
         try:
             response = super().send(request, **kwargs)
             failure = self._outcome_error(
