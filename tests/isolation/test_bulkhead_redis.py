@@ -82,3 +82,25 @@ def test_redis_down_applies_on_backend_error_with_a_local_cap(redis_proc, prefix
                 assert backend.acquire("down", CAPPED).admitted
         finally:
             backend.close()
+
+
+def test_a_call_ending_after_its_backend_was_closed_still_gives_its_slot_back(redis_proc, prefix):
+    # A RESILIENCE settings change closes the backend and builds a new one on the same Redis
+    # while calls run: the old backend's give-back used to wait for a thread that close() had
+    # stopped, so the slot stayed taken until its lease ran out (2 x the deadline).
+    old = RedisBackend(url=redis_proc.url, prefix=prefix, socket_timeout=5.0)
+    new = RedisBackend(url=redis_proc.url, prefix=prefix, socket_timeout=5.0)
+    policy = Policy(max_concurrent_calls=1, slow_call_ms=30_000)
+    try:
+        running = old.acquire("swap", policy)
+        assert running.slot
+        old.close()
+        assert new.snapshot("swap", policy)["in_flight"] == 1
+        old.return_slot(running, policy)  # the call ends
+        deadline = time.monotonic() + 2
+        while new.snapshot("swap", policy)["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert new.snapshot("swap", policy)["in_flight"] == 0
+        assert new.acquire("swap", policy).admitted
+    finally:
+        new.close()
