@@ -381,17 +381,27 @@ class SlotReturns:
 
     def add(self, name: str, slot: str) -> None:
         with self._lock:
-            if os.getpid() != self._pid:  # a forked child: its parent gives back its own
-                self._pid = os.getpid()
-                self._by_name.clear()
-                self._thread = None
-            self._by_name.setdefault(name, []).append(slot)
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(
-                    target=self._run, name="resilience-redis-slots", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
+            # Checked under the lock: close() sets it, then takes what waits under the lock.
+            closed = self._stop.is_set()
+            if not closed:
+                if os.getpid() != self._pid:  # a forked child: its parent gives back its own
+                    self._pid = os.getpid()
+                    self._by_name.clear()
+                    self._thread = None
+                self._by_name.setdefault(name, []).append(slot)
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="resilience-redis-slots", daemon=True
+                    )
+                    self._thread.start()
+        if not closed:
+            self._wake.set()
+            return
+        # Closed (a settings change replaced the backend while the call ran): no thread sends
+        # it any more, so it goes now, else it would keep its place until its lease ran out.
+        send = self._send()
+        if send is not None:
+            send({name: [slot]})
 
     def take(self, name: str) -> list[str]:
         """Remove and return the slots waiting for ``name``, plus those the background thread
