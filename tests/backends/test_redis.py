@@ -1320,6 +1320,34 @@ def test_rate_rule_ok_path_costs_one_round_trip(redis_proc, settings, monkeypatc
         client.close()
 
 
+def test_rate_rule_ok_path_costs_one_round_trip_with_a_cap_too(redis_proc, settings, monkeypatch):
+    # A capped (tracked) circuit admits through the acquire script, not the HMGET that tells an
+    # untracked one whether its window holds failures: its successes under a rate rule were
+    # then never deferred, and each cost the caller a record script of its own (2 round trips).
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 60}
+    backend = make_backend(redis_proc.url, ManualClock())
+    client = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
+    policy = Policy(failure_rate_threshold=50, max_concurrent_calls=3)
+
+    def calls(times):
+        for _ in range(times):
+            ticket = backend.acquire("rated", policy)
+            assert ticket.admitted
+            backend.record(ticket, policy, True, 1)
+            backend.return_slot(ticket, policy)
+
+    try:
+        calls(1)  # the circuit's first call stores its epoch
+        trips, _ = cost(client, lambda: calls(50), monkeypatch)
+        assert trips == 50  # the acquire scripts; the background thread sends the successes
+        backend.flush()
+        snap = backend.snapshot("rated", policy)
+        assert (snap["calls_in_window"], snap["in_flight"]) == (51, 0)
+    finally:
+        backend.close()
+        client.close()
+
+
 # --- Sentinel -----------------------------------------------------------------------------------
 
 
