@@ -242,13 +242,16 @@ class RedisBackend(RedisReads, Backend):
                     *self._returns.take(name),
                 ]
             raw = self._scripts["acquire"](keys=keys, args=args)
-            admitted, state, generation, permit, retry_after_ms, epoch, slot, over = raw[:8]
-            transitions = tuple(self._outboxed.parse(t) for t in raw[8:])
+            admitted, state, generation, permit, retry_after_ms, epoch, slot, over, clean = raw[:9]
+            transitions = tuple(self._outboxed.parse(t) for t in raw[9:])
         except ERRORS as exc:
             self._fail(exc)
             return self._degraded_acquire(name, policy)
         if admitted:
             open_cache.discard(name)  # what this process knew is out of date
+            if state == CLOSED and slot:
+                # What the HMGET above tells an untracked call (a tracked one never reads it).
+                self._failure_free[name] = bool(clean)
             if state == CLOSED and not slot:
                 return Ticket(name, True, CLOSED, generation, epoch=epoch)
             return Ticket(

@@ -8,7 +8,9 @@
 -- deadline_ms, ARGV[10] the slot id this call takes if admitted, ARGV[11] monitor mode (1|0),
 -- ARGV[12..] slots of this client's calls that ended meanwhile, given back first.
 -- Returns {admitted (1|0), state, generation, permit ("" = none), retry_after_ms, epoch,
---          slot ("" = none), over_cap (1|0), transition JSON...}; a rejection by the circuit
+--          slot ("" = none), over_cap (1|0), failure_free (1|0: the window holds no failure;
+--          the client then defers successes under a rate rule), transition JSON...}; a
+-- rejection by the circuit
 -- is returned as admitted 0 whatever the mode (monitor mode is applied by the client); a
 -- full bulkhead refuses with state 'bulkhead_full' unless in monitor mode, where the call
 -- takes a slot anyway and over_cap is 1.
@@ -21,7 +23,7 @@ if s.state == 'closed' and lease == 0 then
   -- since its keys were lost): its epoch is born here, so that this ticket can never count
   -- against a later incarnation.
   if not s.orig.epoch then redis.call('HSET', KEYS[1], 'epoch', s.epoch) end
-  return {1, 'closed', s.generation, '', 0, s.epoch, '', 0}
+  return {1, 'closed', s.generation, '', 0, s.epoch, '', 0, (s.win_failures == 0) and 1 or 0}
 end
 local now = now_ms(ARGV[1])
 local result
@@ -41,7 +43,7 @@ elseif lease > 0 then
       if deadline <= 0 then deadline = 1000 end
       local wait = math.max(0, math.min(tonumber(first[2]) - now, deadline))
       save(KEYS[1], s)
-      return {0, 'bulkhead_full', s.generation, '', wait, s.epoch, '', 0}
+      return {0, 'bulkhead_full', s.generation, '', wait, s.epoch, '', 0, 0}
     end
     over_cap = 1
   end
@@ -76,14 +78,17 @@ if rejected_after == nil then
   end
 end
 if result == nil then
-  result = {0, s.state, s.generation, '', math.max(0, rejected_after), s.epoch, '', 0}
-elseif lease > 0 then
-  redis.call('ZADD', KEYS[3], now + lease, ARGV[10])
-  result[7] = ARGV[10]
-  result[8] = over_cap
+  result = {0, s.state, s.generation, '', math.max(0, rejected_after), s.epoch, '', 0, 0}
 else
-  result[7] = ''
-  result[8] = 0
+  if lease > 0 then
+    redis.call('ZADD', KEYS[3], now + lease, ARGV[10])
+    result[7] = ARGV[10]
+    result[8] = over_cap
+  else
+    result[7] = ''
+    result[8] = 0
+  end
+  result[9] = (s.win_failures == 0) and 1 or 0
 end
 for _, json in ipairs(transitions) do
   publish(KEYS[2], tonumber(ARGV[4]), json)
