@@ -104,3 +104,27 @@ def test_a_call_ending_after_its_backend_was_closed_still_gives_its_slot_back(re
         assert new.acquire("swap", policy).admitted
     finally:
         new.close()
+
+
+def test_a_slot_given_back_during_an_outage_is_back_once_redis_is(redis_proc, prefix):
+    # A call admitted by Redis that ends while Redis is unreachable cannot give its slot back
+    # then; it must do so once Redis answers again, not hold its place until its lease ends
+    # (2 x the deadline: a minute here), refusing every call of a cap-1 circuit meanwhile.
+    policy = Policy(max_concurrent_calls=1, slow_call_ms=30_000)
+    backend = RedisBackend(
+        clock=ManualClock(), url=redis_proc.url, prefix=prefix, socket_timeout=0.2
+    )
+    try:
+        running = backend.acquire("blip", policy)
+        assert running.slot
+        redis_proc.pause()
+        backend.acquire("blip", policy)  # one socket timeout: degraded
+        assert backend.health()["degraded"] is True
+        backend.return_slot(running, policy)  # the Redis call ends during the outage
+        redis_proc.resume()
+        assert backend.probe()
+        backend.flush()
+        assert backend.acquire("blip", policy).admitted
+    finally:
+        redis_proc.resume()
+        backend.close()
