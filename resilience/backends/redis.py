@@ -215,6 +215,7 @@ class RedisBackend(RedisReads, Backend):
             if cached is not None:
                 return cached
         keys = self._keys(name)
+        returns: list[str] = []
         try:
             if name not in open_cache and not policy.tracked:
                 # Last seen closed (or never seen): a plain HMGET admits without a script.
@@ -233,18 +234,21 @@ class RedisBackend(RedisReads, Backend):
             ]
             if policy.tracked:
                 # A fresh slot id, and the slots of this process's ended calls ride along.
+                returns = self._returns.take(name)
                 args += [
                     policy.max_concurrent_calls,
                     policy.slot_lease_ms,
                     policy.deadline_ms,
                     new_epoch(),
                     1 if policy.mode == MONITOR else 0,
-                    *self._returns.take(name),
+                    *returns,
                 ]
             raw = self._scripts["acquire"](keys=keys, args=args)
             admitted, state, generation, permit, retry_after_ms, epoch, slot, over, clean = raw[:9]
             transitions = tuple(self._outboxed.parse(t) for t in raw[9:])
         except ERRORS as exc:
+            if returns:
+                self._returns.restore({name: returns})  # to go once Redis is back
             self._fail(exc)
             return self._degraded_acquire(name, policy)
         if admitted:
@@ -410,12 +414,14 @@ class RedisBackend(RedisReads, Backend):
             if ticket.origin is not None:
                 ticket.origin.return_slot(ticket, policy)
             return
-        if ticket.slot is not None and not self._outage.active:  # else its lease lapses
+        if ticket.slot is not None:  # sent once Redis is back if it is down now
             self._returns.add(ticket.circuit, ticket.slot)
 
     def _send_returns(self, waiting: dict[str, list[str]]) -> None:
-        """Give slots back (background thread, ``close()``), all circuits in one round trip."""
+        """Give slots back (background thread, ``close()``), all circuits in one round trip;
+        kept for later while Redis is down."""
         if self._outage.active:
+            self._returns.restore(waiting)
             return
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -423,6 +429,7 @@ class RedisBackend(RedisReads, Backend):
                 pipe.zrem(self._keys(name)[2], *slots)
             pipe.execute()
         except ERRORS as exc:
+            self._returns.restore(waiting)
             self._fail(exc)
 
     def renew_slots(self, name: str, policy: Policy, tickets: list[Ticket]) -> None:

@@ -355,8 +355,9 @@ class SlotReturns:
 
     The caller never waits for a give-back: the next acquire of the same circuit in this
     process carries the circuit's waiting slots (``take``), and a background thread sends what
-    is left after ``URGENT_BATCH_SECONDS``, all circuits in one pipeline. A slot that never
-    arrives (Redis down, process killed) lapses with its lease.
+    is left after ``URGENT_BATCH_SECONDS``, all circuits in one pipeline. Slots that could not
+    be sent (Redis down) wait here (``restore``) and go with the next acquire or send once
+    Redis is back; a killed process's slots lapse with their lease.
     """
 
     def __init__(self, send: Callable[[dict[str, list[str]]], None]) -> None:
@@ -420,6 +421,13 @@ class SlotReturns:
         with self._lock:
             waiting, self._by_name = self._by_name, {}
         return waiting
+
+    def restore(self, waiting: dict[str, list[str]]) -> None:
+        """Keep slots whose give-back did not reach Redis (down): the next acquire of their
+        circuit, or the next background send, carries them (ZREM is idempotent)."""
+        with self._lock:
+            for name, slots in waiting.items():
+                self._by_name.setdefault(name, []).extend(slots)
 
     def _run(self) -> None:
         while not self._stop.is_set():
