@@ -151,11 +151,12 @@ class Watchdog:
                 wake = watch.wake()
                 if wake:
                     heapq.heappush(self._heap, (wake, next(self._order), watch))
-        # Outside the lock: these reach the backend (a round trip) and the events layer.
+        # Outside the lock: these reach the backend (a round trip) and the events layer. One
+        # failing report must not cost the others, nor the lease renewals due in this round.
         for watch, elapsed in overdue:
-            watch.on_overdue(watch, elapsed)
+            _guarded(watch.on_overdue, watch, elapsed)
         for (_, name, policy), watches in renew.items():
-            watches[0].backend.renew_slots(name, policy, [w.ticket for w in watches])
+            _guarded(watches[0].backend.renew_slots, name, policy, [w.ticket for w in watches])
         return len(overdue)
 
     def _run(self) -> None:
@@ -170,10 +171,14 @@ class Watchdog:
                 wait_ms = self._heap[0][0] - (clock.now_ms() if clock is not None else 0)
                 if wait_ms > 0:
                     self._wakeup.wait(min(wait_ms / 1000, MAX_SLEEP_SECONDS))
-            try:
-                self.check()
-            except Exception:  # a failing report must not stop the judging of other calls
-                logger.exception("resilience: the watchdog failed")
+            self.check()
+
+
+def _guarded(report: Callable[..., Any], *args: Any) -> None:
+    try:
+        report(*args)
+    except Exception:  # logged; the thread and the other reports go on
+        logger.exception("resilience: the watchdog could not report a call")
 
 
 watchdog = Watchdog()

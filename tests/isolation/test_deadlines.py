@@ -157,3 +157,28 @@ def test_the_breakers_own_timeout_counts_even_outside_record():
     with pytest.raises(CallTimeoutError, match="call_timeout_ms"):
         asyncio.run(slow())
     assert breaker("co3").state == "open"
+
+
+def test_a_failing_report_does_not_cost_the_other_calls_their_judgement(clock):
+    from resilience.backends.memory import MemoryBackend
+    from resilience.engine import Policy
+    from resilience.watchdog import Watchdog
+
+    backend = MemoryBackend(clock=clock)
+    dog = Watchdog()
+    policy = Policy(slow_call_ms=100)
+    reported = []
+
+    def broken(watch, elapsed):
+        raise RuntimeError("the events layer is down")
+
+    def fine(watch, elapsed):
+        reported.append(elapsed)
+
+    for on_overdue in (broken, fine):
+        ticket = backend.acquire("guarded", policy)
+        dog.watch(backend, policy, ticket, clock.now_ms(), on_overdue)
+    clock.advance(0.1)
+    assert dog.check() == 2
+    assert reported == [100]
+    backend.close()
