@@ -70,8 +70,7 @@ class Lane:
         if policy.tracked:  # every call takes a bulkhead slot: always under the lock
             with self.lock:
                 tracked = engine.acquire(self.state, policy, self._backend.clock.now_ms())
-                if tracked.transitions:
-                    self.outbox.extend(tracked.transitions)
+                self.publish(tracked.transitions)
             return tracked
         ticket = self.ticket
         if ticket is None:
@@ -79,8 +78,7 @@ class Lane:
             if ticket is None:
                 with self.lock:
                     ticket = engine.acquire(self.state, policy, self._backend.clock.now_ms())
-                    if ticket.transitions:
-                        self.outbox.extend(ticket.transitions)
+                    self.publish(ticket.transitions)
         return ticket
 
     def refusal(self, policy: Policy) -> Ticket | None:
@@ -121,6 +119,13 @@ class Lane:
                 self._backend._count_queued(self, policy)
             return True
         return False
+
+    def publish(self, transitions: Any) -> None:
+        """Keep the transitions an operation made in the outbox, and the backend's index of
+        circuits not closed in line with the state they left (caller holds the lock)."""
+        if transitions:
+            self.outbox.extend(transitions)
+            self._backend._index(self.state)
 
     def disarm(self) -> None:
         """Send every caller of this lane to the locked path (its state is being replaced)."""
@@ -163,6 +168,8 @@ class MemoryBackend(Backend):
             self.fast_clock = (self._now, 1)
         self._circuits: dict[str, Lane] = {}
         self._create_lock = threading.Lock()
+        # {name: state} of the circuits not closed (see not_closed), kept by Lane.publish.
+        self._not_closed: dict[str, str] = {}
 
     def _circuit(self, name: str) -> Lane:
         circuit = self._circuits.get(name)
@@ -172,6 +179,17 @@ class MemoryBackend(Backend):
                 if circuit is None:
                     circuit = self._circuits[name] = Lane(name, self)
         return circuit
+
+    def _index(self, state: CircuitState) -> None:
+        """Record in the not-closed index the state ``state`` is in now (its lock is held)."""
+        if state.state == CLOSED:
+            self._not_closed.pop(state.circuit, None)
+        else:
+            self._not_closed[state.circuit] = state.state
+
+    def not_closed(self) -> dict[str, str]:
+        """The circuits not closed, from the index every transition keeps (a copy of it)."""
+        return self._not_closed.copy()
 
     def lane(self, name: str) -> Lane:
         """The lock-free side of circuit ``name`` (created if new), for callers on a hot path.
@@ -230,8 +248,7 @@ class MemoryBackend(Backend):
         self, circuit: Lane, policy: Policy, transitions: list[Transition]
     ) -> list[Transition]:
         """Publish transitions and re-arm the lock-free paths (caller holds the lock)."""
-        if transitions:
-            circuit.outbox.extend(transitions)
+        circuit.publish(transitions)
         state = circuit.state
         circuit.ticket = engine.closed_ticket(state)
         # Not while a run of failures is counted: a success ends the failures dated before it,
@@ -285,6 +302,7 @@ class MemoryBackend(Backend):
             state.state = OPEN
             state.trips = 1
             state.open_until_ms = open_until_ms
+            self._index(state)
 
     def reset(self, name: str, policy: Policy) -> list[Transition]:
         circuit = self._circuit(name)
@@ -329,3 +347,4 @@ class MemoryBackend(Backend):
             circuit.disarm()
             circuit.live = False
         self._circuits.clear()
+        self._not_closed.clear()

@@ -15,6 +15,7 @@ from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
+from tests.backends.index_contract import NotClosedIndexContract
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def backend(clock):
     instance.close()
 
 
-class TestMemoryContract(BackendContract, BulkheadContract):
+class TestMemoryContract(BackendContract, BulkheadContract, NotClosedIndexContract):
     pass
 
 
