@@ -53,9 +53,11 @@ class Lane:
         self.ticket: Ticket | None = engine.closed_ticket(self.state)
         # The last lock-free rejection: (now_ms, policy, ticket), reused within that ms.
         self.rejection: tuple[int, Policy, Ticket] | None = None
-        self.outbox: deque[Transition] = deque(maxlen=OUTBOX_MAX)
-        # Fast successes appended without the lock (deque.append is atomic), counted later.
-        self.pending: deque[Ticket] = deque()
+        # Created by the circuit's first transition: most circuits never make one, and an
+        # empty deque takes some 600 bytes (docs/engine.md, "Memory per circuit").
+        self.outbox: deque[Transition] | None = None
+        # Fast successes appended without the lock (list.append is atomic), counted later.
+        self.pending: list[Ticket] = []
         # The lock-free success path is open for calls of this policy object lasting at most
         # fast_max_ms, while the fast clock is before fast_until (the end of the newest bucket).
         self.fast_policy: Policy | None = None
@@ -124,6 +126,8 @@ class Lane:
         """Keep the transitions an operation made in the outbox, and the backend's index of
         circuits not closed in line with the state they left (caller holds the lock)."""
         if transitions:
+            if self.outbox is None:
+                self.outbox = deque(maxlen=OUTBOX_MAX)
             self.outbox.extend(transitions)
             self._backend._index(self.state)
 
@@ -235,7 +239,10 @@ class MemoryBackend(Backend):
         pending = circuit.pending
         if not pending:
             return []
-        tickets = [pending.popleft() for _ in range(len(pending))]
+        # Successes appended meanwhile (lock-free) go after these: they stay queued.
+        count = len(pending)
+        tickets = pending[:count]
+        del pending[:count]
         state = circuit.state
         now_ms = self._now()
         if state.win_head and now_ms // state.bucket_ms > state.win_head:
@@ -324,14 +331,14 @@ class MemoryBackend(Backend):
 
     def outbox(self, name: str, limit: int = 100) -> list[Transition]:
         circuit = self._circuits.get(name)
-        if circuit is None or limit <= 0:
+        if circuit is None or circuit.outbox is None or limit <= 0:
             return []
         with circuit.lock:
             return list(circuit.outbox)[:limit]
 
     def ack(self, name: str, ids: list[str]) -> None:
         circuit = self._circuits.get(name)
-        if circuit is None or not ids:
+        if circuit is None or circuit.outbox is None or not ids:
             return
         done = set(ids)
         with circuit.lock:
