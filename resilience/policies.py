@@ -266,24 +266,22 @@ class PolicyRegistry:
             done.set()
 
     def _create_missing(self) -> None:
+        """Create the rows of the names used without one, all in one ``bulk_create`` (a few
+        queries whatever their number; a row another process created meanwhile is kept as it
+        is). Each row has ``from_settings`` values, validated there; ``refresh`` reads them
+        back next, as it reads any added row."""
         model = self.model
         with self._lock:
             names, self._missing = self._missing, set()
-        if not conf.CREATE_MISSING_POLICIES:
+        if not conf.CREATE_MISSING_POLICIES or not names:
             return
-        for name in sorted(names):
-            try:
-                row = model.from_settings(name)
-                values = {
-                    f.name: getattr(row, f.name)
-                    for f in model._meta.concrete_fields
-                    if f.editable and f.name not in ("id", "name")
-                }
-                model.objects.get_or_create(name=name, defaults=values)
-            except Exception:
-                with self._lock:
-                    self._missing.add(name)
-                raise
+        try:
+            rows = [model.from_settings(name) for name in sorted(names)]
+            model.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        except Exception:
+            with self._lock:
+                self._missing.update(names)
+            raise
 
     def _ensure_thread(self) -> None:
         if self._thread is not None or not self.background:

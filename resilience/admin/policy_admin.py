@@ -72,7 +72,7 @@ class LiveStateFilter(admin.SimpleListFilter):
         if not value:
             return queryset
         states = BROKEN if value == "broken" else (value,)
-        return queryset.filter(name__in=Board.for_request(request).names_in(states))
+        return queryset.filter(Board.for_request(request).filter(states))
 
 
 class LiveChangeList(ChangeList):
@@ -81,6 +81,7 @@ class LiveChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         board = Board.for_request(request)
+        board.attach(self.result_list)  # the page's rows only
         for policy in self.result_list:
             policy.live = board.live(policy.name)
 

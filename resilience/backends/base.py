@@ -113,6 +113,19 @@ class Backend(abc.ABC):
     def snapshot_many(self, policies: dict[str, Policy]) -> dict[str, dict[str, Any]]:
         """``snapshot`` for many circuits at once; one round trip in a remote backend."""
 
+    def not_closed(self) -> dict[str, str] | None:
+        """``{name: state}`` of every circuit whose stored state is not closed (``"open"``,
+        ``"half_open"``), from an index the backend keeps up to date with every transition, so
+        that the cost grows with the circuits listed, not with all circuits (the admin's
+        overview and live-state filter). Every other circuit reads as closed, monitor and
+        forced modes aside (they are the policy's, not the backend's).
+
+        A circuit whose snapshot would say open or half-open is always listed (within a
+        snapshot, this process's own queued successes aside). ``None``: the backend keeps no
+        such index, and a caller must read every circuit (``snapshot_many``) instead.
+        """
+        return None
+
     @abc.abstractmethod
     def outbox(self, name: str, limit: int = 100) -> list[Transition]:
         """Up to ``limit`` unacknowledged transitions of ``name``, oldest first."""

@@ -53,9 +53,11 @@ class Lane:
         self.ticket: Ticket | None = engine.closed_ticket(self.state)
         # The last lock-free rejection: (now_ms, policy, ticket), reused within that ms.
         self.rejection: tuple[int, Policy, Ticket] | None = None
-        self.outbox: deque[Transition] = deque(maxlen=OUTBOX_MAX)
-        # Fast successes appended without the lock (deque.append is atomic), counted later.
-        self.pending: deque[Ticket] = deque()
+        # Created by the circuit's first transition: most circuits never make one, and an
+        # empty deque takes some 600 bytes (docs/engine.md, "Memory per circuit").
+        self.outbox: deque[Transition] | None = None
+        # Fast successes appended without the lock (list.append is atomic), counted later.
+        self.pending: list[Ticket] = []
         # The lock-free success path is open for calls of this policy object lasting at most
         # fast_max_ms, while the fast clock is before fast_until (the end of the newest bucket).
         self.fast_policy: Policy | None = None
@@ -70,8 +72,7 @@ class Lane:
         if policy.tracked:  # every call takes a bulkhead slot: always under the lock
             with self.lock:
                 tracked = engine.acquire(self.state, policy, self._backend.clock.now_ms())
-                if tracked.transitions:
-                    self.outbox.extend(tracked.transitions)
+                self.publish(tracked.transitions)
             return tracked
         ticket = self.ticket
         if ticket is None:
@@ -79,8 +80,7 @@ class Lane:
             if ticket is None:
                 with self.lock:
                     ticket = engine.acquire(self.state, policy, self._backend.clock.now_ms())
-                    if ticket.transitions:
-                        self.outbox.extend(ticket.transitions)
+                    self.publish(ticket.transitions)
         return ticket
 
     def refusal(self, policy: Policy) -> Ticket | None:
@@ -121,6 +121,15 @@ class Lane:
                 self._backend._count_queued(self, policy)
             return True
         return False
+
+    def publish(self, transitions: Any) -> None:
+        """Keep the transitions an operation made in the outbox, and the backend's index of
+        circuits not closed in line with the state they left (caller holds the lock)."""
+        if transitions:
+            if self.outbox is None:
+                self.outbox = deque(maxlen=OUTBOX_MAX)
+            self.outbox.extend(transitions)
+            self._backend._index(self.state)
 
     def disarm(self) -> None:
         """Send every caller of this lane to the locked path (its state is being replaced)."""
@@ -163,6 +172,8 @@ class MemoryBackend(Backend):
             self.fast_clock = (self._now, 1)
         self._circuits: dict[str, Lane] = {}
         self._create_lock = threading.Lock()
+        # {name: state} of the circuits not closed (see not_closed), kept by Lane.publish.
+        self._not_closed: dict[str, str] = {}
 
     def _circuit(self, name: str) -> Lane:
         circuit = self._circuits.get(name)
@@ -172,6 +183,17 @@ class MemoryBackend(Backend):
                 if circuit is None:
                     circuit = self._circuits[name] = Lane(name, self)
         return circuit
+
+    def _index(self, state: CircuitState) -> None:
+        """Record in the not-closed index the state ``state`` is in now (its lock is held)."""
+        if state.state == CLOSED:
+            self._not_closed.pop(state.circuit, None)
+        else:
+            self._not_closed[state.circuit] = state.state
+
+    def not_closed(self) -> dict[str, str]:
+        """The circuits not closed, from the index every transition keeps (a copy of it)."""
+        return self._not_closed.copy()
 
     def lane(self, name: str) -> Lane:
         """The lock-free side of circuit ``name`` (created if new), for callers on a hot path.
@@ -217,7 +239,10 @@ class MemoryBackend(Backend):
         pending = circuit.pending
         if not pending:
             return []
-        tickets = [pending.popleft() for _ in range(len(pending))]
+        # Successes appended meanwhile (lock-free) go after these: they stay queued.
+        count = len(pending)
+        tickets = pending[:count]
+        del pending[:count]
         state = circuit.state
         now_ms = self._now()
         if state.win_head and now_ms // state.bucket_ms > state.win_head:
@@ -230,8 +255,7 @@ class MemoryBackend(Backend):
         self, circuit: Lane, policy: Policy, transitions: list[Transition]
     ) -> list[Transition]:
         """Publish transitions and re-arm the lock-free paths (caller holds the lock)."""
-        if transitions:
-            circuit.outbox.extend(transitions)
+        circuit.publish(transitions)
         state = circuit.state
         circuit.ticket = engine.closed_ticket(state)
         # Not while a run of failures is counted: a success ends the failures dated before it,
@@ -285,6 +309,7 @@ class MemoryBackend(Backend):
             state.state = OPEN
             state.trips = 1
             state.open_until_ms = open_until_ms
+            self._index(state)
 
     def reset(self, name: str, policy: Policy) -> list[Transition]:
         circuit = self._circuit(name)
@@ -306,14 +331,14 @@ class MemoryBackend(Backend):
 
     def outbox(self, name: str, limit: int = 100) -> list[Transition]:
         circuit = self._circuits.get(name)
-        if circuit is None or limit <= 0:
+        if circuit is None or circuit.outbox is None or limit <= 0:
             return []
         with circuit.lock:
             return list(circuit.outbox)[:limit]
 
     def ack(self, name: str, ids: list[str]) -> None:
         circuit = self._circuits.get(name)
-        if circuit is None or not ids:
+        if circuit is None or circuit.outbox is None or not ids:
             return
         done = set(ids)
         with circuit.lock:
@@ -329,3 +354,4 @@ class MemoryBackend(Backend):
             circuit.disarm()
             circuit.live = False
         self._circuits.clear()
+        self._not_closed.clear()

@@ -43,7 +43,16 @@ __all__ = ["RedisBackend", "script_source"]
 
 logger = logging.getLogger("resilience")
 
-SCRIPTS = ("acquire", "record", "release", "renew", "reset", "snapshot_many", "ack")
+SCRIPTS = (
+    "acquire",
+    "record",
+    "release",
+    "renew",
+    "reset",
+    "snapshot_many",
+    "ack",
+    "index_page",
+)
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
 # What admits a call to a closed circuit, and whether its window holds failures.
 _HEAD = ("state", "generation", "epoch", "win_failures")
@@ -137,7 +146,11 @@ class RedisBackend(RedisReads, Backend):
             options=options,
         )
         self._scripts = {name: self.client.register_script(script_source(name)) for name in SCRIPTS}
-        self._keys_cache: dict[str, tuple[str, str, str]] = {}
+        self._keys_cache: dict[str, tuple[str, ...]] = {}
+        # The not-closed index (see RedisReads.not_closed); in Cluster it is in another hash
+        # slot than any circuit, so the scripts do not get it (the client updates it).
+        self._index_key = f"{prefix}:v1:not-closed"
+        self._index_keys = () if self._cluster else (self._index_key,)
         # Per circuit: whether its window held no failure at this process's last closed admit.
         self._failure_free: dict[str, bool] = {}
         self._outboxed = Outboxed(OUTBOX_MAX)
@@ -160,13 +173,14 @@ class RedisBackend(RedisReads, Backend):
     def check_options(cls, options: dict[str, Any]) -> list[Problem]:
         return super().check_options(options) + redis_options.problems(options)
 
-    def _keys(self, name: str) -> tuple[str, str, str]:
-        """The circuit's state hash, outbox list and bulkhead slots sorted set."""
+    def _keys(self, name: str) -> tuple[str, ...]:
+        """The circuit's state hash, outbox list and bulkhead slots sorted set, and the
+        not-closed index (but in Cluster), which the scripts that make transitions update."""
         keys = self._keys_cache.get(name)
         if keys is None:
             # The braces are a Cluster hash tag: all keys of a circuit live in one slot.
             base = f"{self.prefix}:v1:{{{name}}}"
-            keys = (base + ":state", base + ":outbox", base + ":slots")
+            keys = (base + ":state", base + ":outbox", base + ":slots", *self._index_keys)
             if len(self._keys_cache) < 10_000:
                 self._keys_cache[name] = keys
         return keys
@@ -251,6 +265,8 @@ class RedisBackend(RedisReads, Backend):
                 self._returns.restore({name: returns})  # to go once Redis is back
             self._fail(exc)
             return self._degraded_acquire(name, policy)
+        if transitions and self._cluster:
+            self._index_transitions(name, transitions)
         if admitted:
             open_cache.discard(name)  # what this process knew is out of date
             if state == CLOSED and slot:
@@ -360,7 +376,9 @@ class RedisBackend(RedisReads, Backend):
 
     def _opened_here(self, name: str, policy: Policy, transitions: list[Transition]) -> None:
         """This process opened it: its next calls are rejected without asking Redis, as after
-        a rejected acquire."""
+        a rejected acquire. (In Cluster, the index of circuits not closed is updated too.)"""
+        if transitions and self._cluster:
+            self._index_transitions(name, transitions)
         for opened in transitions:
             if opened.to_state == OPEN:
                 epoch = opened.id.rpartition(":")[0]
@@ -461,6 +479,8 @@ class RedisBackend(RedisReads, Backend):
         except ERRORS as exc:
             self._fail(exc)
             return self._outage.current_fallback().reset(name, policy)
+        if self._cluster:
+            self._index_transitions(name, transitions)
         if fallback is not None:  # keep this process's outage state in line, silently
             local = fallback.reset(name, policy)
             fallback.ack(name, [t.id for t in local])

@@ -15,6 +15,7 @@ from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
+from tests.backends.index_contract import NotClosedIndexContract
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def backend(clock):
     instance.close()
 
 
-class TestMemoryContract(BackendContract, BulkheadContract):
+class TestMemoryContract(BackendContract, BulkheadContract, NotClosedIndexContract):
     pass
 
 
@@ -294,3 +295,33 @@ def assert_same_snapshot(backend, state, policy, clock):
     snap = backend.snapshot("x", policy)
     expected = engine.snapshot(state, policy, clock.now_ms())
     assert {**snap, "epoch": ""} == {**expected, "epoch": ""}
+
+
+def test_a_circuit_takes_about_1_kb_of_heap():
+    """tracemalloc over 5,000 circuits, each called twice (a success, then a failure). Before:
+    2,614 B each, 1,520 of them two empty deques (the outbox, made before any transition, and
+    the queue of lock-free successes)."""
+    import gc
+    import tracemalloc
+
+    backend = MemoryBackend(clock=ManualClock())
+    policy = Policy()
+    names = [f"heap-{i}" for i in range(5000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for name in names:
+            succeed(backend, name, policy)
+            fail(backend, name, policy)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    per_circuit = sum(stat.size_diff for stat in after.compare_to(before, "filename")) / 5000
+    assert per_circuit < 1300, per_circuit  # 1,162 B on CPython 3.11
+    # A circuit that transitions gets its outbox then, and keeps its transitions.
+    [opened] = fail(backend, names[0], Policy(failure_threshold=1))
+    assert backend.outbox(names[0]) == [opened]
+    backend.ack(names[0], [opened.id])
+    assert backend.outbox(names[0]) == [] and backend.outbox("never-called") == []

@@ -24,6 +24,7 @@ from resilience.engine import CircuitState, Policy
 from resilience.sanitize import describe_error, redact_url
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
+from tests.backends.index_contract import NotClosedIndexContract
 from tests.engine.test_properties import agrees_with_time_order, late_operations
 
 
@@ -58,13 +59,13 @@ def redis_backend(redis_url, clock):
     backend.close()
 
 
-class TestContract(BackendContract, BulkheadContract):
+class TestContract(BackendContract, BulkheadContract, NotClosedIndexContract):
     @pytest.fixture
     def backend(self, redis_backend):
         return redis_backend
 
 
-class TestContractWithoutDeferral(BackendContract, BulkheadContract):
+class TestContractWithoutDeferral(BackendContract, BulkheadContract, NotClosedIndexContract):
     @pytest.fixture
     def backend(self, redis_url, clock):
         backend = make_backend(redis_url, clock, defer_successes=False)
@@ -351,9 +352,11 @@ def test_keys_layout_plain_strings_and_hash_tag(redis_url, clock):
     try:
         fail(backend, "payments-api", Policy(failure_threshold=1))
         assert sorted(client.keys("*")) == [
+            "myapp:v1:not-closed",
             "myapp:v1:{payments-api}:outbox",
             "myapp:v1:{payments-api}:state",
         ]
+        assert client.hgetall("myapp:v1:not-closed") == {"payments-api": "open"}
         fields = client.hgetall("myapp:v1:{payments-api}:state")
         assert fields["state"] == "open" and fields["generation"] == "1"
         assert all(v.lstrip("-").isdigit() or k in ("state", "epoch") for k, v in fields.items())
@@ -498,6 +501,10 @@ def test_deferred_successes_reach_redis_within_policy_refresh_seconds(redis_url,
     policy = Policy(failure_threshold=3)
     try:
         fail(here, "lazy", policy, times=2)
+        # A deferred success is dated by this process's clock, failures by Redis TIME: apart by
+        # a few ms, they cannot swap places through rounding (the success ends the run only if
+        # dated after its failures, see docs/redis.md).
+        time.sleep(0.01)
         succeed(here, "lazy", policy)
         assert here.health()["deferred_successes"] == 1
         assert here.snapshot("lazy", policy)["consecutive_failures"] == 0  # seen locally
@@ -926,7 +933,7 @@ def test_acl_user_and_password_in_the_url(redis_proc):
     # Exactly the rules docs/redis.md recommends.
     admin.execute_command(
         "ACL", "SETUSER", "breaker", "on", ">s3cr3t-pw", "~resil:*",
-        "+@scripting", "+@hash", "+@list", "+@sortedset", "+ping", "+time",
+        "+@scripting", "+@hash", "+@list", "+@sortedset", "+ping", "+time", "+scan",
     )  # fmt: skip
     admin.close()
     url = f"redis://breaker:s3cr3t-pw@127.0.0.1:{redis_proc.port}/0"
@@ -936,6 +943,7 @@ def test_acl_user_and_password_in_the_url(redis_proc):
         policy = Policy(failure_threshold=1, recovery_timeout=1)
         succeed(backend, "acl", policy, times=2)
         assert [t.kind for t in fail(backend, "acl", policy)] == ["opened"]
+        assert backend.not_closed() == {"acl": "open"}  # the index built by SCAN
         clock.advance(1)
         trial = backend.acquire("acl", policy)
         backend.release(trial, policy)
@@ -1239,6 +1247,58 @@ def cost(client, action, monkeypatch):
     return len(sent), diff
 
 
+def script_sizes(monkeypatch):
+    """The number of keys of every script the backends of this test run (appended to)."""
+    from redis.commands.core import Script
+
+    sizes, original = [], Script.__call__
+
+    def counting(self, keys=(), args=(), client=None):
+        sizes.append(len(keys))
+        return original(self, keys=keys, args=args, client=client)
+
+    monkeypatch.setattr(Script, "__call__", counting)
+    return sizes
+
+
+def test_not_closed_index_is_rebuilt_a_page_per_script_when_lost(redis_proc, monkeypatch):
+    from resilience.backends.redis_reads import PAGE
+
+    clock = ManualClock()
+    backend = make_backend(redis_proc.url, clock)
+    neighbour = make_backend(redis_proc.url, clock)  # another prefix: not in this index
+    client = redis_py.Redis.from_url(redis_proc.url, decode_responses=True)
+    policy = Policy(failure_threshold=1, recovery_timeout=5)
+    policies = {f"svc-{i:03d}": policy for i in range(2 * PAGE + 30)}
+    try:
+        for i, name in enumerate(policies):
+            (fail if i % 3 == 0 else succeed)(backend, name, policy)
+        fail(neighbour, "elsewhere", policy)
+        expected = {name: "open" for i, name in enumerate(policies) if i % 3 == 0}
+        assert backend.not_closed() == expected
+        sizes = script_sizes(monkeypatch)
+        before = command_calls(client)
+        assert client.delete(backend._index_key) == 1  # lost (evicted, deleted by hand)
+        assert backend.not_closed() == expected  # rebuilt from the circuits
+        assert sizes == [PAGE + 1, PAGE + 1, 31]  # one script per page of circuits
+        assert command_calls(client)["hget"] - before.get("hget", 0) == len(policies)
+        sizes.clear()
+        assert backend.not_closed() == expected  # complete again: one HGETALL
+        assert sizes == []
+        # A snapshot of every circuit runs one script per page, never one over the table.
+        assert len(backend.snapshot_many(policies)) == len(policies)
+        assert sizes == [2 * PAGE, 2 * PAGE, 60]
+        # A circuit opened while the index is gone is found by the rebuild too.
+        client.delete(backend._index_key)
+        fail(backend, "svc-001", policy)
+        assert backend.not_closed() == {**expected, "svc-001": "open"}
+        assert neighbour.not_closed() == {"elsewhere": "open"}
+    finally:
+        backend.close()
+        neighbour.close()
+        client.close()
+
+
 def per_call(calls, **commands):
     return {name: n * calls for name, n in commands.items()}
 
@@ -1445,10 +1505,17 @@ def test_cluster_keeps_each_circuit_in_one_slot(redis_cluster):
         slots = {client.keyslot(key) for name in policies for key in backend._keys(name)}
         assert len(slots) > 3  # the page really spans the cluster
         for name in policies:
-            state, outbox, bulkhead = backend._keys(name)
+            state, outbox, bulkhead = backend._keys(name)  # no index key in Cluster
             assert client.keyslot(state) == client.keyslot(outbox) == client.keyslot(bulkhead)
-        client.close()
+        # The not-closed index lives in another slot than the circuits: the client that
+        # receives a transition updates it; a lost index is rebuilt node by node.
+        assert backend.not_closed() == {name: "open" for name in policies}
         [reset] = backend.reset("svc-3", policies["svc-3"])
+        expected = {name: "open" for name in policies if name != "svc-3"}
+        assert backend.not_closed() == expected
+        client.delete(backend._index_key)
+        client.close()
+        assert backend.not_closed() == expected
         assert [t.kind for t in backend.outbox("svc-3")] == ["opened", "reset"]
         backend.ack("svc-3", [reset.id])
         assert [t.kind for t in backend.outbox("svc-3")] == ["opened"]

@@ -1,6 +1,7 @@
 -- acquire: ask to run one call (engine.acquire).
 -- KEYS[1] state hash, KEYS[2] outbox list, KEYS[3] bulkhead slots (sorted set: slot id ->
--- lease expiry ms).
+-- lease expiry ms), KEYS[4] the not-closed index (absent in Cluster: see transition() in
+-- common.lua).
 -- ARGV[1] now ms ("" = server TIME), ARGV[2] circuit name, ARGV[3] epoch for a new hash
 -- (never empty: a circuit's first acquire stores it), ARGV[4] outbox bound, ARGV[5] policy
 -- half_open_max_calls, ARGV[6] policy permit_ttl_ms, ARGV[7] policy max_concurrent_calls,

@@ -156,8 +156,24 @@ local function float_repr(x)
   return text
 end
 
--- Bump the generation and describe the change as Transition.to_json() would (sorted keys).
+-- The index of circuits not closed (docs/redis.md, "The not-closed index"): a hash circuit
+-- name -> state, passed as KEYS[4] to the scripts that make transitions (acquire, record,
+-- reset). Absent in Redis Cluster, where it lives in another hash slot than the circuit: the
+-- client that receives the transition updates it there.
+local function index_state(s, name)
+  local index = KEYS[4]
+  if index == nil then return end
+  if s.state == 'closed' then
+    redis.call('HDEL', index, name)
+  else
+    redis.call('HSET', index, name, s.state)
+  end
+end
+
+-- Bump the generation and describe the change as Transition.to_json() would (sorted keys);
+-- every transition also goes into the not-closed index.
 local function transition(s, name, kind, from_state, now)
+  index_state(s, name)
   s.generation = s.generation + 1
   local calls = s.win_calls
   local rate = 'null'

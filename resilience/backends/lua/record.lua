@@ -1,5 +1,6 @@
 -- record: count the outcome of an admitted call (engine.record).
--- KEYS[1] state hash, KEYS[2] outbox list.
+-- KEYS[1] state hash, KEYS[2] outbox list, KEYS[3] bulkhead slots (unused here), KEYS[4] the
+-- not-closed index (absent in Cluster; written by transition(), see common.lua index_state).
 -- ARGV[1] now ms ("" = server TIME), ARGV[2] circuit name, ARGV[3] epoch for a new hash,
 -- ARGV[4] outbox bound, ARGV[5] ticket epoch, ARGV[6] ticket generation, ARGV[7] ticket
 -- permit ("" = none), ARGV[8] failed (1|0, slow calls already counted as failures by the

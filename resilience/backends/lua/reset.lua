@@ -1,5 +1,6 @@
 -- reset: close the circuit and clear its counters (engine.reset).
--- KEYS[1] state hash, KEYS[2] outbox list.
+-- KEYS[1] state hash, KEYS[2] outbox list, KEYS[3] bulkhead slots (unused here), KEYS[4] the
+-- not-closed index (absent in Cluster; written by transition(), see common.lua index_state).
 -- ARGV[1] now ms ("" = server TIME), ARGV[2] circuit name, ARGV[3] epoch for a new hash,
 -- ARGV[4] outbox bound, ARGV[5..] optional deferred successes (see apply_successes), applied
 -- first so that the hash ends up exactly as in memory.
