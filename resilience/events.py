@@ -245,6 +245,8 @@ def _store(item: _Item, policy: BreakerPolicy | None, **overrides: Any) -> Circu
             # that reads before writing fails at once with "database is locked" instead).
             event.save()
             status = alerts.initial_status(event, rules)
+            if status == AlertStatus.PENDING:  # one delivery per channel, in this transaction
+                status = delivery.plan(event)
             if status != AlertStatus.NONE:
                 event.alert_status = status
                 event.save(update_fields=["alert_status"])
