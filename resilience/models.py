@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -14,6 +15,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from resilience import recorder
+from resilience.backends import get_backend
 from resilience.compat import check_constraint
 from resilience.conf import settings as conf
 from resilience.policies import ResolvedPolicy, registry
@@ -71,6 +74,8 @@ class Mode(models.TextChoices):
 class BreakerPolicyQuerySet(models.QuerySet):
     def update(self, **kwargs):
         """Bump ``version`` too, so every process's policy refresh notices a bulk update."""
+        if "mode" in kwargs and kwargs["mode"] != Mode.FORCED_OPEN:
+            kwargs.setdefault("forced_until", None)  # a time-boxed kill switch ends with it
         kwargs.setdefault("version", F("version") + 1)
         kwargs.setdefault("updated_at", timezone.now())
         count = super().update(**kwargs)
@@ -91,6 +96,16 @@ class BreakerPolicy(models.Model):
     )
     description = models.TextField(_("description"), blank=True)
     mode = models.CharField(_("mode"), max_length=20, choices=Mode.choices, default=Mode.ENFORCED)
+    forced_until = models.DateTimeField(
+        _("forced open until"),
+        null=True,
+        blank=True,
+        editable=False,
+        db_index=True,
+        help_text=_(
+            "Set by a time-boxed kill switch: the circuit is released by itself at this time."
+        ),
+    )
 
     failure_threshold = models.PositiveIntegerField(
         _("failure threshold"),
@@ -271,6 +286,10 @@ class BreakerPolicy(models.Model):
                 Q(mode__in=[choice.value for choice in Mode]), "resilience_policy_mode_valid"
             ),
             check_constraint(
+                Q(forced_until__isnull=True) | Q(mode=Mode.FORCED_OPEN),
+                "resilience_policy_forced_until_only_forced",
+            ),
+            check_constraint(
                 Q(alert_cooldown_seconds__isnull=True)
                 | Q(alert_cooldown_seconds__lte=BOUNDS["alert_cooldown_seconds"][1]),
                 "resilience_policy_alert_cooldown_range",
@@ -281,11 +300,14 @@ class BreakerPolicy(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
+        if self.mode != Mode.FORCED_OPEN:
+            self.forced_until = None  # a time-boxed kill switch ends with the forced mode
         if self.pk is not None:
             self.version = (self.version or 0) + 1
             update_fields = kwargs.get("update_fields")
             if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "version", "updated_at"}
+                extra = {"forced_until"} if "mode" in update_fields else set()
+                kwargs["update_fields"] = {*update_fields, *extra, "version", "updated_at"}
         super().save(*args, **kwargs)
         self._invalidate(self)
 
@@ -320,6 +342,45 @@ class BreakerPolicy(models.Model):
             )
             row = cls(name=name)
         return row
+
+    @classmethod
+    def release_expired(cls, now: datetime | None = None) -> list[str]:
+        """Lift every kill switch whose ``forced_until`` is at or before ``now``.
+
+        One conditional UPDATE per circuit decides who lifts it, so however many processes
+        run this at the same moment, each circuit gets one ``released`` event, with no actor.
+        Runs in every process's policy refresh thread and in ``events.drain()`` (Celery beat,
+        ``manage.py resilience drain``). Returns the names released here.
+        """
+        now = now or timezone.now()
+        expired = cls.objects.filter(mode=Mode.FORCED_OPEN, forced_until__lte=now)
+        released = []
+        for pk, name, until in expired.values_list("pk", "name", "forced_until"):
+            with transaction.atomic():
+                won = cls.objects.filter(pk=pk, mode=Mode.FORCED_OPEN, forced_until=until).update(
+                    mode=Mode.ENFORCED, forced_until=None
+                )
+                if not won:
+                    continue  # another process lifted it a moment ago
+                recorder.record_action(
+                    name,
+                    "released",
+                    reason=f"kill switch expired (forced open until {until})",
+                    from_state=Mode.FORCED_OPEN,
+                    to_state=cls._engine_state(name),
+                )
+            released.append(name)
+        return released
+
+    @classmethod
+    def _engine_state(cls, name: str) -> str:
+        """The circuit's state in the backend (what it is once released); "" if unknown."""
+        try:
+            row = cls.objects.get(name=name)
+            return str(get_backend().snapshot(name, ResolvedPolicy.from_row(row).policy)["state"])
+        except Exception:  # the release stands; the event just lacks the state
+            logger.debug("resilience: no state of %s after release", name, exc_info=True)
+            return ""
 
     @classmethod
     def for_circuit(cls, name: str) -> BreakerPolicy:

@@ -9,12 +9,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import AppRegistryNotReady
 from django.core.signals import setting_changed
 from django.db import close_old_connections, connection
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, Min, Sum
 from django.utils.module_loading import import_string
 
 from resilience.conf import settings as conf
@@ -120,6 +121,9 @@ class PolicyRegistry:
         self.epoch = 0
         self._versions: dict[str, int] = {}
         self._model: Any = None
+        # What "now" is for time-boxed kill switches: None is the wall clock; tests hand in a
+        # resilience.clock.ManualClock.
+        self.clock: Any = None
 
     @property
     def model(self) -> Any:
@@ -132,6 +136,13 @@ class PolicyRegistry:
     def bind(self, model: Any) -> None:
         """Cache the rows of ``model``: ``resilience.models`` binds ``BreakerPolicy``."""
         self._model = model
+
+    def now(self) -> datetime:
+        """The current time for kill switches (``clock``, else the wall clock), aware, UTC."""
+        clock = self.clock
+        if clock is None:
+            return datetime.now(UTC)
+        return datetime.fromtimestamp(clock.now_ms() / 1000, tz=UTC)
 
     def _defaults(self, name: str) -> ResolvedPolicy:
         return ResolvedPolicy.from_row(self.model.from_settings(name))
@@ -201,8 +212,9 @@ class PolicyRegistry:
         return sorted(self._known)
 
     def refresh(self) -> bool:
-        """Read the rows asked for (first uses, invalidations), create the rows of circuits
-        first used here, then reload the rows whose version changed.
+        """Lift expired time-boxed kill switches, read the rows asked for (first uses,
+        invalidations), create the rows of circuits first used here, then reload the rows
+        whose version changed.
 
         A cheap stamp (row count, highest id, sum of versions; versions only grow) says whether
         anything changed; then the (name, version) pairs say which rows did, and only those are
@@ -213,7 +225,7 @@ class PolicyRegistry:
         model = self.model
         loaded = self._load_requested()
         self._create_missing()
-        stamp = tuple(model.objects.aggregate(Count("id"), Max("id"), Sum("version")).values())
+        stamp = self._stamp_now()
         if stamp == self._stamp:
             return loaded
         versions = dict(model.objects.values_list("name", "version"))
@@ -234,6 +246,18 @@ class PolicyRegistry:
         self._stamp = stamp
         self.epoch = next(self._epochs)
         return True
+
+    def _stamp_now(self) -> tuple:
+        """The table's stamp; the same query finds the earliest time-boxed kill switch, and
+        expired ones are lifted here (their UPDATE bumps versions: the stamp is read again).
+        Every process does this, even for circuits it never calls."""
+        model = self.model
+        found = model.objects.aggregate(Count("id"), Max("id"), Sum("version"), Min("forced_until"))
+        earliest = found.pop("forced_until__min")
+        now = self.now()
+        if earliest is not None and earliest <= now and model.release_expired(now):
+            found = model.objects.aggregate(Count("id"), Max("id"), Sum("version"))
+        return tuple(found.values())
 
     def _load_requested(self) -> bool:
         """Read the rows of the names asked for since the last read; True if there were any.
