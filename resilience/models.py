@@ -479,6 +479,72 @@ class BreakerPolicy(models.Model):
         return split_lines(self.record_exceptions)
 
 
+WINDOW_MODES = (Mode.FORCED_OPEN, Mode.MONITOR, Mode.DISABLED)
+
+
+class MaintenanceWindow(models.Model):
+    """A provider's announced downtime: the circuit runs in ``mode`` from ``starts_at`` to
+    ``ends_at``. Windows of one policy never overlap (``clean``; the admin checks a whole
+    inline submission too)."""
+
+    policy = models.ForeignKey(
+        BreakerPolicy,
+        verbose_name=_("policy"),
+        on_delete=models.CASCADE,
+        related_name="maintenance_windows",
+    )
+    starts_at = models.DateTimeField(_("starts at"))
+    ends_at = models.DateTimeField(_("ends at"))
+    mode = models.CharField(
+        _("mode"),
+        max_length=20,
+        choices=[(m.value, m.label) for m in WINDOW_MODES],
+        default=Mode.MONITOR,
+        help_text=_("How the circuit runs during the window."),
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["policy", "starts_at"]
+        verbose_name = _("maintenance window")
+        verbose_name_plural = _("maintenance windows")
+        indexes = [models.Index(fields=["policy", "starts_at"], name="resilience_window_idx")]
+        constraints = [
+            check_constraint(Q(ends_at__gt=F("starts_at")), "resilience_window_ends_after_start"),
+            check_constraint(
+                Q(mode__in=[m.value for m in WINDOW_MODES]), "resilience_window_mode_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id}: {self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": _("The window must end after it starts.")})
+        if self.policy_id and self.starts_at and self.ends_at:
+            clash = self.overlapping(self.policy.maintenance_windows.exclude(pk=self.pk)).first()
+            if clash is not None:
+                raise ValidationError(
+                    _("Overlaps the window from %(start)s to %(end)s of this policy.")
+                    % {"start": clash.starts_at.isoformat(), "end": clash.ends_at.isoformat()}
+                )
+
+    def overlapping(self, windows: models.QuerySet) -> models.QuerySet:
+        """The windows of ``windows`` sharing a moment with this one (touching ends do not)."""
+        return windows.filter(starts_at__lt=self.ends_at, ends_at__gt=self.starts_at)
+
+
 class EventKind(models.TextChoices):
     OPENED = "opened", _("Opened")
     HALF_OPENED = "half_opened", _("Half-opened")
