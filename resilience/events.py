@@ -141,15 +141,15 @@ def record_action(
 
 
 def drain(limit: int | None = None) -> int:
-    """Lift expired kill switches, persist transitions still waiting in backend outboxes,
-    then re-queue lost alerts.
+    """Lift expired kill switches and start/end maintenance windows, persist transitions
+    still waiting in backend outboxes, then re-queue lost alerts.
 
     Sweeps every circuit with a policy row or seen by this process; alerts still ``pending``
     after ``delivery.REDISPATCH_AFTER`` (unclaimed, or claimed by a sender that died) are
     dispatched again, here. Returns the number of events written plus alerts re-queued. Database
     errors propagate (the command or task fails and runs again later).
     """
-    BreakerPolicy.release_expired()  # time-boxed kill switches, even with no web process up
+    BreakerPolicy.run_schedule()  # kill switches and maintenance windows, even with no web up
     backend = get_backend()
     names = set(BreakerPolicy.objects.values_list("name", flat=True)) | _seen
     done = 0

@@ -64,6 +64,10 @@ def _bounded(field: str) -> list:
     return [MinValueValidator(low), MaxValueValidator(high)]
 
 
+# Written only by the maintenance-window sweep (``MaintenanceWindow``), never by a full save.
+SCHEDULE_FIELDS = frozenset({"window_mode", "window_next_at"})
+
+
 class Mode(models.TextChoices):
     ENFORCED = "enforced", _("Enforced")
     MONITOR = "monitor", _("Monitor only (never reject)")
@@ -96,6 +100,22 @@ class BreakerPolicy(models.Model):
     )
     description = models.TextField(_("description"), blank=True)
     mode = models.CharField(_("mode"), max_length=20, choices=Mode.choices, default=Mode.ENFORCED)
+    window_mode = models.CharField(
+        _("maintenance mode"),
+        max_length=20,
+        blank=True,
+        default="",
+        editable=False,
+        help_text=_("The mode of the maintenance window in force now; empty: none."),
+    )
+    window_next_at = models.DateTimeField(
+        _("next maintenance change"),
+        null=True,
+        blank=True,
+        editable=False,
+        db_index=True,
+        help_text=_("When a maintenance window of this policy starts or ends next."),
+    )
     forced_until = models.DateTimeField(
         _("forced open until"),
         null=True,
@@ -302,6 +322,14 @@ class BreakerPolicy(models.Model):
     def save(self, *args, **kwargs) -> None:
         if self.mode != Mode.FORCED_OPEN:
             self.forced_until = None  # a time-boxed kill switch ends with the forced mode
+        if self.pk is not None and not self._state.adding and kwargs.get("update_fields") is None:
+            # The maintenance fields belong to the window sweep: a form loaded before a window
+            # started must not write its stale copy back.
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in SCHEDULE_FIELDS
+            ]
         if self.pk is not None:
             self.version = (self.version or 0) + 1
             update_fields = kwargs.get("update_fields")
@@ -344,6 +372,37 @@ class BreakerPolicy(models.Model):
         return row
 
     @classmethod
+    def run_schedule(cls, now: datetime | None = None) -> bool:
+        """Lift expired kill switches and start or end due maintenance windows; True when
+        anything changed. Run by every process's policy refresh thread and ``events.drain()``."""
+        now = now or registry.now()
+        lifted = cls.release_expired(now)
+        return bool(cls.apply_windows(now) or lifted)
+
+    @classmethod
+    def apply_windows(cls, now: datetime | None = None) -> int:
+        """Start and end the maintenance windows due at ``now``; returns how many changed.
+
+        Each start and end is one conditional UPDATE of the window, so it is recorded once
+        (``maintenance_started`` / ``maintenance_ended``, no actor) however many processes
+        run this; the policy's ``window_mode`` follows and its version is bumped, so every
+        process runs the circuit in the window's mode within ``POLICY_REFRESH_SECONDS``. A
+        window that was over before anyone started it is closed without events.
+        """
+        now = now or registry.now()
+        changed = 0
+        due = cls.objects.filter(window_next_at__lte=now).values_list("pk", "name")
+        for policy_id, name in due:
+            windows = MaintenanceWindow.objects.filter(policy_id=policy_id, ended=False)
+            for window in windows.order_by("starts_at", "pk"):
+                if window.ends_at <= now:
+                    changed += window._end(name)
+                elif window.starts_at <= now and not window.started:
+                    changed += window._start(name)
+            MaintenanceWindow.reschedule(policy_id)
+        return changed
+
+    @classmethod
     def release_expired(cls, now: datetime | None = None) -> list[str]:
         """Lift every kill switch whose ``forced_until`` is at or before ``now``.
 
@@ -352,7 +411,7 @@ class BreakerPolicy(models.Model):
         Runs in every process's policy refresh thread and in ``events.drain()`` (Celery beat,
         ``manage.py resilience drain``). Returns the names released here.
         """
-        now = now or timezone.now()
+        now = now or registry.now()
         expired = cls.objects.filter(mode=Mode.FORCED_OPEN, forced_until__lte=now)
         released = []
         for pk, name, until in expired.values_list("pk", "name", "forced_until"):
@@ -513,6 +572,8 @@ class MaintenanceWindow(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started = models.BooleanField(_("started"), default=False, editable=False)
+    ended = models.BooleanField(_("ended"), default=False, editable=False)
 
     class Meta:
         ordering = ["policy", "starts_at"]
@@ -529,6 +590,17 @@ class MaintenanceWindow(models.Model):
     def __str__(self) -> str:
         return f"{self.policy_id}: {self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%Y-%m-%d %H:%M}"
 
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        self.reschedule(self.policy_id)
+
+    def delete(self, *args, **kwargs):
+        if self.started and not self.ended:  # deleted while in force: it ends now
+            self._end(self.policy.name, reason=str(_("window deleted")))
+        result = super().delete(*args, **kwargs)
+        self.reschedule(self.policy_id)
+        return result
+
     def clean(self) -> None:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValidationError({"ends_at": _("The window must end after it starts.")})
@@ -544,6 +616,52 @@ class MaintenanceWindow(models.Model):
         """The windows of ``windows`` sharing a moment with this one (touching ends do not)."""
         return windows.filter(starts_at__lt=self.ends_at, ends_at__gt=self.starts_at)
 
+    @staticmethod
+    def reschedule(policy_id: int) -> None:
+        """Store when the policy's windows next start or end (what the refresh sweep reads)."""
+        upcoming = [
+            window.ends_at if window.started else window.starts_at
+            for window in MaintenanceWindow.objects.filter(policy_id=policy_id, ended=False)
+        ]
+        policy = BreakerPolicy.objects.filter(pk=policy_id)
+        value = min(upcoming, default=None)
+        if policy.exclude(window_next_at=value).exists() or (
+            value is None and policy.filter(window_next_at__isnull=False).exists()
+        ):
+            policy.update(window_next_at=value)
+
+    def _start(self, name: str) -> int:
+        with transaction.atomic():
+            if not MaintenanceWindow.objects.filter(pk=self.pk, started=False).update(started=True):
+                return 0  # another process started it a moment ago
+            BreakerPolicy.objects.filter(pk=self.policy_id).update(window_mode=self.mode)
+            recorder.record_action(
+                name,
+                EventKind.MAINTENANCE_STARTED,
+                reason=f"{self.reason} [{self.mode} until {self.ends_at.isoformat()}]".strip(),
+                from_state=Mode.ENFORCED,
+                to_state=self.mode,
+            )
+        self.started = True
+        return 1
+
+    def _end(self, name: str, reason: str = "") -> int:
+        with transaction.atomic():
+            if not MaintenanceWindow.objects.filter(pk=self.pk, ended=False).update(ended=True):
+                return 0
+            if not self.started:
+                return 1  # over before anyone started it: nothing was in force
+            BreakerPolicy.objects.filter(pk=self.policy_id).update(window_mode="")
+            recorder.record_action(
+                name,
+                EventKind.MAINTENANCE_ENDED,
+                reason=reason or self.reason,
+                from_state=self.mode,
+                to_state=Mode.ENFORCED,
+            )
+        self.ended = True
+        return 1
+
 
 class EventKind(models.TextChoices):
     OPENED = "opened", _("Opened")
@@ -553,6 +671,8 @@ class EventKind(models.TextChoices):
     FORCED_OPEN = "forced_open", _("Forced open")
     RELEASED = "released", _("Released")
     POLICY_CHANGED = "policy_changed", _("Policy changed")
+    MAINTENANCE_STARTED = "maintenance_started", _("Maintenance started")
+    MAINTENANCE_ENDED = "maintenance_ended", _("Maintenance ended")
 
 
 class AlertStatus(models.TextChoices):

@@ -45,10 +45,14 @@ class ResolvedPolicy:
     def from_row(cls, row: Any) -> ResolvedPolicy:
         """From a saved or unsaved ``BreakerPolicy`` instance."""
         values = {name: getattr(row, name) for name in ENGINE_FIELDS}
+        mode = row.mode
+        # A maintenance window in force sets the mode, unless an operator chose one.
+        if getattr(row, "window_mode", "") and mode == "enforced":
+            mode = row.window_mode
         return cls(
             name=row.name,
             policy=Policy.from_mapping(values),
-            mode=row.mode,
+            mode=mode,
             ignore=_exception_types(row.ignore_exceptions),
             record=_exception_types(row.record_exceptions),
             retry_attempts=row.retry_attempts,
@@ -248,14 +252,17 @@ class PolicyRegistry:
         return True
 
     def _stamp_now(self) -> tuple:
-        """The table's stamp; the same query finds the earliest time-boxed kill switch, and
-        expired ones are lifted here (their UPDATE bumps versions: the stamp is read again).
-        Every process does this, even for circuits it never calls."""
+        """The table's stamp; the same query finds the earliest time-boxed kill switch and the
+        next maintenance-window change, and what is due is applied here (``run_schedule``; its
+        UPDATEs bump versions: the stamp is read again). Every process does this, even for
+        circuits it never calls."""
         model = self.model
-        found = model.objects.aggregate(Count("id"), Max("id"), Sum("version"), Min("forced_until"))
-        earliest = found.pop("forced_until__min")
+        found = model.objects.aggregate(
+            Count("id"), Max("id"), Sum("version"), Min("forced_until"), Min("window_next_at")
+        )
+        due = [found.pop("forced_until__min"), found.pop("window_next_at__min")]
         now = self.now()
-        if earliest is not None and earliest <= now and model.release_expired(now):
+        if any(at is not None and at <= now for at in due) and model.run_schedule(now):
             found = model.objects.aggregate(Count("id"), Max("id"), Sum("version"))
         return tuple(found.values())
 

@@ -46,10 +46,18 @@ class MaintenanceWindowInline(admin.TabularInline):
     model = MaintenanceWindow
     formset = WindowFormSet
     extra = 0
-    fields = ("starts_at", "ends_at", "mode", "reason", "created_by")
-    readonly_fields = ("created_by",)
+    fields = ("starts_at", "ends_at", "mode", "reason", "status", "created_by")
+    readonly_fields = ("status", "created_by")
     ordering = ("-starts_at",)
     verbose_name_plural = _("maintenance windows")
+
+    @admin.display(description=_("status"))
+    def status(self, obj: MaintenanceWindow) -> str:
+        if obj.pk is None:
+            return "—"
+        if obj.ended:
+            return str(_("over"))
+        return str(_("in force") if obj.started else _("upcoming"))
 
     def get_formset(self, request: Any, obj: Any = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)

@@ -73,6 +73,8 @@ class TestAdmin:
         saved = MaintenanceWindow.objects.get()
         assert (saved.starts_at, saved.ends_at) == (T0, T0 + timedelta(hours=3))
         assert (saved.mode, saved.reason, saved.created_by) == ("monitor", "PSP", admin_user)
+        html = admin_client.get(self.URL.format(policy.pk)).content.decode()
+        assert "upcoming" in html
 
     @pytest.mark.parametrize(
         ("rows", "message"),
