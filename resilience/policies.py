@@ -125,8 +125,8 @@ class PolicyRegistry:
         self.epoch = 0
         self._versions: dict[str, int] = {}
         self._model: Any = None
-        # What "now" is for time-boxed kill switches: None is the wall clock; tests hand in a
-        # resilience.clock.ManualClock.
+        # What "now" is for schedules (kill switches, maintenance windows): None is the wall
+        # clock; tests hand in a resilience.clock.ManualClock.
         self.clock: Any = None
 
     @property
@@ -142,7 +142,7 @@ class PolicyRegistry:
         self._model = model
 
     def now(self) -> datetime:
-        """The current time for kill switches (``clock``, else the wall clock), aware, UTC."""
+        """The current time for schedules (``clock``, else the wall clock), aware, UTC."""
         clock = self.clock
         if clock is None:
             return datetime.now(UTC)
@@ -216,9 +216,9 @@ class PolicyRegistry:
         return sorted(self._known)
 
     def refresh(self) -> bool:
-        """Lift expired time-boxed kill switches, read the rows asked for (first uses,
-        invalidations), create the rows of circuits first used here, then reload the rows
-        whose version changed.
+        """Read the rows asked for (first uses, invalidations), create the rows of circuits
+        first used here, apply what is due (time-boxed kill switches, maintenance windows:
+        ``_stamp_now``), then reload the rows whose version changed.
 
         A cheap stamp (row count, highest id, sum of versions; versions only grow) says whether
         anything changed; then the (name, version) pairs say which rows did, and only those are
