@@ -118,8 +118,27 @@ RESILIENCE = {
     "ALERTS": {
         "RECIPIENTS": env.list("RESILIENCE_ALERT_RECIPIENTS", default=["oncall@example.com"]),
         "SITE_URL": "http://127.0.0.1:8000",  # absolute admin links in the e-mails
+        "CHANNELS": [{"BACKEND": "resilience.channels.EmailChannel", "OPTIONS": {}}],
     },
 }
+# Alert channels beyond e-mail, each when its URL is set (docs/alerts.md, "Channels").
+if env("RESILIENCE_WEBHOOK_URL", default=""):
+    RESILIENCE["ALERTS"]["CHANNELS"].append(
+        {
+            "BACKEND": "resilience.channels.WebhookChannel",
+            "OPTIONS": {
+                "url": env("RESILIENCE_WEBHOOK_URL"),
+                "secret": env("RESILIENCE_WEBHOOK_SECRET", default=None),
+            },
+        }
+    )
+if env("RESILIENCE_SLACK_WEBHOOK_URL", default=""):
+    RESILIENCE["ALERTS"]["CHANNELS"].append(
+        {
+            "BACKEND": "resilience.channels.SlackChannel",
+            "OPTIONS": {"webhook_url": env("RESILIENCE_SLACK_WEBHOOK_URL")},
+        }
+    )
 
 LOGGING = {
     "version": 1,

@@ -51,7 +51,7 @@ def initial_status(event: CircuitEvent, policy: BreakerPolicy) -> str:
         circuit=event.circuit, alert_status__in=ANNOUNCED, created_at__lte=event.created_at
     ).exclude(pk=event.pk)
     if event.kind == EventKind.OPENED:
-        if not policy.alert_on_open:
+        if not policy.alert_on_open or policy.window_mode:  # muted in a maintenance window
             return AlertStatus.NONE
         window = cooldown(policy)
         if (

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.utils.module_loading import import_string
 
+from resilience import channels
 from resilience.backends import build_backend
 from resilience.backends.base import Backend
 from resilience.conf import DEFAULTS, DELIVERY_CHOICES, NESTED, ON_BACKEND_ERROR_CHOICES
@@ -69,6 +70,13 @@ IDS: dict[str, str] = {
     "OPTIONS.sentinels": "E059",
     "OPTIONS.service_name": "E060",
     "OPTIONS.sentinel_kwargs": "E061",
+    "ALERTS.CHANNELS": "E070",
+    "ALERTS.CHANNELS.keys": "E071",
+    "ALERTS.CHANNELS.backend": "E072",
+    "ALERTS.CHANNELS.url": "E073",
+    "ALERTS.CHANNELS.secret": "E074",
+    "ALERTS.CHANNELS.timeout": "E075",
+    "ALERTS.CHANNELS.cooldown": "E076",
     "memory": "W001",
     "celery": "W002",
     "OPTIONS.ignored": "W003",
@@ -232,6 +240,8 @@ def _alerts(raw: dict[str, Any]) -> list[Problem]:
             DELIVERY_CHOICES,
             "Use 'sync' on sites without Celery.",
         )
+    if "CHANNELS" in alerts:
+        found += channels.check(alerts["CHANNELS"])
     return found
 
 

@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
         "COOLDOWN_SECONDS": 300,
         "DELIVERY": "celery",
         "SITE_URL": None,
+        "CHANNELS": [{"BACKEND": "resilience.channels.EmailChannel", "OPTIONS": {}}],
     },
     "HEALTH": {"TOKEN": None, "CRITICAL_STATUS": 503},
     "EXPOSE_CIRCUIT_NAME": False,

@@ -8,6 +8,7 @@ import functools
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -490,22 +491,39 @@ class Breaker:
         )
         return self.snapshot()
 
-    def force_open(self, actor: Any = None, reason: str = "") -> dict[str, Any]:
-        """Kill switch: set the policy's mode to ``forced_open`` (persisted) and record it."""
-        return self._set_mode(FORCED_OPEN, "forced_open", actor, reason)
+    def force_open(
+        self, actor: Any = None, reason: str = "", until: datetime | None = None
+    ) -> dict[str, Any]:
+        """Kill switch: set the policy's mode to ``forced_open`` (persisted) and record it.
+
+        With ``until`` (an aware datetime in the future) it lifts itself at that time, in every
+        process, with a ``released`` event without an actor (``BreakerPolicy.release_expired``,
+        run by each process's policy refresh thread and by ``events.drain()``). ``ValueError``
+        for a naive or past ``until``; nothing is changed then.
+        """
+        if until is not None:
+            if not isinstance(until, datetime) or until.utcoffset() is None:
+                raise ValueError(f"until must be an aware datetime, not {until!r}")
+            if until <= registry.now():
+                raise ValueError(f"until ({until.isoformat()}) is not in the future")
+            reason = f"{reason} [until {until.isoformat()}]".strip()
+        return self._set_mode(FORCED_OPEN, "forced_open", actor, reason, until)
 
     def release(self, actor: Any = None, reason: str = "") -> dict[str, Any]:
         """Undo ``force_open`` (or monitor/disabled): mode back to ``enforced``; recorded."""
         return self._set_mode("enforced", "released", actor, reason)
 
-    def _set_mode(self, mode: str, kind: str, actor: Any, reason: str) -> dict[str, Any]:
+    def _set_mode(
+        self, mode: str, kind: str, actor: Any, reason: str, until: datetime | None = None
+    ) -> dict[str, Any]:
         before = self.state
         row = registry.model.for_circuit(self.name)  # the saved row, else the defaults
         row.mode = mode
+        row.forced_until = until
         if row.pk is None:
             row.save()
         else:  # only the mode: a threshold edit saved at the same moment must survive
-            row.save(update_fields=["mode"])
+            row.save(update_fields=["mode", "forced_until"])
         recorder.record_action(
             self.name, kind, actor=actor, reason=reason, from_state=before, to_state=self.state
         )

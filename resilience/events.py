@@ -141,13 +141,15 @@ def record_action(
 
 
 def drain(limit: int | None = None) -> int:
-    """Persist transitions still waiting in backend outboxes, then re-queue lost alerts.
+    """Lift expired kill switches and start/end maintenance windows, persist transitions
+    still waiting in backend outboxes, then re-queue lost alerts.
 
     Sweeps every circuit with a policy row or seen by this process; alerts still ``pending``
     after ``delivery.REDISPATCH_AFTER`` (unclaimed, or claimed by a sender that died) are
     dispatched again, here. Returns the number of events written plus alerts re-queued. Database
     errors propagate (the command or task fails and runs again later).
     """
+    BreakerPolicy.run_schedule()  # kill switches and maintenance windows, even with no web up
     backend = get_backend()
     names = set(BreakerPolicy.objects.values_list("name", flat=True)) | _seen
     done = 0
@@ -245,6 +247,8 @@ def _store(item: _Item, policy: BreakerPolicy | None, **overrides: Any) -> Circu
             # that reads before writing fails at once with "database is locked" instead).
             event.save()
             status = alerts.initial_status(event, rules)
+            if status == AlertStatus.PENDING:  # one delivery per channel, in this transaction
+                status = delivery.plan(event)
             if status != AlertStatus.NONE:
                 event.alert_status = status
                 event.save(update_fields=["alert_status"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -14,6 +15,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from resilience import recorder
+from resilience.backends import get_backend
 from resilience.compat import check_constraint
 from resilience.conf import settings as conf
 from resilience.policies import ResolvedPolicy, registry
@@ -61,6 +64,10 @@ def _bounded(field: str) -> list:
     return [MinValueValidator(low), MaxValueValidator(high)]
 
 
+# Written only by the maintenance-window sweep (``MaintenanceWindow``), never by a full save.
+SCHEDULE_FIELDS = frozenset({"window_mode", "window_next_at"})
+
+
 class Mode(models.TextChoices):
     ENFORCED = "enforced", _("Enforced")
     MONITOR = "monitor", _("Monitor only (never reject)")
@@ -71,6 +78,8 @@ class Mode(models.TextChoices):
 class BreakerPolicyQuerySet(models.QuerySet):
     def update(self, **kwargs):
         """Bump ``version`` too, so every process's policy refresh notices a bulk update."""
+        if "mode" in kwargs and kwargs["mode"] != Mode.FORCED_OPEN:
+            kwargs.setdefault("forced_until", None)  # a time-boxed kill switch ends with it
         kwargs.setdefault("version", F("version") + 1)
         kwargs.setdefault("updated_at", timezone.now())
         count = super().update(**kwargs)
@@ -91,6 +100,32 @@ class BreakerPolicy(models.Model):
     )
     description = models.TextField(_("description"), blank=True)
     mode = models.CharField(_("mode"), max_length=20, choices=Mode.choices, default=Mode.ENFORCED)
+    window_mode = models.CharField(
+        _("maintenance mode"),
+        max_length=20,
+        blank=True,
+        default="",
+        editable=False,
+        help_text=_("The mode of the maintenance window in force now; empty: none."),
+    )
+    window_next_at = models.DateTimeField(
+        _("next maintenance change"),
+        null=True,
+        blank=True,
+        editable=False,
+        db_index=True,
+        help_text=_("When a maintenance window of this policy starts or ends next."),
+    )
+    forced_until = models.DateTimeField(
+        _("forced open until"),
+        null=True,
+        blank=True,
+        editable=False,
+        db_index=True,
+        help_text=_(
+            "Set by a time-boxed kill switch: the circuit is released by itself at this time."
+        ),
+    )
 
     failure_threshold = models.PositiveIntegerField(
         _("failure threshold"),
@@ -271,6 +306,10 @@ class BreakerPolicy(models.Model):
                 Q(mode__in=[choice.value for choice in Mode]), "resilience_policy_mode_valid"
             ),
             check_constraint(
+                Q(forced_until__isnull=True) | Q(mode=Mode.FORCED_OPEN),
+                "resilience_policy_forced_until_only_forced",
+            ),
+            check_constraint(
                 Q(alert_cooldown_seconds__isnull=True)
                 | Q(alert_cooldown_seconds__lte=BOUNDS["alert_cooldown_seconds"][1]),
                 "resilience_policy_alert_cooldown_range",
@@ -281,11 +320,22 @@ class BreakerPolicy(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
+        if self.mode != Mode.FORCED_OPEN:
+            self.forced_until = None  # a time-boxed kill switch ends with the forced mode
+        if self.pk is not None and not self._state.adding and kwargs.get("update_fields") is None:
+            # The maintenance fields belong to the window sweep: a form loaded before a window
+            # started must not write its stale copy back.
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in SCHEDULE_FIELDS
+            ]
         if self.pk is not None:
             self.version = (self.version or 0) + 1
             update_fields = kwargs.get("update_fields")
             if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "version", "updated_at"}
+                extra = {"forced_until"} if "mode" in update_fields else set()
+                kwargs["update_fields"] = {*update_fields, *extra, "version", "updated_at"}
         super().save(*args, **kwargs)
         self._invalidate(self)
 
@@ -320,6 +370,76 @@ class BreakerPolicy(models.Model):
             )
             row = cls(name=name)
         return row
+
+    @classmethod
+    def run_schedule(cls, now: datetime | None = None) -> bool:
+        """Lift expired kill switches and start or end due maintenance windows; True when
+        anything changed. Run by every process's policy refresh thread and ``events.drain()``."""
+        now = now or registry.now()
+        lifted = cls.release_expired(now)
+        return bool(cls.apply_windows(now) or lifted)
+
+    @classmethod
+    def apply_windows(cls, now: datetime | None = None) -> int:
+        """Start and end the maintenance windows due at ``now``; returns how many changed.
+
+        Each start and end is one conditional UPDATE of the window, so it is recorded once
+        (``maintenance_started`` / ``maintenance_ended``, no actor) however many processes
+        run this; the policy's ``window_mode`` follows and its version is bumped, so every
+        process runs the circuit in the window's mode within ``POLICY_REFRESH_SECONDS``. A
+        window that was over before anyone started it is closed without events.
+        """
+        now = now or registry.now()
+        changed = 0
+        due = cls.objects.filter(window_next_at__lte=now).values_list("pk", "name")
+        for policy_id, name in due:
+            windows = MaintenanceWindow.objects.filter(policy_id=policy_id, ended=False)
+            for window in windows.order_by("starts_at", "pk"):
+                if window.ends_at <= now:
+                    changed += window._end(name)
+                elif window.starts_at <= now and not window.started:
+                    changed += window._start(name)
+            MaintenanceWindow.reschedule(policy_id)
+        return changed
+
+    @classmethod
+    def release_expired(cls, now: datetime | None = None) -> list[str]:
+        """Lift every kill switch whose ``forced_until`` is at or before ``now``.
+
+        One conditional UPDATE per circuit decides who lifts it, so however many processes
+        run this at the same moment, each circuit gets one ``released`` event, with no actor.
+        Runs in every process's policy refresh thread and in ``events.drain()`` (Celery beat,
+        ``manage.py resilience drain``). Returns the names released here.
+        """
+        now = now or registry.now()
+        expired = cls.objects.filter(mode=Mode.FORCED_OPEN, forced_until__lte=now)
+        released = []
+        for pk, name, until in expired.values_list("pk", "name", "forced_until"):
+            with transaction.atomic():
+                won = cls.objects.filter(pk=pk, mode=Mode.FORCED_OPEN, forced_until=until).update(
+                    mode=Mode.ENFORCED, forced_until=None
+                )
+                if not won:
+                    continue  # another process lifted it a moment ago
+                recorder.record_action(
+                    name,
+                    "released",
+                    reason=f"kill switch expired (forced open until {until})",
+                    from_state=Mode.FORCED_OPEN,
+                    to_state=cls._engine_state(name),
+                )
+            released.append(name)
+        return released
+
+    @classmethod
+    def _engine_state(cls, name: str) -> str:
+        """The circuit's state in the backend (what it is once released); "" if unknown."""
+        try:
+            row = cls.objects.get(name=name)
+            return str(get_backend().snapshot(name, ResolvedPolicy.from_row(row).policy)["state"])
+        except Exception:  # the release stands; the event just lacks the state
+            logger.debug("resilience: no state of %s after release", name, exc_info=True)
+            return ""
 
     @classmethod
     def for_circuit(cls, name: str) -> BreakerPolicy:
@@ -418,6 +538,131 @@ class BreakerPolicy(models.Model):
         return split_lines(self.record_exceptions)
 
 
+WINDOW_MODES = (Mode.FORCED_OPEN, Mode.MONITOR, Mode.DISABLED)
+
+
+class MaintenanceWindow(models.Model):
+    """A provider's announced downtime: the circuit runs in ``mode`` from ``starts_at`` to
+    ``ends_at``. Windows of one policy never overlap (``clean``; the admin checks a whole
+    inline submission too)."""
+
+    policy = models.ForeignKey(
+        BreakerPolicy,
+        verbose_name=_("policy"),
+        on_delete=models.CASCADE,
+        related_name="maintenance_windows",
+    )
+    starts_at = models.DateTimeField(_("starts at"))
+    ends_at = models.DateTimeField(_("ends at"))
+    mode = models.CharField(
+        _("mode"),
+        max_length=20,
+        choices=[(m.value, m.label) for m in WINDOW_MODES],
+        default=Mode.MONITOR,
+        help_text=_("How the circuit runs during the window."),
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started = models.BooleanField(_("started"), default=False, editable=False)
+    ended = models.BooleanField(_("ended"), default=False, editable=False)
+
+    class Meta:
+        ordering = ["policy", "starts_at"]
+        verbose_name = _("maintenance window")
+        verbose_name_plural = _("maintenance windows")
+        indexes = [models.Index(fields=["policy", "starts_at"], name="resilience_window_idx")]
+        constraints = [
+            check_constraint(Q(ends_at__gt=F("starts_at")), "resilience_window_ends_after_start"),
+            check_constraint(
+                Q(mode__in=[m.value for m in WINDOW_MODES]), "resilience_window_mode_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id}: {self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        self.reschedule(self.policy_id)
+
+    def delete(self, *args, **kwargs):
+        if self.started and not self.ended:  # deleted while in force: it ends now
+            self._end(self.policy.name, reason=str(_("window deleted")))
+        result = super().delete(*args, **kwargs)
+        self.reschedule(self.policy_id)
+        return result
+
+    def clean(self) -> None:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": _("The window must end after it starts.")})
+        if self.policy_id and self.starts_at and self.ends_at:
+            clash = self.overlapping(self.policy.maintenance_windows.exclude(pk=self.pk)).first()
+            if clash is not None:
+                raise ValidationError(
+                    _("Overlaps the window from %(start)s to %(end)s of this policy.")
+                    % {"start": clash.starts_at.isoformat(), "end": clash.ends_at.isoformat()}
+                )
+
+    def overlapping(self, windows: models.QuerySet) -> models.QuerySet:
+        """The windows of ``windows`` sharing a moment with this one (touching ends do not)."""
+        return windows.filter(starts_at__lt=self.ends_at, ends_at__gt=self.starts_at)
+
+    @staticmethod
+    def reschedule(policy_id: int) -> None:
+        """Store when the policy's windows next start or end (what the refresh sweep reads)."""
+        upcoming = [
+            window.ends_at if window.started else window.starts_at
+            for window in MaintenanceWindow.objects.filter(policy_id=policy_id, ended=False)
+        ]
+        policy = BreakerPolicy.objects.filter(pk=policy_id)
+        value = min(upcoming, default=None)
+        if policy.exclude(window_next_at=value).exists() or (
+            value is None and policy.filter(window_next_at__isnull=False).exists()
+        ):
+            policy.update(window_next_at=value)
+
+    def _start(self, name: str) -> int:
+        with transaction.atomic():
+            if not MaintenanceWindow.objects.filter(pk=self.pk, started=False).update(started=True):
+                return 0  # another process started it a moment ago
+            BreakerPolicy.objects.filter(pk=self.policy_id).update(window_mode=self.mode)
+            recorder.record_action(
+                name,
+                EventKind.MAINTENANCE_STARTED,
+                reason=f"{self.reason} [{self.mode} until {self.ends_at.isoformat()}]".strip(),
+                from_state=Mode.ENFORCED,
+                to_state=self.mode,
+            )
+        self.started = True
+        return 1
+
+    def _end(self, name: str, reason: str = "") -> int:
+        with transaction.atomic():
+            if not MaintenanceWindow.objects.filter(pk=self.pk, ended=False).update(ended=True):
+                return 0
+            if not self.started:
+                return 1  # over before anyone started it: nothing was in force
+            BreakerPolicy.objects.filter(pk=self.policy_id).update(window_mode="")
+            recorder.record_action(
+                name,
+                EventKind.MAINTENANCE_ENDED,
+                reason=reason or self.reason,
+                from_state=self.mode,
+                to_state=Mode.ENFORCED,
+            )
+        self.ended = True
+        return 1
+
+
 class EventKind(models.TextChoices):
     OPENED = "opened", _("Opened")
     HALF_OPENED = "half_opened", _("Half-opened")
@@ -426,6 +671,8 @@ class EventKind(models.TextChoices):
     FORCED_OPEN = "forced_open", _("Forced open")
     RELEASED = "released", _("Released")
     POLICY_CHANGED = "policy_changed", _("Policy changed")
+    MAINTENANCE_STARTED = "maintenance_started", _("Maintenance started")
+    MAINTENANCE_ENDED = "maintenance_ended", _("Maintenance ended")
 
 
 class AlertStatus(models.TextChoices):
@@ -502,6 +749,44 @@ class CircuitEvent(models.Model):
             if update_fields is None or not set(update_fields) <= ALERT_FIELDS:
                 raise ValueError("CircuitEvent rows are append-only; only alert fields may change.")
         super().save(*args, **kwargs)
+
+
+class AlertDelivery(models.Model):
+    """The alert of one event through one channel: its own status, attempts and claim.
+
+    Created with the event's alert decision (one row per configured channel, at most one per
+    channel: the unique constraint), so a channel that is down never holds up another.
+    """
+
+    event = models.ForeignKey(
+        CircuitEvent, verbose_name=_("event"), on_delete=models.CASCADE, related_name="deliveries"
+    )
+    channel = models.CharField(_("channel"), max_length=50)
+    status = models.CharField(
+        _("status"), max_length=20, choices=AlertStatus.choices, default=AlertStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["event", "id"]
+        verbose_name = _("alert delivery")
+        verbose_name_plural = _("alert deliveries")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "channel"], name="resilience_delivery_once_per_channel"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="resilience_dlv_status_idx"),
+            models.Index(fields=["channel", "status"], name="resilience_dlv_channel_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} via {self.channel}: {self.status}"
 
 
 # The policy registry caches BreakerPolicy rows; it sits below this module and is handed the model.

@@ -9,12 +9,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import AppRegistryNotReady
 from django.core.signals import setting_changed
 from django.db import close_old_connections, connection
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, Min, Sum
 from django.utils.module_loading import import_string
 
 from resilience.conf import settings as conf
@@ -44,10 +45,14 @@ class ResolvedPolicy:
     def from_row(cls, row: Any) -> ResolvedPolicy:
         """From a saved or unsaved ``BreakerPolicy`` instance."""
         values = {name: getattr(row, name) for name in ENGINE_FIELDS}
+        mode = row.mode
+        # A maintenance window in force sets the mode, unless an operator chose one.
+        if getattr(row, "window_mode", "") and mode == "enforced":
+            mode = row.window_mode
         return cls(
             name=row.name,
             policy=Policy.from_mapping(values),
-            mode=row.mode,
+            mode=mode,
             ignore=_exception_types(row.ignore_exceptions),
             record=_exception_types(row.record_exceptions),
             retry_attempts=row.retry_attempts,
@@ -120,6 +125,9 @@ class PolicyRegistry:
         self.epoch = 0
         self._versions: dict[str, int] = {}
         self._model: Any = None
+        # What "now" is for schedules (kill switches, maintenance windows): None is the wall
+        # clock; tests hand in a resilience.clock.ManualClock.
+        self.clock: Any = None
 
     @property
     def model(self) -> Any:
@@ -132,6 +140,13 @@ class PolicyRegistry:
     def bind(self, model: Any) -> None:
         """Cache the rows of ``model``: ``resilience.models`` binds ``BreakerPolicy``."""
         self._model = model
+
+    def now(self) -> datetime:
+        """The current time for schedules (``clock``, else the wall clock), aware, UTC."""
+        clock = self.clock
+        if clock is None:
+            return datetime.now(UTC)
+        return datetime.fromtimestamp(clock.now_ms() / 1000, tz=UTC)
 
     def _defaults(self, name: str) -> ResolvedPolicy:
         return ResolvedPolicy.from_row(self.model.from_settings(name))
@@ -202,7 +217,8 @@ class PolicyRegistry:
 
     def refresh(self) -> bool:
         """Read the rows asked for (first uses, invalidations), create the rows of circuits
-        first used here, then reload the rows whose version changed.
+        first used here, apply what is due (time-boxed kill switches, maintenance windows:
+        ``_stamp_now``), then reload the rows whose version changed.
 
         A cheap stamp (row count, highest id, sum of versions; versions only grow) says whether
         anything changed; then the (name, version) pairs say which rows did, and only those are
@@ -213,7 +229,7 @@ class PolicyRegistry:
         model = self.model
         loaded = self._load_requested()
         self._create_missing()
-        stamp = tuple(model.objects.aggregate(Count("id"), Max("id"), Sum("version")).values())
+        stamp = self._stamp_now()
         if stamp == self._stamp:
             return loaded
         versions = dict(model.objects.values_list("name", "version"))
@@ -234,6 +250,21 @@ class PolicyRegistry:
         self._stamp = stamp
         self.epoch = next(self._epochs)
         return True
+
+    def _stamp_now(self) -> tuple:
+        """The table's stamp; the same query finds the earliest time-boxed kill switch and the
+        next maintenance-window change, and what is due is applied here (``run_schedule``; its
+        UPDATEs bump versions: the stamp is read again). Every process does this, even for
+        circuits it never calls."""
+        model = self.model
+        found = model.objects.aggregate(
+            Count("id"), Max("id"), Sum("version"), Min("forced_until"), Min("window_next_at")
+        )
+        due = [found.pop("forced_until__min"), found.pop("window_next_at__min")]
+        now = self.now()
+        if any(at is not None and at <= now for at in due) and model.run_schedule(now):
+            found = model.objects.aggregate(Count("id"), Max("id"), Sum("version"))
+        return tuple(found.values())
 
     def _load_requested(self) -> bool:
         """Read the rows of the names asked for since the last read; True if there were any.

@@ -28,6 +28,18 @@ def redis(**options):
 
 # (settings, the one error id expected, the key its message names). Every key and option of
 # RESILIENCE has rows here (test_the_table_covers_every_key_and_option keeps it so).
+EMAIL = "resilience.channels.EmailChannel"
+HOOK = "resilience.channels.WebhookChannel"
+SLACK = "resilience.channels.SlackChannel"
+
+
+def channel(backend, OPTION=None, **options):
+    entry = {"BACKEND": backend, "OPTIONS": options}
+    if OPTION is not None:
+        entry["OPTION"] = OPTION
+    return {"ALERTS": {"CHANNELS": [entry]}}
+
+
 CASES = {
     "RESILIENCE-not-a-dict": (["nope"], "E001", "RESILIENCE"),
     "RESILIENCE-unknown": ({"BAKEND": "x"}, "E008", "BAKEND"),
@@ -88,6 +100,18 @@ CASES = {
     "ALERTS-DELIVERY": ({"ALERTS": {"DELIVERY": "pigeon"}}, "E024", "DELIVERY"),
     "ALERTS-SITE_URL": ({"ALERTS": {"SITE_URL": "www.example.com"}}, "E025", "SITE_URL"),
     "ALERTS-SITE_URL-scheme": ({"ALERTS": {"SITE_URL": "ftp://example.com"}}, "E025", "SITE_URL"),
+    "ALERTS-CHANNELS-not-a-list": ({"ALERTS": {"CHANNELS": {"BACKEND": EMAIL}}}, "E070", "CHAN"),
+    "ALERTS-CHANNELS-entry": ({"ALERTS": {"CHANNELS": [EMAIL]}}, "E070", "CHANNELS"),
+    "ALERTS-CHANNELS-keys": (channel(EMAIL, OPTION={}), "E071", "OPTION"),
+    "ALERTS-CHANNELS-unknown-backend": (channel("myapp.PagerChannel"), "E072", "BACKEND"),
+    "ALERTS-CHANNELS-not-a-channel": (channel("resilience.alerts.cooldown"), "E072", "BACKEND"),
+    "ALERTS-CHANNELS-webhook-ftp": (channel(HOOK, url="ftp://hooks.example/x"), "E073", "url"),
+    "ALERTS-CHANNELS-webhook-relative": (channel(HOOK, url="/hooks"), "E073", "url"),
+    "ALERTS-CHANNELS-webhook-missing": (channel(HOOK), "E073", "url"),
+    "ALERTS-CHANNELS-slack-url": (channel(SLACK, webhook_url="javascript:x"), "E073", "webhook"),
+    "ALERTS-CHANNELS-secret": (channel(HOOK, url="https://h.example", secret=""), "E074", "secret"),
+    "ALERTS-CHANNELS-timeout": (channel(HOOK, url="https://h.ex", timeout=0), "E075", "timeout"),
+    "ALERTS-CHANNELS-cooldown": (channel(EMAIL, cooldown_seconds=-5), "E076", "cooldown_seconds"),
     "HEALTH-not-a-dict": ({"HEALTH": "token"}, "E017", "HEALTH"),
     "HEALTH-unknown": ({"HEALTH": {"TOKENS": None}}, "E009", "TOKENS"),
     "HEALTH-TOKEN-short": ({"HEALTH": {"TOKEN": "short"}}, "E030", "TOKEN"),
@@ -276,3 +300,27 @@ def test_celery_delivery_without_celery_warns(monkeypatch):
     )
     assert "resilience.W002" in ids()
     assert "resilience.W002" not in ids(ALERTS={"DELIVERY": "sync"})
+
+
+def test_a_bad_webhook_url_is_reported_without_its_value():
+    url = "ftp://hooks.example/T000/B000/very-secret-token"
+    [error] = errors(channel(SLACK, webhook_url=url))
+    assert error.id == "resilience.E073"
+    assert "very-secret-token" not in error.msg + error.hint
+
+
+def test_the_shipped_channels_pass():
+    assert (
+        errors(
+            {
+                "ALERTS": {
+                    "CHANNELS": [
+                        {"BACKEND": EMAIL, "OPTIONS": {"cooldown_seconds": 600}},
+                        {"BACKEND": HOOK, "OPTIONS": {"url": "https://h.example/x", "secret": "k"}},
+                        {"BACKEND": SLACK, "OPTIONS": {"webhook_url": "https://hooks.slack.com/x"}},
+                    ]
+                }
+            }
+        )
+        == []
+    )

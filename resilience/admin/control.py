@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
@@ -20,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from resilience.decorators import breaker
+from resilience.policies import registry
 
 logger = logging.getLogger("resilience")
 REASON_MAX = 500
@@ -84,6 +86,10 @@ CONTROLS = {
 }
 
 
+# How long "Force open" lasts: "" until released, a span, or until the time given.
+DURATIONS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1)}
+
+
 class ReasonForm(forms.Form):
     reason = forms.CharField(
         label=_("Reason"),
@@ -91,6 +97,43 @@ class ReasonForm(forms.Form):
         max_length=REASON_MAX,
         help_text=_("Kept in the history and the circuit's events."),
     )
+    duration = forms.ChoiceField(
+        label=_("Force open"),
+        required=False,
+        choices=[
+            ("", _("until released")),
+            ("15m", _("for 15 minutes")),
+            ("1h", _("for 1 hour")),
+            ("until", _("until …")),
+        ],
+    )
+    until = forms.DateTimeField(
+        label=_("until"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text=_("Released by itself at this time (server time zone)."),
+    )
+
+    def __init__(self, *args: Any, forcing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.forcing = forcing  # the duration only matters to "Force open"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        choice, until = data.get("duration") or "", data.get("until")
+        if not self.forcing:
+            choice = ""
+        now = registry.now()
+        if choice in DURATIONS:
+            data["until"] = now + DURATIONS[choice]
+        elif choice == "until":
+            if until is None:
+                self.add_error("until", _("Give the time the circuit is released by itself."))
+            elif until <= now:
+                self.add_error("until", _("This time is in the past."))
+        else:
+            data["until"] = None
+        return data
 
 
 class ReasonActionForm(helpers.ActionForm):
@@ -142,11 +185,20 @@ class CircuitControlMixin:
     # --- the work, shared by buttons and bulk actions ---------------------------------------
 
     def perform_control(
-        self, request: HttpRequest, policy: Any, control: Control, reason: str
+        self,
+        request: HttpRequest,
+        policy: Any,
+        control: Control,
+        reason: str,
+        until: datetime | None = None,
     ) -> bool:
-        """Run ``control`` on one policy's circuit, audited; False (and a message) on failure."""
+        """Run ``control`` on one policy's circuit, audited; False (and a message) on failure.
+        ``until``: force open for a while (the kill switch lifts itself then)."""
+        extra = {"until": until} if until is not None and control.method == "force_open" else {}
         try:
-            getattr(breaker(policy.name), control.method)(actor=request.user, reason=reason)
+            getattr(breaker(policy.name), control.method)(
+                actor=request.user, reason=reason, **extra
+            )
         except Exception as exc:
             logger.exception("resilience: admin %s of %r failed", control.method, policy.name)
             self.message_user(  # type: ignore[attr-defined]
@@ -156,7 +208,10 @@ class CircuitControlMixin:
                 messages.ERROR,
             )
             return False
-        self.log_change(request, policy, log_message(control, reason))  # type: ignore[attr-defined]
+        message = log_message(control, reason)
+        if extra:
+            message = f"{message} {_('Until:')} {until.isoformat() if until else ''}"
+        self.log_change(request, policy, message)  # type: ignore[attr-defined]
         return True
 
     def _bulk(self, request: HttpRequest, queryset: Any, slug: str) -> None:
@@ -219,13 +274,20 @@ class CircuitControlMixin:
             args=[quote(policy.pk)],
             current_app=self.admin_site.name,  # type: ignore[attr-defined]
         )
-        form = ReasonForm(request.POST)
+        form = ReasonForm(request.POST, forcing=control.method == "force_open")
         if not form.is_valid():
-            for error in form.errors.get("reason", ()):
-                self.message_user(request, _("Reason: %s") % error, messages.ERROR)  # type: ignore[attr-defined]
+            for field, errors in form.errors.items():
+                label = form.fields[field].label if field in form.fields else ""
+                for error in errors:
+                    self.message_user(request, f"{label}: {error}", messages.ERROR)  # type: ignore[attr-defined]
             return redirect(change_url)
-        if self.perform_control(request, policy, control, form.cleaned_data["reason"]):
-            self.message_user(  # type: ignore[attr-defined]
-                request, control.done_one % {"name": policy.name}, messages.SUCCESS
-            )
+        until = form.cleaned_data.get("until") if control.method == "force_open" else None
+        if self.perform_control(request, policy, control, form.cleaned_data["reason"], until):
+            done = control.done_one % {"name": policy.name}
+            if until is not None:
+                done = _("“%(name)s” is forced open until %(until)s, then released by itself.") % {
+                    "name": policy.name,
+                    "until": until.isoformat(timespec="minutes"),
+                }
+            self.message_user(request, done, messages.SUCCESS)  # type: ignore[attr-defined]
         return redirect(change_url)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from resilience.models import CircuitEvent
+from resilience.models import AlertDelivery, CircuitEvent
 from resilience.sanitize import one_line
 
 LIST_CHARS = 120  # error/reason in the list: one line
@@ -52,6 +52,31 @@ class CircuitFilter(admin.SimpleListFilter):
         return queryset.filter(circuit=value) if value else queryset
 
 
+class AlertDeliveryInline(admin.TabularInline):
+    """The event's alert, channel by channel: status, attempts, the last error (read-only)."""
+
+    model = AlertDelivery
+    extra = 0
+    can_delete = False
+    fields = ("channel", "status", "attempts", "sent_at", "claimed_at", "error_cell")
+    readonly_fields = fields
+    verbose_name_plural = _("alert deliveries (one per channel)")
+
+    # Whoever may view the event sees how its alert went; nobody edits a delivery by hand.
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("resilience.view_circuitevent")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("last error"))
+    def error_cell(self, obj: AlertDelivery) -> str:
+        return _one_line_cell(obj.last_error)
+
+
 @admin.register(CircuitEvent)
 class CircuitEventAdmin(admin.ModelAdmin):
     list_display = (
@@ -86,6 +111,7 @@ class CircuitEventAdmin(admin.ModelAdmin):
         "alert_attempts",
     )
     readonly_fields = fields
+    inlines = (AlertDeliveryInline,)
 
     class Media:
         css = {"all": ("resilience/admin.css",)}

@@ -34,6 +34,7 @@ from resilience.admin.live import (
     in_flight,
     next_trial,
 )
+from resilience.admin.maintenance import MaintenanceWindowInline
 from resilience.conf import settings as conf
 from resilience.engine_types import DISABLED, ENFORCED, FORCED_OPEN, MONITOR
 from resilience.models import BreakerPolicy, CircuitEvent, EventKind
@@ -131,6 +132,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
     search_fields = ("name", "description")
     list_per_page = 100
     fieldsets = FIELDSETS
+    inlines = (MaintenanceWindowInline,)
 
     class Media:
         css = {"all": ("resilience/admin.css",)}

@@ -92,3 +92,22 @@ def test_event_log_query_count_is_constant(superuser, client_for, django_assert_
     client.get(EVENTS)
     with django_assert_max_num_queries(10):
         assert client.get(EVENTS).status_code == 200
+
+
+def test_the_event_page_shows_each_channels_delivery(client_for, hostile_event, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    from resilience.models import AlertDelivery
+
+    AlertDelivery.objects.create(event=hostile_event, channel="email", status="sent", attempts=1)
+    AlertDelivery.objects.create(
+        event=hostile_event, channel="webhook", status="pending", attempts=3, last_error=HOSTILE
+    )
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_circuitevent"))
+    html = client_for(viewer).get(f"{EVENTS}{hostile_event.pk}/change/").content.decode()
+    assert "alert deliveries (one per channel)" in html.lower()
+    assert "webhook" in html and "Pending" in html and "Sent" in html
+    assert "<script>alert" not in html  # the error text is escaped here too
+    assert "&lt;script&gt;alert" in html
+    assert 'name="deliveries-0-channel"' not in html  # read-only: no form fields

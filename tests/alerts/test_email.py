@@ -6,8 +6,8 @@ import threading
 import pytest
 from django.db.models import F
 
-from resilience import delivery, events
-from resilience.models import AlertStatus, CircuitEvent
+from resilience import channels, delivery, events
+from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
 from tests.alerts.conftest import RECIPIENT, open_circuit
 from tests.factories import BreakerPolicyFactory
 
@@ -115,21 +115,44 @@ def test_transient_rejections_are_retried_into_one_email(smtp):
     assert (event.alert_status, event.alert_attempts, smtp.attempts) == ("sent", 4, 4)
 
 
+def pending_delivery(name):
+    """The e-mail delivery of the opened event of ``name``, made pending by hand."""
+    event = opened_event(name)
+    CircuitEvent.objects.filter(pk=event.pk).update(alert_status=AlertStatus.PENDING)
+    assert delivery.plan(event) == AlertStatus.PENDING
+    return AlertDelivery.objects.get(event=event, channel="email")
+
+
 def test_a_claimed_alert_is_never_sent_twice_until_the_claim_is_stale(smtp):
+    BreakerPolicyFactory(name="pay", failure_threshold=3, alert_on_open=False)
+    open_circuit("pay")
+    row = pending_delivery("pay")
+
+    assert delivery.claim(row.pk)  # a sender that dies right after claiming
+    assert delivery.deliver(row.pk) == delivery.SKIPPED
+    assert events.drain() == 0  # claimed recently: not overdue
+    AlertDelivery.objects.filter(pk=row.pk).update(
+        claimed_at=F("claimed_at") - delivery.claim_ttl()
+    )
+    assert events.drain() == 1  # stale claim: the sweeper re-sends
+    assert delivery.deliver(row.pk) == delivery.SKIPPED
+    assert len(smtp.settle(quiet=0.3)) == 1
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == (AlertStatus.SENT, 2)
+    assert CircuitEvent.objects.get(pk=row.event_id).alert_status == AlertStatus.SENT
+
+
+def test_an_event_stored_before_channels_is_planned_by_the_sweeper(smtp):
+    """A pending event without delivery rows (stored by an older release) still alerts once."""
     BreakerPolicyFactory(name="pay", failure_threshold=3, alert_on_open=False)
     open_circuit("pay")
     event = opened_event("pay")
     CircuitEvent.objects.filter(pk=event.pk).update(alert_status=AlertStatus.PENDING)
-
-    assert delivery.claim(event.pk)  # a sender that dies right after claiming
-    assert delivery.deliver(event.pk) == delivery.SKIPPED
-    assert events.drain() == 0  # claimed recently: not overdue
-    CircuitEvent.objects.filter(pk=event.pk).update(
-        alert_claimed_at=F("alert_claimed_at") - delivery.claim_ttl()
-    )
-    assert events.drain() == 1  # stale claim: the sweeper re-sends
-    assert delivery.deliver(event.pk) == delivery.SKIPPED
+    assert events.drain() == 1
     assert len(smtp.settle(quiet=0.3)) == 1
+    assert CircuitEvent.objects.get(pk=event.pk).alert_status == AlertStatus.SENT
+    assert AlertDelivery.objects.filter(event=event).count() == 1
+    assert events.drain() == 0
 
 
 def test_admin_link_is_a_path_without_a_site_url(settings):
@@ -146,14 +169,13 @@ def test_admin_link_is_a_path_without_a_site_url(settings):
 def test_a_hung_smtp_server_without_email_timeout_is_bounded(smtp, settings, monkeypatch):
     """EMAIL_TIMEOUT = None would let smtplib wait forever: the sender sets its own timeout."""
     settings.EMAIL_TIMEOUT = None
-    monkeypatch.setattr(delivery, "DEFAULT_SEND_TIMEOUT", 1.0)
+    monkeypatch.setattr(channels, "DEFAULT_SEND_TIMEOUT", 1.0)
     BreakerPolicyFactory(name="pay", failure_threshold=3, alert_on_open=False)
     open_circuit("pay")
-    event = opened_event("pay")
-    CircuitEvent.objects.filter(pk=event.pk).update(alert_status=AlertStatus.PENDING)
+    row = pending_delivery("pay")
     smtp.hold_next()  # the server takes the message and never answers
     outcome = []
-    sender = threading.Thread(target=lambda: outcome.append(delivery.deliver(event.pk)))
+    sender = threading.Thread(target=lambda: outcome.append(delivery.deliver(row.pk)))
     sender.start()
     sender.join(delivery.send_budget() + 5)
     smtp.release()

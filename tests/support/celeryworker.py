@@ -21,7 +21,7 @@ from celery import Celery, _state
 
 app = Celery("resilience-tests")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.imports = ("resilience.tasks",)
+app.conf.imports = ("resilience.tasks", "tests.support.celerytasks")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from resilience import events
 from resilience.decorators import breaker
 from resilience.metrics import overview
 from resilience.models import BreakerPolicy
+from resilience.policies import registry
 
 # subcommand: (Breaker method, past tense for the output, help)
 ACTIONS = {
@@ -38,6 +43,19 @@ class Command(BaseCommand):
             cmd.add_argument("--reason", default="", help="Why (kept in the event log).")
             cmd.add_argument("--actor", help="Username recorded as the actor in the audit trail.")
             cmd.add_argument("--json", action="store_true", help="Machine-readable output.")
+            if action == "open":
+                when = cmd.add_mutually_exclusive_group()
+                when.add_argument(
+                    "--until",
+                    help="Release by itself at this time: ISO 8601, e.g. 2026-12-06T18:00+01:00 "
+                    "(without an offset: in TIME_ZONE).",
+                )
+                when.add_argument(
+                    "--for",
+                    dest="for_",
+                    metavar="DURATION",
+                    help="Release by itself after this long: 90s, 15m, 1h, 2h30m, 1d.",
+                )
         drain = sub.add_parser(
             "drain", help="Store transitions still waiting in the backend, re-queue lost alerts."
         )
@@ -82,14 +100,25 @@ class Command(BaseCommand):
         self._check_known(names, known)
         actor = self._actor(options["actor"])
         method, verb, _ = ACTIONS[action]
+        extra = {}
+        if action == "open" and (
+            options.get("until") is not None or options.get("for_") is not None
+        ):
+            extra["until"] = _until(options.get("until"), options.get("for_"))
         done = {}
         for name in dict.fromkeys(names):  # each once, in the order given
-            done[name] = getattr(breaker(name), method)(actor=actor, reason=options["reason"])
+            try:
+                done[name] = getattr(breaker(name), method)(
+                    actor=actor, reason=options["reason"], **extra
+                )
+            except ValueError as exc:  # an ``until`` that passed meanwhile
+                raise CommandError(str(exc), returncode=2) from None
         if options["json"]:
             self._json({"action": action, "circuits": done})
             return
+        until = f" until {extra['until'].isoformat()}" if extra else ""
         for name, snapshot in done.items():
-            self.stdout.write(self.style.SUCCESS(f"{verb} {name}: now {snapshot['state']}"))
+            self.stdout.write(self.style.SUCCESS(f"{verb} {name}: now {snapshot['state']}{until}"))
 
     def drain(self, limit: int | None, as_json: bool) -> None:
         if limit is not None and limit < 1:
@@ -147,3 +176,31 @@ def _in_flight(count: int | None, cap: int) -> str:
     if count is None:
         return "-"
     return f"{count}/{cap}" if cap else str(count)
+
+
+DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def _until(text: str | None, duration: str | None) -> datetime:
+    """``--until`` (ISO 8601) or now + ``--for``; CommandError (exit status 2) when invalid."""
+    if duration is not None:
+        match = DURATION.fullmatch(duration.strip().lower())
+        if not match or not any(match.groups()):
+            raise CommandError(
+                f"--for {duration[:50]!r}: give a duration like 90s, 15m, 1h, 2h30m or 1d.",
+                returncode=2,
+            )
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        span = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        return registry.now() + span
+    value = parse_datetime(str(text).strip())
+    if value is None:
+        raise CommandError(
+            f"--until {str(text)[:50]!r}: give an ISO 8601 time, e.g. 2026-12-06T18:00+01:00.",
+            returncode=2,
+        )
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    if value <= registry.now():
+        raise CommandError(f"--until {value.isoformat()} is not in the future.", returncode=2)
+    return value
