@@ -85,6 +85,11 @@ class Outage:
         current = [self.fallback] if self.fallback is not None else []
         return [*self.past_fallbacks, *current]
 
+    def fresh(self) -> bool:
+        """An outage whose next re-probe is not due yet: operator reads answer from this
+        process's state instead of waiting for Redis again (the re-probe is the one that asks)."""
+        return self.active and time.monotonic() < self._next_probe
+
     def trip(self, exc: BaseException) -> None:
         now = time.monotonic()
         reason = sanitize.describe_error(exc, OUTAGE_REASON_CHARS, secrets=self.secrets)

@@ -52,6 +52,9 @@ class RedisReads:
         if not policies:
             return {}
         names = list(policies)
+        if self._outage.fresh():  # one socket timeout per re-probe interval, not per read
+            self._outage.maybe_probe()
+            return self._outage.current_fallback().snapshot_many(policies)
         outages = self._outage.outages
         try:
             with self._deferred.held(names), self._returns.sending:
@@ -136,7 +139,10 @@ class RedisReads:
         """The not-closed index: one ``HGETALL`` (its size is the number of circuits not
         closed). Rebuilt from the circuits, a page per script, when it is not complete (lost:
         evicted, deleted, or never built), and in Cluster when older than
-        ``CLUSTER_INDEX_MAX_AGE``."""
+        ``CLUSTER_INDEX_MAX_AGE``. During an outage, until its re-probe is due: what this
+        process knows, without a round trip (so a render waits at most one socket timeout)."""
+        if self._outage.fresh():
+            return self._outage.current_fallback().not_closed()
         try:
             index = self.client.hgetall(self._index_key)
             mark = index.pop(INDEX_MARK, None)
