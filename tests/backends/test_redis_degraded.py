@@ -12,7 +12,7 @@ from resilience.backends.redis_fallback import FallbackTicket
 from resilience.clock import ManualClock
 from resilience.engine import Policy
 from tests.backends.contract import fail
-from tests.backends.test_redis import make_backend
+from tests.backends.redis_helpers import make_backend
 from tests.support.faultproxy import FaultProxy
 
 
