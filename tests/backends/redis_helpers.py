@@ -5,6 +5,7 @@ are in tests/backends/conftest.py."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -37,6 +38,17 @@ def wait_until(predicate, timeout=5.0):
             return False
         time.sleep(0.01)
     return True
+
+
+def waiting_for_reply(thread):
+    """Whether ``thread`` is inside a redis-py call waiting for the server's reply (its request
+    is sent): the moment a test makes something happen to a call in flight."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "read_response":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def command_calls(client):

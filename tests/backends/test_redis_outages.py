@@ -130,7 +130,8 @@ def test_hung_then_resumed_server_recovers(redis_proc):
         redis_proc.pause()
         assert backend.acquire("paused", policy).admitted
         assert backend.health()["degraded"]
-        time.sleep(0.3)
+        due = backend._outage._next_probe  # when the re-probe interval is up
+        assert wait_until(lambda: time.monotonic() >= due, 2)
         assert backend.acquire("paused", policy).admitted  # a failing probe in the background
         redis_proc.resume()
         assert wait_until(
