@@ -27,6 +27,8 @@ from resilience.writer import BackgroundQueue
 if TYPE_CHECKING:
     from django.dispatch import Signal
 
+    from resilience.backends.base import Backend
+
 __all__ = ["discard", "drain", "emit", "flush", "record_action"]
 
 logger = logging.getLogger("resilience")
@@ -155,22 +157,9 @@ def drain(limit: int | None = None) -> int:
     done = 0
     fresh: set[int] = set()
     for name in sorted(names):
-        handled: set[str] = set()
-        while limit is None or done < limit:
-            size = OUTBOX_BATCH if limit is None else min(OUTBOX_BATCH, limit - done)
-            try:
-                batch = [t for t in backend.outbox(name, size) if t.id not in handled]
-            except Exception as exc:
-                logger.warning(
-                    "resilience: cannot read the outbox of %s: %s", name, describe_error(exc)
-                )
-                break
-            if not batch:  # empty, or only ids this sweep already stored (their ack failed)
-                break
-            handled.update(t.id for t in batch)
-            created = _store_and_notify(name, [_Item(t) for t in batch], _dispatch_now)
-            fresh.update(event.pk for event in created)
-            done += len(created)
+        created = _drain_outbox(backend, name, None if limit is None else limit - done)
+        fresh.update(event.pk for event in created)
+        done += len(created)
     stored = done
     # Alerts of events stored just now were dispatched with them; only older ones are re-queued.
     ids = [
@@ -183,6 +172,27 @@ def drain(limit: int | None = None) -> int:
     if stored or ids:
         logger.info("resilience: drain stored %d event(s), re-queued %d alert(s)", stored, len(ids))
     return stored + len(ids)
+
+
+def _drain_outbox(backend: Backend, name: str, budget: int | None) -> list[CircuitEvent]:
+    """Store what waits in the outbox of circuit ``name``, at most ``budget`` events (None: all);
+    returns the rows created. An outbox that cannot be read is logged and left for next time."""
+    handled: set[str] = set()
+    created: list[CircuitEvent] = []
+    while budget is None or len(created) < budget:
+        size = OUTBOX_BATCH if budget is None else min(OUTBOX_BATCH, budget - len(created))
+        try:
+            batch = [t for t in backend.outbox(name, size) if t.id not in handled]
+        except Exception as exc:
+            logger.warning(
+                "resilience: cannot read the outbox of %s: %s", name, describe_error(exc)
+            )
+            break
+        if not batch:  # empty, or only ids this sweep already stored (their ack failed)
+            break
+        handled.update(t.id for t in batch)
+        created += _store_and_notify(name, [_Item(t) for t in batch], _dispatch_now)
+    return created
 
 
 def flush(timeout: float = 5.0) -> bool:

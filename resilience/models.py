@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -86,6 +86,33 @@ class BreakerPolicyQuerySet(models.QuerySet):
         registry.invalidate()
         transaction.on_commit(registry.invalidate, robust=True)
         return count
+
+
+def _number_problem(
+    field: models.IntegerField | models.FloatField, value: Any
+) -> Sequence[str | Promise]:
+    """The messages for ``value`` in number field ``field`` (none when Django's own
+    ``clean_fields`` may judge it: also a missing value, which Django reports itself)."""
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [_("Enter a number, not %(value)s.") % {"value": value}]
+    if (
+        isinstance(field, models.IntegerField)
+        and isinstance(value, float)
+        and math.isfinite(value)
+        and not value.is_integer()
+    ):
+        return [_("Enter a whole number, not %(value)s.") % {"value": value}]
+    try:
+        if value in field.empty_values:  # "" or [] is never a number (forms send None)
+            raise TypeError
+        field.to_python(value)
+    except ValidationError as exc:
+        return exc.messages
+    except (OverflowError, TypeError, ValueError):
+        return [_("Enter a finite number within the allowed range.")]
+    return []
 
 
 class BreakerPolicy(models.Model):
@@ -468,28 +495,9 @@ class BreakerPolicy(models.Model):
                 field, models.IntegerField | models.FloatField
             ):
                 continue
-            value = getattr(self, field.attname)
-            if value is None:  # Django reports a missing required value itself
-                continue
-            if isinstance(value, bool):
-                errors[field.name] = [_("Enter a number, not %(value)s.") % {"value": value}]
-                continue
-            if (
-                isinstance(field, models.IntegerField)
-                and isinstance(value, float)
-                and math.isfinite(value)
-                and not value.is_integer()
-            ):
-                errors[field.name] = [_("Enter a whole number, not %(value)s.") % {"value": value}]
-                continue
-            try:
-                if value in field.empty_values:  # "" or [] is never a number (forms send None)
-                    raise TypeError
-                field.to_python(value)
-            except ValidationError as exc:
-                errors[field.name] = exc.messages
-            except (OverflowError, TypeError, ValueError):
-                errors[field.name] = [_("Enter a finite number within the allowed range.")]
+            problem = _number_problem(field, getattr(self, field.attname))
+            if problem:
+                errors[field.name] = problem
         try:
             super().clean_fields(exclude=exclude | set(errors))
         except ValidationError as exc:

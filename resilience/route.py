@@ -102,8 +102,7 @@ class Route:
         # What a forced-open circuit answers every call (see ``Breaker._refused``).
         self.refusal = Ticket(breaker.name, False, FORCED_OPEN, 0) if action == REJECT else None  # type: ignore[assignment]
         self.retries = bool(resolved is not None and resolved.retry_attempts)
-        self.not_failures = _NOT_FAILURES + breaker.ignore + (resolved.ignore if resolved else ())
-        self.recorded = breaker.record + (resolved.record if resolved else ())
+        self.not_failures, self.recorded = _exception_classes(breaker, resolved)
         # Only a tracked route touches the backend (a broken backend setting must not break
         # disabled or forced-open circuits).
         backend = get_backend() if action == TRACK else None
@@ -125,16 +124,31 @@ class Route:
         # backend (see MemoryBackend.lane). The wrappers use it for plain calls (not timed, no
         # retries, no is_failure); a lane of a closed backend is no longer live, and they then
         # go through ``Breaker._enter``.
-        lane = backend.lane(breaker.name) if backend is not None else None
         plain = not (self.tracked or self.retries or breaker.is_failure is not None)
-        self.lane = lane if plain else None
-        # acquire(policy): the backend's, for this circuit.
-        if lane is not None:
-            self.acquire = lane.acquire
-        elif backend is not None:
-            self.acquire = functools.partial(backend.acquire, breaker.name)
-        else:
-            self.acquire = None  # type: ignore[assignment]
+        self.lane, self.acquire = _admission(backend, breaker.name, plain)
+
+
+def _exception_classes(
+    breaker: _Breaker, resolved: ResolvedPolicy | None
+) -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """What a route never counts as a failure, and what it counts whatever ``is_failure`` says:
+    the breaker's own classes, then the policy row's."""
+    not_failures = _NOT_FAILURES + breaker.ignore + (resolved.ignore if resolved else ())
+    recorded = breaker.record + (resolved.record if resolved else ())
+    return not_failures, recorded
+
+
+def _admission(
+    backend: Backend | None, name: str, plain: bool
+) -> tuple[Lane | None, Callable[[Policy], Ticket]]:
+    """A route's lane (only for ``plain`` calls) and its ``acquire(policy)``: the lane's when
+    there is one, else the backend's for circuit ``name``; neither without a backend."""
+    if backend is None:
+        return None, None  # type: ignore[return-value]
+    lane = backend.lane(name)
+    if lane is not None:
+        return (lane if plain else None), lane.acquire
+    return None, functools.partial(backend.acquire, name)
 
 
 # A call: its route, its ticket (admitted or not), when it started (0: not timed) and its

@@ -229,36 +229,15 @@ class RedisBackend(RedisReads, Backend):
             if cached is not None:
                 return cached
         keys = self._keys(name)
-        returns: list[str] = []
+        # A tracked call's fresh slot id rides with the slots of this process's ended calls.
+        returns = self._returns.take(name) if policy.tracked else []
         try:
             if name not in open_cache and not policy.tracked:
-                # Last seen closed (or never seen): a plain HMGET admits without a script.
-                # Anything else (no epoch yet, not closed) is for the script to decide.
-                state, generation, epoch, failures = self.client.hmget(keys[0], _HEAD)
-                if epoch and (state is None or state == CLOSED):
-                    self._failure_free[name] = failures is None or failures == "0"
-                    return Ticket(name, True, CLOSED, int(generation or 0), epoch=epoch)
-            args = [
-                now if self._injected_clock else "",
-                name,
-                new_epoch(),
-                OUTBOX_MAX,
-                policy.half_open_max_calls,
-                policy.permit_ttl_ms,
-            ]
-            if policy.tracked:
-                # A fresh slot id, and the slots of this process's ended calls ride along.
-                returns = self._returns.take(name)
-                args += [
-                    policy.max_concurrent_calls,
-                    policy.slot_lease_ms,
-                    policy.deadline_ms,
-                    new_epoch(),
-                    1 if policy.mode == MONITOR else 0,
-                    *returns,
-                ]
+                closed = self._admit_closed(name, keys[0])
+                if closed is not None:
+                    return closed
+            args = self._acquire_args(name, policy, now, returns)
             raw = self._scripts["acquire"](keys=keys, args=args)
-            admitted, state, generation, permit, retry_after_ms, epoch, slot, over, clean = raw[:9]
             transitions = tuple(self._outboxed.parse(t) for t in raw[9:])
         except ERRORS as exc:
             if returns:
@@ -267,10 +246,51 @@ class RedisBackend(RedisReads, Backend):
             return self._degraded_acquire(name, policy)
         if transitions and self._cluster:
             self._index_transitions(name, transitions)
+        return self._script_ticket(name, policy, now, raw[:9], transitions)
+
+    def _admit_closed(self, name: str, state_key: str) -> Ticket | None:
+        """Last seen closed (or never seen): a plain HMGET admits without a script. None:
+        anything else (no epoch yet, not closed) is for the script to decide."""
+        state, generation, epoch, failures = self.client.hmget(state_key, _HEAD)
+        if epoch and (state is None or state == CLOSED):
+            self._failure_free[name] = failures is None or failures == "0"
+            return Ticket(name, True, CLOSED, int(generation or 0), epoch=epoch)
+        return None
+
+    def _acquire_args(self, name: str, policy: Policy, now: int, returns: list[str]) -> list[Any]:
+        args = [
+            now if self._injected_clock else "",
+            name,
+            new_epoch(),
+            OUTBOX_MAX,
+            policy.half_open_max_calls,
+            policy.permit_ttl_ms,
+        ]
+        if policy.tracked:
+            args += [
+                policy.max_concurrent_calls,
+                policy.slot_lease_ms,
+                policy.deadline_ms,
+                new_epoch(),
+                1 if policy.mode == MONITOR else 0,
+                *returns,
+            ]
+        return args
+
+    def _script_ticket(
+        self,
+        name: str,
+        policy: Policy,
+        now: int,
+        head: list[Any],
+        transitions: tuple[Transition, ...],
+    ) -> Ticket:
+        """The ticket the acquire script's answer (``head``: its first 9 fields) stands for."""
+        admitted, state, generation, permit, retry_after_ms, epoch, slot, over, clean = head
         if admitted:
-            open_cache.discard(name)  # what this process knew is out of date
+            self._open_cache.discard(name)  # what this process knew is out of date
             if state == CLOSED and slot:
-                # What the HMGET above tells an untracked call (a tracked one never reads it).
+                # What _admit_closed tells an untracked call (a tracked one never reads it).
                 self._failure_free[name] = bool(clean)
             if state == CLOSED and not slot:
                 return Ticket(name, True, CLOSED, generation, epoch=epoch)
@@ -326,19 +346,7 @@ class RedisBackend(RedisReads, Backend):
         name = ticket.circuit
         failed = not success or 0 < policy.deadline_ms < duration_ms
         if ticket.state == CLOSED:
-            # A success is deferred (see docs/redis.md). Under a failure-rate rule only while
-            # the window held no failure when this process last looked (so that, in this
-            # process's own sequence, it cannot trip), and sent by the background thread at
-            # once; the script still judges the rule as it lands, for failures other processes
-            # made meanwhile (it may trip there: _flush_pending hands that on).
-            rated = policy.failure_rate_threshold > 0
-            if (
-                not failed
-                and self._defer
-                and (not rated or self._failure_free.get(name, False))
-                and not self._outage.active
-                and self._deferred.add(ticket, policy, self._local_now(), urgent=rated)
-            ):
+            if not failed and self._defer_success(ticket, policy):
                 return []
         else:
             self._open_cache.discard(name)  # a trial's outcome closes or re-opens
@@ -349,6 +357,27 @@ class RedisBackend(RedisReads, Backend):
         if self._outage.active:
             self._outage.maybe_probe()
             return []  # a Redis ticket's outcome cannot be stored anywhere meaningful
+        return self._store_outcome(ticket, policy, failed)
+
+    def _defer_success(self, ticket: Ticket, policy: Policy) -> bool:
+        """Whether the success of closed-circuit ``ticket`` was deferred (see docs/redis.md).
+
+        Under a failure-rate rule only while the window held no failure when this process last
+        looked (so that, in this process's own sequence, it cannot trip), and sent by the
+        background thread at once; the script still judges the rule as it lands, for failures
+        other processes made meanwhile (it may trip there: _flush_pending hands that on).
+        """
+        rated = policy.failure_rate_threshold > 0
+        return bool(
+            self._defer
+            and (not rated or self._failure_free.get(ticket.circuit, False))
+            and not self._outage.active
+            and self._deferred.add(ticket, policy, self._local_now(), urgent=rated)
+        )
+
+    def _store_outcome(self, ticket: Ticket, policy: Policy, failed: bool) -> list[Transition]:
+        """Run the record script for ``ticket`` (with this circuit's deferred successes)."""
+        name = ticket.circuit
         pending = self._deferred.take(name) if self._deferred else None
         args = [
             self._now_arg(),

@@ -20,6 +20,8 @@ INDEX_MARK = ""
 # In Cluster the index is updated by the client after the script, so a process dying in between
 # loses an entry: it is rebuilt from the circuits when older than this (seconds).
 CLUSTER_INDEX_MAX_AGE = 300.0
+# What a read returns: the hashes, the bulkhead slots (slot id, expiry) and the time to judge at.
+_Read = tuple[list[dict[str, str]], list[list[tuple[str, float]]], int]
 
 
 class RedisReads:
@@ -74,9 +76,7 @@ class RedisReads:
             self._fail(exc)
             return self._outage.current_fallback().snapshot_many(policies)
 
-    def _read(
-        self, names: list[str], tracked: list[bool]
-    ) -> tuple[list[dict[str, str]], list[list[tuple[str, float]]], int]:
+    def _read(self, names: list[str], tracked: list[bool]) -> _Read:
         """The hashes of ``names`` and the bulkhead slots of the ``tracked`` ones (the others
         read as none), and the time to judge them at, in one round trip."""
         keys = [self._keys(name)[0] for name in names]
@@ -84,23 +84,29 @@ class RedisReads:
         if self._cluster or len(keys) == 1:
             # Keys of a page live in many cluster slots: a pipeline, one per node. One
             # circuit: HGETALL and ZRANGE (and TIME) without a script around them.
-            pipe = self.client.pipeline(transaction=False)
-            timed = not self._cluster and not self._injected_clock
-            if timed:
-                pipe.time()
-            for key in keys:
-                pipe.hgetall(key)
-            for slot_key, wanted in zip(slot_keys, tracked, strict=True):
-                if wanted:
-                    pipe.zrange(slot_key, 0, -1, withscores=True)
-            replies = pipe.execute()
-            now = self.clock.now_ms()
-            if timed:
-                seconds, micros = replies.pop(0)
-                now = seconds * 1000 + micros // 1000
-            read = iter(replies[len(keys) :])
-            slot_sets = [next(read) if wanted else [] for wanted in tracked]
-            return replies[: len(keys)], slot_sets, now
+            return self._read_pipelined(keys, slot_keys, tracked)
+        return self._read_scripted(keys, slot_keys, tracked)
+
+    def _read_pipelined(self, keys: list[str], slot_keys: list[str], tracked: list[bool]) -> _Read:
+        pipe = self.client.pipeline(transaction=False)
+        timed = not self._cluster and not self._injected_clock
+        if timed:
+            pipe.time()
+        for key in keys:
+            pipe.hgetall(key)
+        for slot_key, wanted in zip(slot_keys, tracked, strict=True):
+            if wanted:
+                pipe.zrange(slot_key, 0, -1, withscores=True)
+        replies = pipe.execute()
+        now = self.clock.now_ms()
+        if timed:
+            seconds, micros = replies.pop(0)
+            now = seconds * 1000 + micros // 1000
+        read = iter(replies[len(keys) :])
+        slot_sets = [next(read) if wanted else [] for wanted in tracked]
+        return replies[: len(keys)], slot_sets, now
+
+    def _read_scripted(self, keys: list[str], slot_keys: list[str], tracked: list[bool]) -> _Read:
         flags = ["1" if wanted else "0" for wanted in tracked]
         raw = self._scripts["snapshot_many"](keys=keys + slot_keys, args=flags)
         server_now = int(raw[0]) * 1000 + int(raw[1]) // 1000

@@ -10,7 +10,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -333,6 +334,38 @@ class HTTPProtection:
         """Keep a connection error or timeout of e.g. a POST from being repeated by the retries."""
         if method.upper() not in self.retry_methods:
             exc.transient = False  # type: ignore[attr-defined]  # read by resilience.retry
+
+    # One send, the same in the adapter and both transports (only the awaited calls differ):
+    #
+    #     with self._sending(method):
+    #         response = <send>
+    #         failure = self._judge(name, method, response)
+    #         if failure is not None:
+    #             <read the body>  # a hanging failure body counts with the failure
+    #     return self._settled(response, failure)
+
+    @contextmanager
+    def _sending(self, method: str) -> Iterator[None]:
+        """Around a send: a ``recorded`` error (a failure) is not retried unless ``method``
+        may be."""
+        try:
+            yield
+        except self.recorded as exc:
+            self._no_retry_unless_allowed(method, exc)
+            raise
+
+    def _judge(self, name: str, method: str, response: Any) -> FailedResponse | None:
+        """The failure that ``response`` (requests' or httpx's) stands for; None: a success."""
+        retry_after = response.headers.get("Retry-After")
+        return self._outcome_error(name, method, response.status_code, retry_after, response)
+
+    @staticmethod
+    def _settled(response: Any, failure: FailedResponse | None) -> Any:
+        """The response of a good send; a failure is raised for the breaker to count (``_call``
+        hands its response back to the caller)."""
+        if failure is not None:
+            raise failure
+        return response
 
     def _outcome_error(
         self, name: str, method: str, status: int, retry_after: str | None, response: Any

@@ -80,23 +80,12 @@ class CircuitBreakerTransport(_Protected, httpx.BaseTransport):
 
     def _send_once(self, name: str, request: httpx.Request) -> httpx.Response:
         self._bound_timeout(name, request)
-        try:
+        with self._sending(request.method):
             response = self.transport.handle_request(request)
-            failure = self._outcome_error(
-                name,
-                request.method,
-                response.status_code,
-                response.headers.get("Retry-After"),
-                response,
-            )
+            failure = self._judge(name, request.method, response)
             if failure is not None:
                 response.read()
-        except self.recorded as exc:
-            self._no_retry_unless_allowed(request.method, exc)
-            raise
-        if failure is not None:
-            raise failure
-        return response
+        return self._settled(response, failure)
 
     def close(self) -> None:
         self.transport.close()
@@ -117,23 +106,12 @@ class AsyncCircuitBreakerTransport(_Protected, httpx.AsyncBaseTransport):
 
     async def _send_once(self, name: str, request: httpx.Request) -> httpx.Response:
         self._bound_timeout(name, request)
-        try:
+        with self._sending(request.method):
             response = await self.transport.handle_async_request(request)
-            failure = self._outcome_error(
-                name,
-                request.method,
-                response.status_code,
-                response.headers.get("Retry-After"),
-                response,
-            )
+            failure = self._judge(name, request.method, response)
             if failure is not None:
                 await response.aread()
-        except self.recorded as exc:
-            self._no_retry_unless_allowed(request.method, exc)
-            raise
-        if failure is not None:
-            raise failure
-        return response
+        return self._settled(response, failure)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

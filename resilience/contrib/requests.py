@@ -96,16 +96,9 @@ class CircuitBreakerAdapter(HTTPProtection, HTTPAdapter):
         # forever without one). Both bound each connect and each read, not the whole body: the
         # watchdog judges a call still running at the deadline (see docs/hangs.md).
         kwargs["timeout"] = _bounded(kwargs.get("timeout"), self._timeout_limit(name))
-        try:
+        with self._sending(method):
             response = super().send(request, **kwargs)
-            failure = self._outcome_error(
-                name, method, response.status_code, response.headers.get("Retry-After"), response
-            )
+            failure = self._judge(name, method, response)
             if failure is not None or not kwargs.get("stream"):
                 response.content  # noqa: B018 - read here so a hanging body counts as a failure
-        except self.recorded as exc:
-            self._no_retry_unless_allowed(method, exc)
-            raise
-        if failure is not None:
-            raise failure
-        return response
+        return self._settled(response, failure)

@@ -1,6 +1,33 @@
-"""Backend tests use the private Redis fixtures of tests/conftest.py."""
+"""Fixtures of the backend tests. The private Redis servers (``redis_proc``, ``redis_url``) and
+``clock`` come from tests/conftest.py; helpers that are not fixtures are in redis_helpers.py."""
 
 import pytest
 
+from tests.backends.redis_helpers import make_backend
+
 # The shared contract suite is a plain module imported by test modules: rewrite its asserts too.
 pytest.register_assert_rewrite("tests.backends.contract")
+
+
+@pytest.fixture
+def two_processes(redis_url):
+    """``here, elsewhere = two_processes(**options)``: backends of two processes sharing one
+    prefix (``here`` built with ``options``, ``elsewhere`` recording at once); closed after."""
+    made = []
+
+    def pair(**options):
+        here = make_backend(redis_url, **options)
+        elsewhere = make_backend(redis_url, prefix=here.prefix, defer_successes=False)
+        made.extend((here, elsewhere))
+        return here, elsewhere
+
+    yield pair
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def redis_backend(redis_url, clock):
+    backend = make_backend(redis_url, clock)
+    yield backend
+    backend.close()

@@ -12,12 +12,13 @@ from resilience.backends.redis_fallback import FallbackTicket
 from resilience.clock import ManualClock
 from resilience.engine import Policy
 from tests.backends.contract import fail
-from tests.backends.test_redis import make_backend
+from tests.backends.redis_helpers import make_backend, wait_until, waiting_for_reply
 from tests.support.faultproxy import FaultProxy
 
 
 def in_thread(function, *args):
-    """Start ``function(*args)``; the returned join() gives its result or raises its error."""
+    """Start ``function(*args)``; the returned join() gives its result or raises its error
+    (``join.thread``: the thread)."""
     outcome = {}
 
     def target():
@@ -35,6 +36,7 @@ def in_thread(function, *args):
             raise outcome["error"]
         return outcome["result"]
 
+    join.thread = thread
     return join
 
 
@@ -82,7 +84,7 @@ def test_the_pool_closed_under_an_in_flight_call_does_not_reach_the_caller(redis
     redis_proc.pause()
     try:
         waiting = in_thread(backend.acquire, "in-flight", policy)
-        time.sleep(0.2)
+        assert wait_until(lambda: waiting_for_reply(waiting.thread))
         backend.close()
         ticket = waiting()
         assert ticket.admitted and isinstance(ticket, FallbackTicket)

@@ -12,7 +12,7 @@ import redis as redis_py
 
 from resilience.engine import Policy
 from tests.backends.contract import fail
-from tests.backends.test_redis import make_backend
+from tests.backends.redis_helpers import make_backend
 
 
 @pytest.fixture

@@ -60,9 +60,15 @@ def test_a_raising_handler_keeps_the_thread_alive():
 
 
 def test_discard_drops_pending_work():
-    queue = BackgroundQueue("test-discard", lambda items: items)  # always fails
+    tried = threading.Event()
+
+    def failing(items):
+        tried.set()
+        return items  # always fails
+
+    queue = BackgroundQueue("test-discard", failing)
     queue.put("x")
-    time.sleep(0.1)
+    assert tried.wait(5)  # the thread has taken it, failed, and holds it for a retry
     assert not queue.flush(0.1)
     queue.discard()
     assert queue.flush(0.1)
