@@ -70,6 +70,7 @@ operations = st.lists(
         st.tuples(st.just("record"), ticket_ref, st.booleans(), st.integers(0, 40)),
         st.tuples(st.just("release"), ticket_ref),
         st.tuples(st.just("end"), ticket_ref),
+        st.tuples(st.just("renew"), ticket_ref),
         st.tuples(st.just("reset"), circuit),
         st.tuples(st.just("policy"), circuit, policies),
         st.tuples(st.just("advance"), st.sampled_from([1, 7, 99, 400, 1000, 2250, 4000, 31_000])),
@@ -145,6 +146,9 @@ class EngineReference:
     def return_slot(self, ticket, policy):
         engine.return_slot(self._state(ticket.circuit), ticket)
 
+    def renew_slots(self, name, policy, tickets):
+        engine.renew_slots(self._state(name), policy, self.clock.now_ms(), tickets)
+
     def reset(self, name, policy):
         return self._publish(name, engine.reset(self._state(name), self.clock.now_ms()))
 
@@ -202,7 +206,7 @@ def _run_differential(url, ops, defer, reference, initial):
                 tickets.append((m, r))
                 if kind == "call":  # acquire, record its outcome and end the call at once
                     kind, op = "record", ("record", 0, *op[2:], "end")
-            if kind in ("record", "release", "end") and tickets:
+            if kind in ("record", "release", "end", "renew") and tickets:
                 m, r = pick(tickets, op[1])
                 policy = current[m.circuit]
                 if kind == "record":
@@ -217,6 +221,9 @@ def _run_differential(url, ops, defer, reference, initial):
                 elif kind == "release":
                     memory.release(m, policy)
                     backend.release(r, policy)
+                elif kind == "renew":  # the watchdog extending a running call's lease
+                    memory.renew_slots(m.circuit, policy, [m])
+                    backend.renew_slots(r.circuit, policy, [r])
                 else:
                     memory.return_slot(m, policy)
                     backend.return_slot(r, policy)
