@@ -166,11 +166,13 @@ class Breaker:
         if call is None:
             return
         route, ticket, started, watch = call
+        # The books first: whatever is_failure does (even raise a BaseException), the slot
+        # goes back and the watchdog stops looking at the call.
+        if watch is not None and self._ended(call):
+            return  # judged while running: counted then
         failed = (
             self.is_failure is not None and result is not _NO_RESULT and self._result_failed(result)
         )
-        if watch is not None and self._ended(call):
-            return  # judged while running: counted then
         self._counts[failed] += 1  # SUCCESS == 0, FAILURE == 1
         duration_ms = max(0, route.clock.now_ms() - started) if started else 0
         transitions = route.record(ticket, route.policy, not failed, duration_ms)
