@@ -1,5 +1,10 @@
 """Regression tests from the r1 review of the isolation core (slots, watchdog, fork)."""
 
+import os
+import signal
+import threading
+import time
+
 import pytest
 
 from resilience import breaker, circuit_breaker
@@ -28,3 +33,41 @@ def test_an_is_failure_raising_a_base_exception_still_ends_the_call():
         call()
     assert breaker("pred-exit").snapshot()["in_flight"] == 0
     assert len(watchdog) == watched  # nothing left for the watchdog to renew or judge
+
+
+@pytest.mark.usefixtures("memory_backend")
+def test_a_child_forked_while_the_watchdog_holds_its_lock_can_still_make_calls():
+    """r1 review: a process forked while another thread was inside the watchdog's lock (its
+    thread judging or renewing, a call starting or ending: gthread workers, a pool forked
+    from a request) inherited the lock taken by a thread that does not exist in the child,
+    and the child's first tracked call hung for ever."""
+    BreakerPolicyFactory(name="forked", slow_call_ms=1000)
+
+    @circuit_breaker("forked")
+    def call():
+        return "ok"
+
+    assert call() == "ok"  # policy and route loaded before the fork (no database in the child)
+    taken, done = threading.Event(), threading.Event()
+
+    def hold():
+        with watchdog._lock:  # as the watchdog's own thread does for a moment, many times a second
+            taken.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: one tracked call, then out without running any cleanup
+        os._exit(0 if call() == "ok" else 1)
+    done.set()
+    holder.join(10)
+    deadline = time.monotonic() + 10
+    while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if status[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child's tracked call hung on the watchdog's inherited lock")
+    assert os.waitstatus_to_exitcode(status[1]) == 0
