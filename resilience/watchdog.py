@@ -80,13 +80,17 @@ class Watchdog:
     """
 
     def __init__(self) -> None:
+        self._order = itertools.count()
+        self._clock: Any = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Start empty, with a new lock: also in a forked child, which has none of its parent's
+        calls, no watchdog thread, and perhaps a lock that a parent's thread held at the fork."""
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._heap: list[tuple[int, int, Watch]] = []
-        self._order = itertools.count()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-        self._clock: Any = None
 
     def __len__(self) -> int:
         with self._lock:
@@ -106,10 +110,6 @@ class Watchdog:
         if not wake:
             return watch
         with self._lock:
-            if os.getpid() != self._pid:  # a forked child has none of its parent's calls
-                self._pid = os.getpid()
-                self._heap.clear()
-                self._thread = None
             self._clock = backend.clock
             heap = self._heap
             while heap and heap[0][2].ended:
@@ -182,3 +182,4 @@ def _guarded(report: Callable[..., Any], *args: Any) -> None:
 
 
 watchdog = Watchdog()
+os.register_at_fork(after_in_child=watchdog._reset)
