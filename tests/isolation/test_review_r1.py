@@ -8,6 +8,8 @@ import time
 import pytest
 
 from resilience import breaker, circuit_breaker
+from resilience.backends.redis import RedisBackend
+from resilience.engine import Policy
 from resilience.watchdog import watchdog
 from tests.factories import BreakerPolicyFactory
 
@@ -63,11 +65,49 @@ def test_a_child_forked_while_the_watchdog_holds_its_lock_can_still_make_calls()
         os._exit(0 if call() == "ok" else 1)
     done.set()
     holder.join(10)
+    code = _child_exit_code(pid)
+    assert code is not None, "the child's tracked call hung on the watchdog's inherited lock"
+    assert code == 0
+
+
+def _child_exit_code(pid):
+    """The exit code of child ``pid``, or None (and the child killed) if it hung 10 s."""
     deadline = time.monotonic() + 10
     while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     if status[0] == 0:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        pytest.fail("the child's tracked call hung on the watchdog's inherited lock")
-    assert os.waitstatus_to_exitcode(status[1]) == 0
+        return None
+    return os.waitstatus_to_exitcode(status[1])
+
+
+def test_a_child_forked_while_slots_are_being_given_back_can_still_use_redis(redis_url):
+    """r1 review: SlotReturns' locks are held by its background thread for a whole round trip
+    (``sending``) and by every call that ends (``_lock``); a child forked meanwhile inherited
+    them taken, and its snapshots (admin, health, metrics) and ended calls hung for ever."""
+    capped = Policy(max_concurrent_calls=2)
+    backend = RedisBackend(url=redis_url, prefix="fork", socket_timeout=5.0)
+    try:
+        taken, done = threading.Event(), threading.Event()
+
+        def send_in_progress():
+            with backend._returns.sending:  # as the background thread holds it while it sends
+                taken.set()
+                done.wait(10)
+
+        holder = threading.Thread(target=send_in_progress)
+        holder.start()
+        assert taken.wait(10)
+        pid = os.fork()
+        if pid == 0:  # the child: a call, its end, a snapshot; then out without any cleanup
+            ticket = backend.acquire("forked", capped)
+            backend.return_slot(ticket, capped)
+            os._exit(0 if backend.snapshot("forked", capped)["in_flight"] == 0 else 1)
+        done.set()
+        holder.join(10)
+        code = _child_exit_code(pid)
+        assert code is not None, "the child hung on a lock inherited from the fork"
+        assert code == 0
+    finally:
+        backend.close()
