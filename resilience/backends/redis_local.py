@@ -361,6 +361,16 @@ class SlotReturns:
     """
 
     def __init__(self, send: Callable[[dict[str, list[str]]], None]) -> None:
+        self._stop = threading.Event()
+        # The thread must not keep the backend alive: it holds the send callback weakly.
+        self._send = weakref.WeakMethod(send) if hasattr(send, "__self__") else (lambda: send)
+        self._reset()
+        _slot_returns.add(self)
+
+    def _reset(self) -> None:
+        """Start empty with new locks: also in a forked child, whose parent gives back its own
+        slots, which has no background thread, and whose locks a parent's thread may have held
+        at the fork (the thread holds ``sending`` for a whole round trip)."""
         self._lock = threading.Lock()
         self._by_name: dict[str, list[str]] = {}
         # What the background thread is sending right now: an acquire of the circuit sends
@@ -370,12 +380,12 @@ class SlotReturns:
         # Held by the background thread while it sends, and by snapshots while they read Redis
         # and then subtract what still waits here (a send in between would fool both).
         self.sending = threading.Lock()
-        self._pid = os.getpid()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        stopped = self._stop.is_set()  # closed in the parent: closed in the child too
         self._stop = threading.Event()
-        # The thread must not keep the backend alive: it holds the send callback weakly.
-        self._send = weakref.WeakMethod(send) if hasattr(send, "__self__") else (lambda: send)
+        if stopped:
+            self._stop.set()
 
     def __len__(self) -> int:
         return sum(len(slots) for slots in list(self._by_name.values()))
@@ -385,10 +395,6 @@ class SlotReturns:
             # Checked under the lock: close() sets it, then takes what waits under the lock.
             closed = self._stop.is_set()
             if not closed:
-                if os.getpid() != self._pid:  # a forked child: its parent gives back its own
-                    self._pid = os.getpid()
-                    self._by_name.clear()
-                    self._thread = None
                 self._by_name.setdefault(name, []).append(slot)
                 if self._thread is None:
                     self._thread = threading.Thread(
@@ -461,3 +467,14 @@ class SlotReturns:
         if thread is not None and thread is not threading.current_thread():
             thread.join(1.0)
         return self.take_all()
+
+
+_slot_returns: weakref.WeakSet[SlotReturns] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for returns in list(_slot_returns):
+        returns._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
