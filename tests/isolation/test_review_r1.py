@@ -111,3 +111,47 @@ def test_a_child_forked_while_slots_are_being_given_back_can_still_use_redis(red
         assert code == 0
     finally:
         backend.close()
+
+
+def test_a_slot_being_sent_back_is_never_counted_by_an_acquire_meanwhile(redis_url):
+    """r1 review: the background thread emptied the waiting slots before it marked them in
+    transit, so an acquire between the two saw neither (its check is lock-free), did not carry
+    the slot, and counted it: a false BulkheadFullError. The thread is paused (a trace
+    function) at any moment where a slot it has taken is in neither place."""
+    from resilience.backends.redis_local import SlotReturns
+
+    capped = Policy(max_concurrent_calls=1)
+    backend = RedisBackend(url=redis_url, prefix="transit", socket_timeout=5.0)
+    returns = backend._returns
+    paused, resume = threading.Event(), threading.Event()
+    ticket = backend.acquire("transit", capped)
+    assert ticket.slot
+
+    def lost(frame):
+        waiting = frame.f_locals.get("waiting") or {}
+        return ticket.slot in waiting.get("transit", ()) and not any(
+            ticket.slot in where.get("transit", ())
+            for where in (returns._by_name, returns._in_transit)
+        )
+
+    def local_trace(frame, event, arg):
+        if event == "line" and not paused.is_set() and lost(frame):
+            paused.set()
+            resume.wait(10)
+        return local_trace
+
+    def trace(frame, event, arg):
+        return local_trace if frame.f_code is SlotReturns._run.__code__ else None
+
+    threading.settrace(trace)  # the background thread starts with the call's end, below
+    try:
+        backend.return_slot(ticket, capped)
+    finally:
+        threading.settrace(None)
+    try:
+        paused.wait(2)  # never, once the slots are in transit before they leave the queue
+        again = backend.acquire("transit", capped)
+        assert (again.admitted, again.state) == (True, "closed")
+    finally:
+        resume.set()
+        backend.close()
