@@ -448,8 +448,10 @@ class SlotReturns:
                 return
             with self.sending:
                 with self._lock:
-                    waiting, self._by_name = self._by_name, {}
-                    self._in_transit = waiting
+                    # In transit first, then out of the queue: take()'s lock-free check must
+                    # never see them in neither place.
+                    waiting = self._in_transit = self._by_name
+                    self._by_name = {}
                 try:
                     if waiting:
                         send(waiting)
