@@ -65,7 +65,6 @@ class Route:
         "refusal",
         "resolved",
         "retries",
-        "timed",
         "timeout",
         "tracked",
     )
@@ -86,7 +85,6 @@ class Route:
     backend: Backend | None
     record: Callable[[Ticket, Policy, bool, int], list[Transition]]
     clock: _Clock
-    timed: bool
     tracked: bool
     timeout: float
     lane: Lane | None
@@ -109,19 +107,17 @@ class Route:
         self.backend = backend
         self.record = backend.record if backend is not None else None  # type: ignore[assignment]
         self.clock = backend.clock if backend is not None else None  # type: ignore[assignment]
-        # Duration only matters to slow-call detection and the call timeout: skip the clock
-        # when neither is set. It is the backend's clock, so tests drive slow calls with a
-        # ManualClock. A tracked call (a cap or a deadline) holds a bulkhead slot and is
-        # watched while it runs (resilience.watchdog); ``timeout`` (seconds, 0 = none)
+        # A tracked call (a cap or a deadline) holds a bulkhead slot, is watched while it runs
+        # (resilience.watchdog) and is timed on the backend's clock (tests drive slow calls
+        # with a ManualClock); only it needs a duration. ``timeout`` (seconds, 0 = none)
         # cancels a coroutine.
         policy = self.policy
-        self.timed = bool(policy is not None and policy.deadline_ms)
         self.tracked = bool(policy is not None and policy.tracked and action == TRACK)
         cancels = policy is not None and breaker.cancels_coroutines
         self.timeout = policy.call_timeout_ms / 1000 if cancels else 0.0
         # A backend may offer a lane per circuit (the memory backend does): a closed circuit
         # admits, an open one refuses, and a success is counted, without a call into the
-        # backend (see MemoryBackend.lane). The wrappers use it for plain calls (not timed, no
+        # backend (see MemoryBackend.lane). The wrappers use it for plain calls (not tracked, no
         # retries, no is_failure); a lane of a closed backend is no longer live, and they then
         # go through ``Breaker._enter``.
         plain = not (self.tracked or self.retries or breaker.is_failure is not None)
@@ -151,6 +147,6 @@ def _admission(
     return None, functools.partial(backend.acquire, name)
 
 
-# A call: its route, its ticket (admitted or not), when it started (0: not timed) and its
+# A call: its route, its ticket (admitted or not), when it started (0: not tracked) and its
 # watch (None: not tracked); None: not counted at all (disabled circuit, ENABLED off).
 Call = tuple[Route, Ticket, int, "Watch | None"] | None
