@@ -37,6 +37,35 @@ def test_an_is_failure_raising_a_base_exception_still_ends_the_call():
     assert len(watchdog) == watched  # nothing left for the watchdog to renew or judge
 
 
+def _forked_while_held(lock, child):
+    """Fork while another thread holds ``lock`` (as a background thread of this process does
+    for a moment, many times a second); the child runs ``child()`` (True: it worked) and exits
+    without any cleanup. Returns the child's exit code, or None (killed) if it hung 10 s."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            taken.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert taken.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if child() else 1)
+    done.set()
+    holder.join(10)
+    deadline = time.monotonic() + 10
+    while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if status[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
+    return os.waitstatus_to_exitcode(status[1])
+
+
 @pytest.mark.usefixtures("memory_backend")
 def test_a_child_forked_while_the_watchdog_holds_its_lock_can_still_make_calls():
     """r1 review: a process forked while another thread was inside the watchdog's lock (its
@@ -50,36 +79,9 @@ def test_a_child_forked_while_the_watchdog_holds_its_lock_can_still_make_calls()
         return "ok"
 
     assert call() == "ok"  # policy and route loaded before the fork (no database in the child)
-    taken, done = threading.Event(), threading.Event()
-
-    def hold():
-        with watchdog._lock:  # as the watchdog's own thread does for a moment, many times a second
-            taken.set()
-            done.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert taken.wait(10)
-    pid = os.fork()
-    if pid == 0:  # the child: one tracked call, then out without running any cleanup
-        os._exit(0 if call() == "ok" else 1)
-    done.set()
-    holder.join(10)
-    code = _child_exit_code(pid)
+    code = _forked_while_held(watchdog._lock, lambda: call() == "ok")
     assert code is not None, "the child's tracked call hung on the watchdog's inherited lock"
     assert code == 0
-
-
-def _child_exit_code(pid):
-    """The exit code of child ``pid``, or None (and the child killed) if it hung 10 s."""
-    deadline = time.monotonic() + 10
-    while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if status[0] == 0:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        return None
-    return os.waitstatus_to_exitcode(status[1])
 
 
 def test_a_child_forked_while_slots_are_being_given_back_can_still_use_redis(redis_url):
@@ -88,25 +90,15 @@ def test_a_child_forked_while_slots_are_being_given_back_can_still_use_redis(red
     them taken, and its snapshots (admin, health, metrics) and ended calls hung for ever."""
     capped = Policy(max_concurrent_calls=2)
     backend = RedisBackend(url=redis_url, prefix="fork", socket_timeout=5.0)
+
+    def child():  # a call, its end, a snapshot
+        ticket = backend.acquire("forked", capped)
+        backend.return_slot(ticket, capped)
+        return backend.snapshot("forked", capped)["in_flight"] == 0
+
     try:
-        taken, done = threading.Event(), threading.Event()
-
-        def send_in_progress():
-            with backend._returns.sending:  # as the background thread holds it while it sends
-                taken.set()
-                done.wait(10)
-
-        holder = threading.Thread(target=send_in_progress)
-        holder.start()
-        assert taken.wait(10)
-        pid = os.fork()
-        if pid == 0:  # the child: a call, its end, a snapshot; then out without any cleanup
-            ticket = backend.acquire("forked", capped)
-            backend.return_slot(ticket, capped)
-            os._exit(0 if backend.snapshot("forked", capped)["in_flight"] == 0 else 1)
-        done.set()
-        holder.join(10)
-        code = _child_exit_code(pid)
+        # As the background thread holds it while it sends.
+        code = _forked_while_held(backend._returns.sending, child)
         assert code is not None, "the child hung on a lock inherited from the fork"
         assert code == 0
     finally:
