@@ -22,7 +22,11 @@ gets its own migrated SQLite database. Results: ``benchmarks/results/instruction
 
 What is left out on purpose: the policy registry's background refresh is off in the child (a
 thread waking on wall-clock time would land in whichever batch it happens to interrupt, and
-callgrind slows the process some 50-fold), so figures are the call path's alone. Collection is
+callgrind slows the process some 50-fold), so figures are the call path's alone. Only the main
+thread's instructions make a call's cost (``--separate-threads=yes``): the other threads (the
+watchdog, the events writer) wake on wall-clock time, and counting them moved even the peers'
+figures by up to 60 % between two runs; their instructions are reported apart
+(``background_per_call``, left out when zero). Collection is
 off during the batches (as in ``timeit`` and in the wall-clock harness).
 """
 
