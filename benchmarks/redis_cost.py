@@ -30,26 +30,19 @@ TRIP_AFTER = 5  # failures that open the circuit on the tripping path
 
 class RoundTrips:
     """Counts the requests every redis-py connection of this process sends (a pipeline is one),
-    split into the measuring threads (the one that made it, and any that call ``add_caller()``)
-    and background threads."""
+    split into the measuring thread and background threads."""
 
     def __init__(self) -> None:
         self.caller = 0
         self.background = 0
-        self._callers = {threading.get_ident()}
-        self._lock = threading.Lock()
+        self._thread = threading.get_ident()
         self._saved: list[tuple[type, Any]] = []
 
-    def add_caller(self) -> None:
-        """Count the calling thread's requests as the caller's, not as background ones."""
-        self._callers.add(threading.get_ident())
-
     def _count(self) -> None:
-        with self._lock:  # several calling threads at once
-            if threading.get_ident() in self._callers:
-                self.caller += 1
-            else:
-                self.background += 1
+        if threading.get_ident() == self._thread:
+            self.caller += 1
+        else:
+            self.background += 1
 
     def __enter__(self) -> RoundTrips:
         import redis.asyncio.connection as async_connection
