@@ -63,6 +63,26 @@ SIZES = {
 }  # fmt: skip
 
 
+# --- the code measured ---------------------------------------------------------------------------
+
+
+def use_code(code: Path | None) -> None:
+    """Measure the ``resilience`` package in ``code`` (a ``git archive`` export of another
+    commit, say) instead of this checkout's; call before anything imports it. The benchmark's
+    own modules stay this checkout's (``benchmarks`` is imported already)."""
+    if code is None:
+        return
+    code = code.resolve()
+    if "resilience" in sys.modules:
+        raise RuntimeError("resilience is imported already: too late to choose its code")
+    sys.path.insert(0, str(code))
+    import resilience
+
+    found = Path(resilience.__file__).resolve().parent
+    if found != code / "resilience":
+        raise RuntimeError(f"imported resilience from {found}, not from {code}")
+
+
 # --- Django -------------------------------------------------------------------------------------
 
 
