@@ -91,6 +91,9 @@ class Watchdog:
         self._wakeup = threading.Condition(self._lock)
         self._heap: list[tuple[int, int, Watch]] = []
         self._thread: threading.Thread | None = None
+        # When the sleeping thread wakes up by itself (clock ms; 0: it is not asleep): a new
+        # call is worth a notify() (a context switch) only when it is due earlier than that.
+        self._sleeping_until = 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -110,6 +113,7 @@ class Watchdog:
         if not wake:
             return watch
         with self._lock:
+            new_clock = self._clock is not backend.clock  # its sleep was measured on another
             self._clock = backend.clock
             heap = self._heap
             while heap and heap[0][2].ended:
@@ -120,7 +124,7 @@ class Watchdog:
                     target=self._run, name="resilience-watchdog", daemon=True
                 )
                 self._thread.start()
-            elif self._heap[0][2] is watch:
+            elif new_clock or wake < self._sleeping_until:
                 self._wakeup.notify()
         return watch
 
@@ -168,9 +172,12 @@ class Watchdog:
                     self._thread = None
                     return
                 clock = self._clock
-                wait_ms = self._heap[0][0] - (clock.now_ms() if clock is not None else 0)
+                now = clock.now_ms() if clock is not None else 0
+                wait_ms = min(self._heap[0][0] - now, int(MAX_SLEEP_SECONDS * 1000))
                 if wait_ms > 0:
-                    self._wakeup.wait(min(wait_ms / 1000, MAX_SLEEP_SECONDS))
+                    self._sleeping_until = now + wait_ms
+                    self._wakeup.wait(wait_ms / 1000)
+                    self._sleeping_until = 0
             self.check()
 
 
