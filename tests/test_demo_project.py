@@ -14,19 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tripscript import trip_script
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-TRIP = """
-from resilience import breaker, events
-for _ in range(2):  # the demo policy's failure_threshold
-    try:
-        with breaker("demo-upstream"):
-            raise ConnectionError("upstream down")
-    except ConnectionError:
-        pass
-events.flush(timeout=30)
-"""
+TRIP = trip_script("demo-upstream", 2)  # the demo policy's failure_threshold
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import resilience
+from tests.support.tripscript import trip_script
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DATA = ("templates/", "static/", "migrations/", "backends/lua/", "py.typed")
@@ -118,22 +119,7 @@ EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = {mail!r}
 EMAIL_TIMEOUT = 10
 """
-TRIP = """
-import time
-from pathlib import Path
-from django.conf import settings
-from resilience import breaker, events
-for _ in range(5):  # the built-in policy's failure_threshold
-    try:
-        with breaker("payments-api"):
-            raise ConnectionError("provider down")
-    except ConnectionError:
-        pass
-events.flush(timeout=30)
-deadline = time.monotonic() + 30  # "sync" delivery sends from a background thread
-while not list(Path(settings.EMAIL_FILE_PATH).glob("*.log")) and time.monotonic() < deadline:
-    time.sleep(0.1)
-"""
+TRIP = trip_script("payments-api", 5)  # the built-in policy's failure_threshold
 
 
 def test_wheel_in_a_fresh_virtualenv_gives_a_new_project_its_first_alert(dist, tmp_path):
