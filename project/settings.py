@@ -65,9 +65,14 @@ TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
-# E-mail: EMAIL_URL (smtp://user:pass@host:port, consolemail://, filemail:///path). The embedded
-# demo writes alert e-mails as files under var/mail so you can read them.
-vars().update(env.email_url("EMAIL_URL", default=f"filemail://{BASE_DIR / 'var' / 'mail'}"))
+# E-mail: EMAIL_URL (smtp://user:pass@host:port, consolemail://, filemail:///var/mail). The
+# embedded demo writes alert e-mails as files under var/mail so you can read them. django-environ
+# drops the first "/" of a filemail:// path (filemail:///var/mail is "var/mail"): a relative path
+# is taken from the checkout, not the working directory, and filemail:////abs/path stays absolute.
+EMAIL = env.email_url("EMAIL_URL", default="filemail:///var/mail")
+if EMAIL.get("EMAIL_FILE_PATH"):
+    EMAIL["EMAIL_FILE_PATH"] = str(BASE_DIR / EMAIL["EMAIL_FILE_PATH"])
+vars().update(EMAIL)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="resilience-demo@localhost")
 ADMINS = [("Demo admin", "admin@example.com")]
@@ -89,11 +94,18 @@ else:
 CELERY_TASK_EAGER_PROPAGATES = False
 # Alerts and events a web process could not finish (broker or database down) are swept every
 # minute by `celery -A project worker -B` (or `manage.py resilience drain`); see docs/alerts.md.
+# beat's schedule file (celerybeat-schedule.*) under var/, not in the working directory.
+CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "resilience-drain": {"task": "resilience.tasks.drain_outbox", "schedule": 60.0},
 }
 # A hung broker must not hold the thread that publishes alerts for long.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
+
+# scripts/demo.sh serves on DEMO_ADDR ("[host:]port", runserver's syntax; 127.0.0.1:8000).
+_demo_host, _, _demo_port = env("DEMO_ADDR", default="127.0.0.1:8000").rpartition(":")
+_demo_host = _demo_host if _demo_host not in ("", "0.0.0.0", "[::]") else "127.0.0.1"
+DEMO_SITE_URL = f"http://{_demo_host}:{_demo_port}"
 
 DEMO_POLICY = {
     "failure_threshold": 2,
@@ -117,7 +129,8 @@ RESILIENCE = {
     },
     "ALERTS": {
         "RECIPIENTS": env.list("RESILIENCE_ALERT_RECIPIENTS", default=["oncall@example.com"]),
-        "SITE_URL": "http://127.0.0.1:8000",  # absolute admin links in the e-mails
+        # Absolute admin links in the e-mails: SITE_URL, else the address scripts/demo.sh serves.
+        "SITE_URL": env("SITE_URL", default=DEMO_SITE_URL),
         "CHANNELS": [{"BACKEND": "resilience.channels.EmailChannel", "OPTIONS": {}}],
     },
 }

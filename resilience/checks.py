@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from resilience.validators import validate_circuit_name
 
 MEMORY_BACKEND = "resilience.backends.memory.MemoryBackend"
 DOCS = "See docs/settings.md."
+FALLBACK_CELERY_APP = "default"  # the name of the app Celery makes when the project made none
 
 # Problem code -> check id. A backend's problem without an id here is reported as E002.
 IDS: dict[str, str] = {
@@ -80,6 +82,9 @@ IDS: dict[str, str] = {
     "memory": "W001",
     "celery": "W002",
     "OPTIONS.ignored": "W003",
+    "celery.app": "W004",
+    "celery.broker": "W005",
+    "ALERTS.nobody": "W006",
 }
 
 
@@ -438,17 +443,63 @@ def _deployment_warnings(raw: dict[str, Any]) -> list[Problem]:
                 warning=True,
             )
         )
-    delivery = _nested(raw, "ALERTS").get("DELIVERY", "celery")
-    if delivery == "celery" and importlib.util.find_spec("celery") is None:
-        found.append(
+    return found
+
+
+def _celery_delivery(raw: dict[str, Any]) -> list[Problem]:
+    """With ``DELIVERY = "celery"``, is there a Celery app and a broker for the alert task?"""
+    if _nested(raw, "ALERTS").get("DELIVERY", "celery") != "celery":
+        return []
+    sync = "or set ALERTS['DELIVERY'] = 'sync' (docs/alerts.md)."
+    if importlib.util.find_spec("celery") is None:
+        message = "ALERTS['DELIVERY'] is 'celery' but Celery is not installed: alerts stay pending."
+        hint = f"pip install django-resilience[celery], {sync}"
+        return [Problem("celery", message, hint, warning=True)]
+    # Celery is optional (the "celery" extra): imported only when installed. The app alerts are
+    # published with is the one resilience.delivery uses: Celery's current app.
+    app = importlib.import_module("celery").current_app
+    if app.conf.task_always_eager:
+        return []  # tasks run in the publishing process: no broker, no worker
+    if app.main == FALLBACK_CELERY_APP:
+        return [
             Problem(
-                "celery",
-                "ALERTS['DELIVERY'] is 'celery' but Celery is not installed: alerts stay pending.",
-                "pip install django-resilience[celery], or set ALERTS['DELIVERY'] = 'sync'.",
+                "celery.app",
+                "ALERTS['DELIVERY'] is 'celery' but no Celery app is configured: alerts go to "
+                "Celery's fallback app and its default broker (amqp://localhost:5672), and stay "
+                "pending without a worker.",
+                "Define a Celery app and import it in your project's __init__.py (Celery's "
+                "'First steps with Django'), run `celery -A yourproject worker --beat`, " + sync,
                 warning=True,
             )
+        ]
+    if not app.conf.broker_url:
+        return [
+            Problem(
+                "celery.broker",
+                f"The Celery app {show(app.main)} has no broker_url (CELERY_BROKER_URL): alerts "
+                "go to Celery's default broker (amqp://localhost:5672).",
+                "Set CELERY_BROKER_URL, e.g. 'redis://127.0.0.1:6379/0', and run a worker with "
+                "beat, " + sync,
+                warning=True,
+            )
+        ]
+    return []
+
+
+def _alert_recipients(raw: dict[str, Any]) -> list[Problem]:
+    """Someone to alert when a policy names nobody (bad values are reported by ``_alerts``)."""
+    recipients = _nested(raw, "ALERTS").get("RECIPIENTS", [])
+    if recipients or getattr(django_settings, "ADMINS", None):
+        return []
+    return [
+        Problem(
+            "ALERTS.nobody",
+            "ALERTS['RECIPIENTS'] and ADMINS are empty: an alert reaches nobody unless its "
+            "policy lists alert recipients.",
+            "e.g. RESILIENCE['ALERTS']['RECIPIENTS'] = ['oncall@example.com'].",
+            warning=True,
         )
-    return found
+    ]
 
 
 RULES: tuple[Callable[[dict[str, Any]], list[Problem]], ...] = (
@@ -461,6 +512,8 @@ RULES: tuple[Callable[[dict[str, Any]], list[Problem]], ...] = (
     _policies,
     _backend,
     _deployment_warnings,
+    _celery_delivery,
+    _alert_recipients,
 )
 
 

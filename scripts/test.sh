@@ -15,6 +15,8 @@ lint=0
 .venv/bin/ruff format --check . || lint=1
 .venv/bin/mypy || lint=1  # the resilience package, configured in pyproject.toml
 .venv/bin/lint-imports --no-cache || lint=1  # layering contracts: pyproject.toml [tool.importlinter]
+# The documentation site (mkdocs.yml): a broken link or an unresolvable API name fails.
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet || lint=1
 
 echo "==> pytest on SQLite"
 .venv/bin/python -m pytest "$@"
@@ -38,6 +40,6 @@ else
 fi
 
 if [ "$lint" -ne 0 ]; then
-  echo "!!! lint failed (see the ruff, mypy and lint-imports output above)"
+  echo "!!! lint failed (see the ruff, mypy, lint-imports and mkdocs output above)"
   exit 1
 fi

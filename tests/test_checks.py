@@ -1,10 +1,19 @@
 """System checks on the RESILIENCE setting, through run_checks()."""
 
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from celery import Celery, _state
 from django.core.checks import run_checks
 from django.test import override_settings
 
 from resilience.conf import settings as conf
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def ids(**resilience):
@@ -12,10 +21,14 @@ def ids(**resilience):
         return sorted({m.id for m in run_checks() if m.id and m.id.startswith("resilience.")})
 
 
+ONCALL = {"RECIPIENTS": ["oncall@example.com"]}
+
+
 def test_valid_settings_have_no_errors():
-    assert ids(BACKEND="resilience.backends.memory.MemoryBackend") == ["resilience.W001"]
+    memory = "resilience.backends.memory.MemoryBackend"
+    assert ids(BACKEND=memory, ALERTS=ONCALL) == ["resilience.W001"]
     with override_settings(DEBUG=True):
-        assert ids() == []
+        assert ids(ALERTS=ONCALL) == []
 
 
 REDIS = "resilience.backends.redis.RedisBackend"
@@ -324,3 +337,66 @@ def test_the_shipped_channels_pass():
         )
         == []
     )
+
+
+@contextlib.contextmanager
+def current_celery_app(app):
+    """``app`` is Celery's current app in this thread within the block (as the project's app
+    is where the project defines one)."""
+    previous = _state._tls.current_app
+    app.set_current()
+    try:
+        yield app
+    finally:
+        _state._tls.current_app = previous
+
+
+@pytest.mark.parametrize(
+    ("app", "expected"),
+    [
+        (Celery("default", set_as_current=False), "resilience.W004"),  # Celery's own fallback
+        (Celery("shop", set_as_current=False), "resilience.W005"),  # no broker_url
+        (Celery("shop", set_as_current=False, broker="redis://127.0.0.1:1/0"), None),
+        (Celery("default", set_as_current=False, broker="memory://"), "resilience.W004"),
+    ],
+    ids=["no-app", "no-broker", "ok", "fallback-app-with-env-broker"],
+)
+def test_celery_delivery_without_an_app_or_a_broker_warns(app, expected, settings):
+    settings.DEBUG = True  # no W001 (the memory backend in production)
+    with current_celery_app(app):
+        found = {i for i in ids(ALERTS=ONCALL) if i in ("resilience.W004", "resilience.W005")}
+        assert found == ({expected} if expected else set())
+        assert ids(ALERTS={**ONCALL, "DELIVERY": "sync"}) == []
+        app.conf.task_always_eager = True  # tasks run in the publishing process
+        assert ids(ALERTS=ONCALL) == []
+
+
+def test_nobody_to_alert_warns(settings):
+    settings.DEBUG = True
+    with override_settings(ADMINS=[]):
+        assert ids() == ["resilience.W006"]
+        assert ids(ALERTS=ONCALL) == []
+    with override_settings(ADMINS=[("Ops", "ops@example.com")]):
+        assert ids() == []
+
+
+def test_a_new_project_with_celery_but_no_app_is_warned_by_manage_py_check(tmp_path):
+    """The newcomer's case (issue 18): Celery installed, no Celery app, no recipients."""
+    (tmp_path / "newsite.py").write_text(
+        "SECRET_KEY = 'x'\n"
+        "DEBUG = True\n"
+        "INSTALLED_APPS = ['django.contrib.auth', 'django.contrib.contenttypes', 'resilience']\n"
+        "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': ':memory:'}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    env.update(PYTHONPATH=f"{tmp_path}:{ROOT}", DJANGO_SETTINGS_MODULE="newsite")
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr  # warnings do not fail check
+    assert "resilience.W004" in result.stderr and "resilience.W006" in result.stderr

@@ -1,52 +1,156 @@
-"""Build the wheel, install it into a fresh virtualenv, and run check + migrate there."""
+"""The release artefacts: sdist and wheel built from a clean copy of the sources, checked with
+twine, their contents listed; the wheel installed into a fresh virtualenv, where a new project
+follows the README's install section and gets its first alert e-mail.
 
+The build reads a copy of the files git knows (tracked, and new files not ignored), never the
+working tree itself: a build there leaves ``django_resilience.egg-info`` behind, which pip then
+takes for an installed django-resilience whenever the tree is on ``PYTHONPATH``.
+"""
+
+import os
+import shutil
 import subprocess
 import sys
-import textwrap
+import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
+import resilience
+from tests.support.tripscript import trip_script
+
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DATA = ("templates/", "static/", "migrations/", "backends/lua/", "py.typed")
 pytestmark = [pytest.mark.packaging, pytest.mark.slow]
 
 
+def clean_env(**extra):
+    """This process's environment without what points at the sources or the suite's settings."""
+    drop = ("PYTHONPATH", "DJANGO_SETTINGS_MODULE", "DATABASE_URL", "VIRTUAL_ENV", "PIP_USER")
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+
+
 def run(*cmd, **kwargs):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600, **kwargs)
+    kwargs.setdefault("env", clean_env())
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, f"{cmd}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
 
 
-def test_wheel_installs_and_migrates(tmp_path):
-    run(sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), str(ROOT))
-    wheel = next((tmp_path / "dist").glob("django_resilience-*.whl"))
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "resilience/py.typed" in names
-    assert "resilience/migrations/0001_initial.py" in names
-    assert any(n.startswith("resilience/templates/") for n in names)
-    assert not any(n.startswith(("tests/", "project/")) for n in names)
+def source_files():
+    listed = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
+    return [name for name in listed.stdout.split("\0") if name and (ROOT / name).is_file()]
 
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    """``python -m build`` (sdist, then the wheel from the sdist) from a clean copy."""
+    tmp = tmp_path_factory.mktemp("release")
+    src = tmp / "src"
+    for name in source_files():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
+    run(sys.executable, "-m", "build", "--outdir", str(tmp / "dist"), str(src))
+    [sdist] = (tmp / "dist").glob("django_resilience-*.tar.gz")
+    [wheel] = (tmp / "dist").glob("django_resilience-*.whl")
+    return sdist, wheel
+
+
+def package_data_in_sources():
+    """Every non-Python file of the package, and the migrations (paths inside the package)."""
+    return {
+        name
+        for name in source_files()
+        if name.startswith("resilience/")
+        and (not name.endswith(".py") or "/migrations/" in name)
+        and not name.endswith("/__init__.py")
+    }
+
+
+def test_twine_check_passes(dist):
+    out = run(sys.executable, "-m", "twine", "check", "--strict", *map(str, dist)).stdout
+    assert out.count("PASSED") == 2, out
+
+
+def test_wheel_has_the_package_data_and_nothing_else(dist):
+    _sdist, wheel = dist
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = package_data_in_sources()
+    assert expected <= names, sorted(expected - names)
+    for kind in PACKAGE_DATA:
+        assert any(n.startswith(f"resilience/{kind}") for n in names), kind
+    assert {n.split("/")[0] for n in names} == {
+        "resilience",
+        f"django_resilience-{resilience.__version__}.dist-info",
+    }
+    metadata = zipfile.ZipFile(wheel).read(
+        f"django_resilience-{resilience.__version__}.dist-info/METADATA"
+    )
+    assert f"Version: {resilience.__version__}\n" in metadata.decode()
+    assert "License-Expression: BSD-3-Clause" in metadata.decode()
+    assert any(n.endswith("licenses/LICENSE") for n in names)
+
+
+def test_sdist_has_the_sources_and_no_local_files(dist):
+    sdist, _wheel = dist
+    top = f"django_resilience-{resilience.__version__}/"
+    names = {n.removeprefix(top) for n in tarfile.open(sdist).getnames()}
+    assert package_data_in_sources() <= names
+    assert {"README.md", "LICENSE", "pyproject.toml"} <= names
+    for local in (".venv", "var/", "build/", ".git/", "project/", "benchmarks/"):
+        assert not any(n.startswith(local) for n in names), local
+
+
+# The README's "Install in your project", in a project made by startproject: SQLite with the
+# README's options, no Celery (DELIVERY "sync"), alert e-mails written as files.
+README_SETTINGS = """
+INSTALLED_APPS += ["resilience"]
+DATABASES["default"]["OPTIONS"] = {{"transaction_mode": "IMMEDIATE", "timeout": 20}}
+RESILIENCE = {{
+    "BACKEND": "resilience.backends.memory.MemoryBackend",
+    "ALERTS": {{
+        "RECIPIENTS": ["oncall@example.com"],
+        "SITE_URL": "https://www.example.com",
+        "DELIVERY": "sync",
+    }},
+}}
+EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+EMAIL_FILE_PATH = {mail!r}
+EMAIL_TIMEOUT = 10
+"""
+TRIP = trip_script("payments-api", 5)  # the built-in policy's failure_threshold
+
+
+def test_wheel_in_a_fresh_virtualenv_gives_a_new_project_its_first_alert(dist, tmp_path):
+    _sdist, wheel = dist
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", str(venv))
     run(str(venv / "bin" / "pip"), "install", "-q", str(wheel))
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "minimal_settings.py").write_text(
-        textwrap.dedent(
-            f"""
-            SECRET_KEY = "x"
-            INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes", "resilience"]
-            DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3",
-                                       "NAME": "{tmp_path / "db.sqlite3"}"}}}}
-            USE_TZ = True
-            """
-        )
+    python = str(venv / "bin" / "python")
+    version = run(
+        python,
+        "-c",
+        "import resilience; print(resilience.__file__, resilience.__version__)",
+        cwd=tmp_path,  # not the sources' directory
     )
-    env = {
-        "PYTHONPATH": str(site),
-        "DJANGO_SETTINGS_MODULE": "minimal_settings",
-        "PATH": "/usr/bin:/bin",
-    }
-    admin = str(venv / "bin" / "django-admin")
-    run(admin, "check", cwd=tmp_path, env=env)
-    out = run(admin, "migrate", cwd=tmp_path, env=env).stdout
+    location, installed = version.stdout.split()
+    assert location.startswith(str(venv)) and installed == resilience.__version__
+
+    run(str(venv / "bin" / "django-admin"), "startproject", "mysite", cwd=tmp_path)
+    site = tmp_path / "mysite"
+    mail = tmp_path / "mail"
+    with open(site / "mysite" / "settings.py", "a") as settings:
+        settings.write(README_SETTINGS.format(mail=str(mail)))
+    env = clean_env(PATH=f"{venv / 'bin'}:/usr/bin:/bin")
+    out = run(python, "manage.py", "migrate", cwd=site, env=env).stdout
     assert "Applying resilience.0001_initial... OK" in out
+    check = run(python, "manage.py", "check", cwd=site, env=env)
+    assert "resilience." not in check.stdout + check.stderr  # nothing to warn about
+    run(python, "manage.py", "shell", "-c", TRIP, cwd=site, env=env)
+
+    [message] = mail.glob("*.log")
+    text = message.read_text()
+    assert "To: oncall@example.com" in text
+    assert "payments-api" in text
+    assert "https://www.example.com/admin/" in text

@@ -42,6 +42,10 @@ class Backend(abc.ABC):
     circuit's bounded outbox (``OUTBOX_MAX`` entries, oldest dropped) until acknowledged.
     """
 
+    #: True when every process sharing the settings sees the same state (Redis); False when
+    #: each process has its own (memory): ``manage.py resilience status`` then says so.
+    shared_state: bool = True
+
     def __init__(self, clock: Any = None, **options: Any) -> None:
         """``clock`` has ``now_ms()``; ``options`` come from ``RESILIENCE["OPTIONS"]``."""
         self.clock = clock if clock is not None else SystemClock()

@@ -148,6 +148,8 @@ class MemoryBackend(Backend):
     switching ``BACKEND`` alone works.
     """
 
+    shared_state = False
+
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> list[Problem]:
         unknown = sorted(str(key) for key in options if key != "clock")

@@ -41,19 +41,26 @@ def openssl(*args: str, cwd) -> None:
 
 
 def make_certificates(directory) -> dict[str, str]:
-    """A CA and a server certificate for 127.0.0.1 signed by it; plus an unrelated CA."""
+    """A CA and a server certificate for 127.0.0.1 signed by it; plus an unrelated CA. With the
+    key usages Python 3.13's strict verification (VERIFY_X509_STRICT, on by default) requires."""
     if not shutil.which("openssl"):
         pytest.skip("openssl is not installed")
     for ca in ("ca", "other-ca"):
         openssl(
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-subj", f"/CN={ca}", cwd=directory,
+            "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-subj", f"/CN={ca}",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory,
         )  # fmt: skip
     openssl(
         "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
         "-subj", "/CN=127.0.0.1", cwd=directory,
     )  # fmt: skip
-    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (directory / "ext.cnf").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
     openssl(
         "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "ext.cnf",

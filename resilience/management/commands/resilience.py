@@ -12,8 +12,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from resilience import events
+from resilience.backends import get_backend
 from resilience.decorators import breaker
-from resilience.metrics import overview
+from resilience.metrics import Overview, overview
 from resilience.models import BreakerPolicy
 from resilience.policies import registry
 
@@ -23,13 +24,19 @@ ACTIONS = {
     "open": ("force_open", "Forced open", "Kill switch: reject every call until released."),
     "release": ("release", "Released", "Undo open: the policy's mode goes back to enforced."),
 }
+PER_PROCESS_NOTE = (
+    "Note: the memory backend keeps circuit state in each process. These are the states of this "
+    "command's own process, not those of the web or worker processes: see the running site's "
+    "admin, or share state with resilience.backends.redis.RedisBackend."
+)
 COLUMNS = ("circuit", "state", "mode", "failures", "rate", "retry in", "in flight", "critical")
 
 
 class Command(BaseCommand):
     help = (
         "Inspect and control circuits. Exit status: 0 done, 1 error (unknown circuit or user, "
-        "database or backend failure), 2 bad arguments."
+        "database or backend failure; for status: the database or the backend could not be "
+        "read), 2 bad arguments."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -73,6 +80,18 @@ class Command(BaseCommand):
     # --- subcommands ------------------------------------------------------------------------------
 
     def status(self, names: list[str], as_json: bool) -> None:
+        view = self._status(names, as_json)
+        if not get_backend().shared_state:
+            self.stderr.write(PER_PROCESS_NOTE)
+        reached = {"database": view.database, "backend": not view.backend.get("degraded")}
+        unreachable = [what for what, ok in reached.items() if not ok]
+        if unreachable:  # exit status 1: the states printed are not the shared ones
+            raise CommandError(
+                f"The {' and the '.join(unreachable)} could not be read: the states above are "
+                "not the shared ones (`manage.py check`, then docs/operations.md)."
+            )
+
+    def _status(self, names: list[str], as_json: bool) -> Overview:
         view = overview()
         self._check_known(names, view.circuits)
         circuits = {name: view.circuits[name] for name in names} if names else view.circuits
@@ -81,10 +100,11 @@ class Command(BaseCommand):
             "database": view.database,
             "backend": view.backend,
             "circuits": circuits,
+            "shared_state": get_backend().shared_state,
         }
         if as_json:
             self._json(report)
-            return
+            return view
         backend = view.backend.get("backend", "?")
         degraded = " (degraded)" if view.backend.get("degraded") else ""
         self.stdout.write(f"Status: {report['status']}; backend: {backend}{degraded}")
@@ -93,6 +113,7 @@ class Command(BaseCommand):
         for row in rows:
             cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
             self.stdout.write("  ".join(cells).rstrip())
+        return view
 
     def control(self, action: str, options: dict[str, Any]) -> None:
         names = options["names"]
