@@ -121,6 +121,9 @@ RESILIENCE = {
     # on its upstream at once, a call running 1 s counts as a failure while it runs, and no call
     # waits more than 2 s.
     "DEFAULT_POLICY": DEMO_POLICY,
+    # The requests client's per-host circuits are forgotten after 10 idle minutes
+    # (docs/operations.md, "Idle per-host circuits").
+    "IDLE_CIRCUIT_SECONDS": 600,
     "POLICIES": {
         "demo-upstream": {
             "description": "The demo's flaky upstream (switch it at /upstream/control/).",

@@ -47,6 +47,7 @@ IDS: dict[str, str] = {
     "ALERTS": "E016",
     "HEALTH": "E017",
     "REDACT": "E018",
+    "IDLE_CIRCUIT_SECONDS": "E019",
     "ALERTS.RECIPIENTS": "E020",
     "ALERTS.RECIPIENTS.address": "E021",
     "ALERTS.FROM_EMAIL": "E022",
@@ -151,6 +152,16 @@ def _top_level_values(raw: dict[str, Any]) -> list[Problem]:
             3600,
             low_open=True,
             hint="Seconds; the default is 1.0.",
+        )
+    if "IDLE_CIRCUIT_SECONDS" in raw:
+        found += number(
+            "IDLE_CIRCUIT_SECONDS",
+            "IDLE_CIRCUIT_SECONDS",
+            raw["IDLE_CIRCUIT_SECONDS"],
+            0,
+            30 * 86_400,
+            hint="Seconds a per-host HTTP circuit may stay unused before it is forgotten; "
+            "0 keeps them for the life of the process. The default is 3600.",
         )
     if "ON_BACKEND_ERROR" in raw:
         found += choice(

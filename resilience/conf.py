@@ -16,6 +16,8 @@ DEFAULTS: dict[str, Any] = {
     "POLICIES": {},
     "CREATE_MISSING_POLICIES": True,
     "POLICY_REFRESH_SECONDS": 1.0,
+    # Per-host HTTP circuits idle this long are forgotten (resilience.contrib._http); 0: never.
+    "IDLE_CIRCUIT_SECONDS": 3600,
     "ON_BACKEND_ERROR": "local",
     "ALERTS": {
         "RECIPIENTS": [],

@@ -522,10 +522,11 @@ class Breaker:
         row = registry.model.for_circuit(self.name)  # the saved row, else the defaults
         row.mode = mode
         row.forced_until = until
-        if row.pk is None:
-            row.save()
-        else:  # only the mode: a threshold edit saved at the same moment must survive
-            row.save(update_fields=["mode", "forced_until"])
+        with registry.model.audit(actor=actor, reason=reason):  # a policy revision too
+            if row.pk is None:
+                row.save()
+            else:  # only the mode: a threshold edit saved at the same moment must survive
+                row.save(update_fields=["mode", "forced_until"])
         recorder.record_action(
             self.name, kind, actor=actor, reason=reason, from_state=before, to_state=self.state
         )

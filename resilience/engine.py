@@ -31,7 +31,9 @@ __all__ = [
     "Ticket",
     "Transition",
     "acquire",
+    "advance",
     "closed_ticket",
+    "idle",
     "open_duration_ms",
     "record",
     "record_successes",
@@ -128,10 +130,7 @@ def _acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
         return rejected
     transitions: tuple[Transition, ...] = ()
     if state.state == OPEN:
-        state.state = HALF_OPEN
-        state.permits.clear()
-        state.half_open_successes = 0
-        transitions = (_transition(state, "half_opened", OPEN, now_ms),)
+        transitions = (_half_open(state, now_ms),)
     permits = state.permits
     for permit, expires in list(permits.items()):
         if expires <= now_ms:
@@ -150,6 +149,37 @@ def _acquire(state: CircuitState, policy: Policy, now_ms: int) -> Ticket:
             epoch=state.epoch,
         )
     return _reject(state, policy, min(permits.values(), default=now_ms) - now_ms, transitions)
+
+
+def _half_open(state: CircuitState, now_ms: int) -> Transition:
+    state.state = HALF_OPEN
+    state.permits.clear()
+    state.half_open_successes = 0
+    return _transition(state, "half_opened", OPEN, now_ms)
+
+
+def advance(state: CircuitState, now_ms: int) -> list[Transition]:
+    """Open → half-open once the open time has passed, without a call (``acquire`` does the
+    same on the first call after it): the ``half_opened`` transition, else nothing. Run by
+    readers (the admin, health, metrics) and the sweeper so that a quiet circuit does not
+    look open for ever; the next call then gets a trial permit as usual."""
+    if state.state != OPEN or now_ms < state.open_until_ms:
+        return []
+    return [_half_open(state, now_ms)]
+
+
+def idle(state: CircuitState, now_ms: int, idle_ms: int) -> bool:
+    """True when the circuit may be forgotten: closed, no call in flight (bulkhead slot or
+    trial permit), and no outcome recorded for ``idle_ms`` (the newest window bucket ended
+    that long ago; an empty window means none since the last transition). Such a state
+    equals a fresh one but for its epoch, so forgetting it loses nothing but late results."""
+    if state.state != CLOSED or state.permits:
+        return False
+    if any(expires > now_ms for expires in state.slots.values()):
+        return False
+    if not state.win_calls:
+        return True
+    return (state.win_head + 1) * state.bucket_ms <= now_ms - idle_ms
 
 
 def closed_ticket(state: CircuitState) -> Ticket | None:

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from resilience import alerts, delivery, signals
 from resilience.backends import get_backend
+from resilience.conf import settings as conf
 from resilience.engine import Transition
 from resilience.models import AlertStatus, BreakerPolicy, CircuitEvent, EventKind
 from resilience.sanitize import describe_error, one_line
@@ -34,6 +35,7 @@ __all__ = ["discard", "drain", "emit", "flush", "record_action"]
 logger = logging.getLogger("resilience")
 
 REASON_MAX = 2000
+HTTP_PREFIX = "http:"  # per-host circuits of the HTTP adapters (resilience.contrib._http)
 OUTBOX_BATCH = 100
 # Keyed by the stored ``CircuitEvent.kind`` (a plain str; EventKind members are str too).
 SIGNALS: dict[str, Signal] = {
@@ -154,6 +156,7 @@ def drain(limit: int | None = None) -> int:
     BreakerPolicy.run_schedule()  # kill switches and maintenance windows, even with no web up
     backend = get_backend()
     names = set(BreakerPolicy.objects.values_list("name", flat=True)) | _seen
+    _sweep_backend(backend, names)  # its transitions wait in the outboxes swept below
     done = 0
     fresh: set[int] = set()
     for name in sorted(names):
@@ -172,6 +175,22 @@ def drain(limit: int | None = None) -> int:
     if stored or ids:
         logger.info("resilience: drain stored %d event(s), re-queued %d alert(s)", stored, len(ids))
     return stored + len(ids)
+
+
+def _sweep_backend(backend: Backend, names: set[str]) -> None:
+    """Move quiet circuits past their open time to half-open (``Backend.advance``), and
+    forget per-host HTTP circuits idle for ``IDLE_CIRCUIT_SECONDS`` (``Backend.retire``),
+    also those no running process remembers. A failure is logged and left for next time."""
+    try:
+        index = backend.not_closed()
+        opened = sorted(names) if index is None else [n for n, s in index.items() if s == "open"]
+        backend.advance(opened)
+        idle = conf.IDLE_CIRCUIT_SECONDS
+        if idle:
+            hosts = sorted(name for name in names if name.startswith(HTTP_PREFIX))
+            backend.retire(hosts, int(idle * 1000))
+    except Exception as exc:
+        logger.warning("resilience: cannot sweep circuit states: %s", describe_error(exc))
 
 
 def _drain_outbox(backend: Backend, name: str, budget: int | None) -> list[CircuitEvent]:

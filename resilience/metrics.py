@@ -64,7 +64,8 @@ def overview() -> Overview:
     resolved = {row.name: ResolvedPolicy.from_row(row) for row in rows}
     backend = get_backend()
     try:
-        snapshots = backend.snapshot_many({name: r.policy for name, r in resolved.items()})
+        # Circuits past their open time move to half-open here, even if nobody calls them.
+        snapshots = backend.snapshot_current({name: r.policy for name, r in resolved.items()})
         health = backend.health()  # after the round trip, so it reflects an outage it found
     except Exception as exc:  # the health endpoint must answer "degraded", not 500
         backend_log.log(

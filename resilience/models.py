@@ -20,6 +20,17 @@ from resilience.backends import get_backend
 from resilience.compat import check_constraint
 from resilience.conf import settings as conf
 from resilience.policies import ResolvedPolicy, registry
+from resilience.revisions import (
+    SCHEDULE_FIELDS,
+    PolicyRevision,
+    RevisionSource,
+    audit,
+    before_save,
+    record,
+    record_update,
+    revert,
+    stored_before_update,
+)
 from resilience.validators import (
     split_lines,
     validate_circuit_name,
@@ -64,8 +75,18 @@ def _bounded(field: str) -> list:
     return [MinValueValidator(low), MaxValueValidator(high)]
 
 
-# Written only by the maintenance-window sweep (``MaintenanceWindow``), never by a full save.
-SCHEDULE_FIELDS = frozenset({"window_mode", "window_next_at"})
+__all__ = [
+    "SCHEDULE_FIELDS",
+    "AlertDelivery",
+    "AlertStatus",
+    "BreakerPolicy",
+    "CircuitEvent",
+    "EventKind",
+    "MaintenanceWindow",
+    "Mode",
+    "PolicyRevision",
+    "RevisionSource",
+]
 
 
 class Mode(models.TextChoices):
@@ -82,7 +103,11 @@ class BreakerPolicyQuerySet(models.QuerySet):
             kwargs.setdefault("forced_until", None)  # a time-boxed kill switch ends with it
         kwargs.setdefault("version", F("version") + 1)
         kwargs.setdefault("updated_at", timezone.now())
-        count = super().update(**kwargs)
+        with transaction.atomic(using=self.db):
+            before = stored_before_update(self, kwargs)
+            count = super().update(**kwargs)
+            if before:  # a tracked field: each changed row is a revision (``revisions``)
+                record_update(self.model, before)
         registry.invalidate()
         transaction.on_commit(registry.invalidate, robust=True)
         return count
@@ -363,7 +388,10 @@ class BreakerPolicy(models.Model):
             if update_fields is not None:
                 extra = {"forced_until"} if "mode" in update_fields else set()
                 kwargs["update_fields"] = {*update_fields, *extra, "version", "updated_at"}
-        super().save(*args, **kwargs)
+        with transaction.atomic(using=kwargs.get("using")):
+            before = before_save(self)
+            super().save(*args, **kwargs)
+            record(self, before, kwargs.get("update_fields"))  # a revision, if anything changed
         self._invalidate(self)
 
     def delete(self, *args, **kwargs):
@@ -442,7 +470,8 @@ class BreakerPolicy(models.Model):
         expired = cls.objects.filter(mode=Mode.FORCED_OPEN, forced_until__lte=now)
         released = []
         for pk, name, until in expired.values_list("pk", "name", "forced_until"):
-            with transaction.atomic():
+            reason = f"kill switch expired (forced open until {until})"
+            with transaction.atomic(), audit(reason=reason, source=RevisionSource.SCHEDULE):
                 won = cls.objects.filter(pk=pk, mode=Mode.FORCED_OPEN, forced_until=until).update(
                     mode=Mode.ENFORCED, forced_until=None
                 )
@@ -451,7 +480,7 @@ class BreakerPolicy(models.Model):
                 recorder.record_action(
                     name,
                     "released",
-                    reason=f"kill switch expired (forced open until {until})",
+                    reason=reason,
                     from_state=Mode.FORCED_OPEN,
                     to_state=cls._engine_state(name),
                 )
@@ -467,6 +496,17 @@ class BreakerPolicy(models.Model):
         except Exception:  # the release stands; the event just lacks the state
             logger.debug("resilience: no state of %s after release", name, exc_info=True)
             return ""
+
+    # Changes saved inside ``with BreakerPolicy.audit(actor=..., reason=..., source=...):`` are
+    # revisions by that actor, for that reason (``resilience.revisions.audit``).
+    audit = staticmethod(audit)
+
+    def revert_to(self, revision: Any, actor: Any = None, reason: str = "") -> PolicyRevision:
+        """Give this policy the values of ``revision`` (a ``PolicyRevision`` of it, or its
+        id) as a new revision, validated like a form edit; a ``policy_changed`` event records
+        it. ``ValidationError`` (and nothing saved) when the revision is missing, another
+        policy's, changes nothing, or its values no longer validate."""
+        return revert(self, revision, actor=actor, reason=reason)
 
     @classmethod
     def for_circuit(cls, name: str) -> BreakerPolicy:

@@ -5,12 +5,14 @@ import time
 
 import httpx
 import requests
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from project.demo import upstream
 from resilience import BulkheadFullError, CircuitOpenError, breaker, circuit_breaker
+from resilience.conf import settings as resilience_settings
 from resilience.contrib.httpx import CircuitBreakerTransport
 from resilience.contrib.requests import CircuitBreakerAdapter
 
@@ -75,6 +77,8 @@ def index(request: HttpRequest) -> HttpResponse:
         "client": client,
         "circuit": circuit,
         "burst_size": BURST,
+        "recovery_timeout": settings.DEMO_POLICY["recovery_timeout"],
+        "idle_seconds": resilience_settings.IDLE_CIRCUIT_SECONDS,
     }
     if request.GET.get("burst"):
         context["burst"] = burst(client, url)

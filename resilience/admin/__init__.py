@@ -2,5 +2,6 @@
 
 from resilience.admin.event_admin import CircuitEventAdmin
 from resilience.admin.policy_admin import BreakerPolicyAdmin
+from resilience.admin.revisions import PolicyRevisionAdmin
 
-__all__ = ["BreakerPolicyAdmin", "CircuitEventAdmin"]
+__all__ = ["BreakerPolicyAdmin", "CircuitEventAdmin", "PolicyRevisionAdmin"]

@@ -22,6 +22,7 @@ from django.utils.translation import ngettext
 
 from resilience.decorators import breaker
 from resilience.policies import registry
+from resilience.revisions import RevisionSource, audit
 
 logger = logging.getLogger("resilience")
 REASON_MAX = 500
@@ -196,9 +197,10 @@ class CircuitControlMixin:
         ``until``: force open for a while (the kill switch lifts itself then)."""
         extra = {"until": until} if until is not None and control.method == "force_open" else {}
         try:
-            getattr(breaker(policy.name), control.method)(
-                actor=request.user, reason=reason, **extra
-            )
+            with audit(source=RevisionSource.ADMIN):  # forcing and releasing are revisions
+                getattr(breaker(policy.name), control.method)(
+                    actor=request.user, reason=reason, **extra
+                )
         except Exception as exc:
             logger.exception("resilience: admin %s of %r failed", control.method, policy.name)
             self.message_user(  # type: ignore[attr-defined]

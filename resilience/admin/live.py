@@ -122,7 +122,8 @@ def fetch(rows: Iterable[Any]) -> tuple[dict[str, Live], str | None]:
         policies[name] = policy_from_values(row)
     if not policies:
         return {}, None
-    snapshots, warning = _read(lambda backend: backend.snapshot_many(policies))
+    # A circuit past its open time is moved to half-open first: a quiet one never looks open.
+    snapshots, warning = _read(lambda backend: backend.snapshot_current(policies))
     snapshots = snapshots or {}
     states = {
         name: Live(display_state(modes[name], snapshots.get(name)), snapshots.get(name))
@@ -191,6 +192,11 @@ class Board:
         states, warning = fetch(missing)
         self._states.update(states)
         self.warning = self.warning or warning
+        index = self._index
+        for name, live in states.items():  # a circuit moved on reading (half-open) counts so
+            found = live.engine_state
+            if index is not None and found in (OPEN, HALF_OPEN) and name in index:
+                index[name] = found
 
     def live(self, name: str) -> Live:
         return self._states.get(name) or Live(UNKNOWN, None)

@@ -35,9 +35,10 @@ from resilience.admin.live import (
     next_trial,
 )
 from resilience.admin.maintenance import MaintenanceWindowInline
+from resilience.admin.revisions import RevisionMixin
 from resilience.conf import settings as conf
 from resilience.engine_types import DISABLED, ENFORCED, FORCED_OPEN, MONITOR
-from resilience.models import BreakerPolicy, CircuitEvent, EventKind
+from resilience.models import BreakerPolicy, CircuitEvent, EventKind, RevisionSource
 
 if TYPE_CHECKING:
     from typing import TypedDict
@@ -115,7 +116,7 @@ def _latest_transition() -> Any:
 
 
 @admin.register(BreakerPolicy)
-class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
+class BreakerPolicyAdmin(RevisionMixin, CircuitControlMixin, admin.ModelAdmin):
     form = BreakerPolicyForm
     list_display = (
         "name",
@@ -229,7 +230,9 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         # Saving only bumps the version: the circuit's state in the backend is untouched.
-        super().save_model(request, obj, form, change)
+        reason = form.cleaned_data.get("change_reason", "")
+        with BreakerPolicy.audit(actor=request.user, reason=reason, source=RevisionSource.ADMIN):
+            super().save_model(request, obj, form, change)  # a revision when anything changed
         summary = change_summary(form)
         if change and not summary:
             return
@@ -299,6 +302,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
             ],
             "events_url": events_url,
             "resilience_enabled": conf.ENABLED,
+            **self.revisions_context(request, obj),
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from resilience import recorder
@@ -143,6 +144,36 @@ class Backend(abc.ABC):
         """At least ``{"backend": <name>, "degraded": bool}``; must not raise."""
 
     # --- optional: defaults that suit a backend without a hot path, background work or probe ---
+
+    def advance(self, names: Iterable[str]) -> dict[str, list[Transition]]:
+        """Move each of these circuits whose open time has passed to half-open without a call
+        (``engine.advance``), atomically; ``{name: transitions}`` of those moved (also in their
+        outboxes). Nothing by default: the next call moves it (``acquire``)."""
+        return {}
+
+    def retire(self, names: Iterable[str], idle_ms: int) -> list[str]:
+        """Forget these circuits where ``engine.idle`` holds (closed, nothing in flight, no
+        outcome for ``idle_ms``) and nothing waits in their outbox; the names forgotten. Their
+        next use starts them afresh (a new epoch: late results are ignored). Nothing by
+        default."""
+        return []
+
+    def snapshot_current(self, policies: dict[str, Policy]) -> dict[str, dict[str, Any]]:
+        """``snapshot_many`` for the readers (admin, health, metrics, status): a circuit whose
+        open time has passed is first moved to half-open (``advance``; its transition goes to
+        the recorder), so a circuit nobody calls does not look open for ever. Costs a second
+        round trip only when such a circuit is read."""
+        snapshots = self.snapshot_many(policies)
+        due = [
+            name
+            for name, snap in snapshots.items()
+            if snap.get("state") == "open" and not snap.get("retry_after")
+        ]
+        if not due:
+            return snapshots
+        for name, transitions in self.advance(due).items():
+            self.on_background_transitions(name, transitions)
+        return {**snapshots, **self.snapshot_many({name: policies[name] for name in due})}
 
     def lane(self, name: str) -> Lane | None:
         """The lock-free side of circuit ``name`` (see ``Lane``), or None: every call goes

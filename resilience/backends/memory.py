@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from resilience import engine
@@ -69,6 +69,8 @@ class Lane:
 
     def acquire(self, policy: Policy) -> Ticket:
         """``MemoryBackend.acquire`` of this circuit."""
+        if not self.live:  # retired (MemoryBackend.retire): the backend has a new lane for it
+            return self._backend.acquire(self.state.circuit, policy)
         if policy.tracked:  # every call takes a bulkhead slot: always under the lock
             with self.lock:
                 tracked = engine.acquire(self.state, policy, self._backend.clock.now_ms())
@@ -319,6 +321,41 @@ class MemoryBackend(Backend):
             transitions = self._drain(circuit, policy)
             transitions += engine.reset(circuit.state, self._now())
             return self._settle(circuit, policy, transitions)
+
+    def advance(self, names: Iterable[str]) -> dict[str, list[Transition]]:
+        found = {}
+        for name in names:
+            circuit = self._circuits.get(name)
+            if circuit is None or circuit.state.state != OPEN:
+                continue
+            with circuit.lock:
+                transitions = engine.advance(circuit.state, self._now())
+                if transitions:  # open: no lock-free path was armed, none is now
+                    circuit.publish(transitions)
+                    found[name] = transitions
+        return found
+
+    def retire(self, names: Iterable[str], idle_ms: int) -> list[str]:
+        retired = []
+        for name in names:
+            circuit = self._circuits.get(name)
+            if circuit is None:
+                continue
+            with circuit.lock:
+                if (
+                    circuit.pending
+                    or circuit.outbox
+                    or not engine.idle(circuit.state, self._now(), idle_ms)
+                ):
+                    continue  # used lately, events not stored yet, or not closed
+                circuit.disarm()
+                circuit.live = False  # callers holding it ask for a new one
+                with self._create_lock:
+                    if self._circuits.get(name) is circuit:
+                        del self._circuits[name]
+                self._not_closed.pop(name, None)
+            retired.append(name)
+        return retired
 
     def snapshot(self, name: str, policy: Policy) -> dict[str, Any]:
         circuit = self._circuits.get(name)

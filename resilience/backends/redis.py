@@ -34,6 +34,7 @@ from resilience.backends.redis_local import (
     policy_args,
 )
 from resilience.backends.redis_reads import RedisReads
+from resilience.backends.redis_sweep import RedisSweep
 from resilience.conf import settings
 from resilience.engine import BULKHEAD_FULL, CLOSED, MONITOR, OPEN, Policy, Ticket, Transition
 from resilience.engine_types import new_epoch
@@ -52,6 +53,8 @@ SCRIPTS = (
     "snapshot_many",
     "ack",
     "index_page",
+    "advance",
+    "retire",
 )
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
 # What admits a call to a closed circuit, and whether its window holds failures.
@@ -79,7 +82,7 @@ def _flush_at_exit(ref: weakref.ref[RedisBackend]) -> None:
 OPEN_CACHE_SHARE = 0.8
 
 
-class RedisBackend(RedisReads, Backend):
+class RedisBackend(RedisSweep, RedisReads, Backend):
     """Shared circuit state in Redis, updated atomically by Lua scripts.
 
     Options (``RESILIENCE["OPTIONS"]``): ``url`` (``redis://``, ``rediss://``, user and

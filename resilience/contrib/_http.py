@@ -17,6 +17,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from resilience.backends import get_backend
+from resilience.conf import settings as conf
 from resilience.decorators import Breaker
 from resilience.exceptions import CircuitOpenError
 from resilience.policies import registry
@@ -30,6 +32,7 @@ TOO_MANY_REQUESTS = 429
 MAX_RETRY_AFTER = 86_400.0  # a day: anything longer is a misconfigured server, not advice
 DEFAULT_PORTS = {"http": 80, "https": 443}
 DEFAULT_MAX_HOSTS = 100  # per-host circuits in the process, at most (see Circuits)
+RETIRE_EVERY_MS = 60_000  # idle per-host circuits are looked for at most this often
 _UNSAFE_IN_NAME = re.compile(r"[^a-z0-9._\-]")  # besides the ":<port>" host_circuit adds
 _UNSAFE_IN_ADDRESS = re.compile(r"[^a-z0-9._:\-]")
 # Every form of an IPv4 address that inet_aton (and so the resolver) accepts: 1 to 4 parts,
@@ -184,8 +187,10 @@ class Circuits:
     adapter: code that builds a session or client per request would otherwise give every host
     it is handed a circuit, a policy row and metrics series. A new host gets a circuit only
     while the process has fewer per-host circuits than the asking adapter's ``max_hosts``;
-    past that its requests are sent unprotected (logged once per process). A host that has a
-    circuit keeps it for the life of the process.
+    past that its requests are sent unprotected (logged once per process). A per-host circuit
+    unused for ``IDLE_CIRCUIT_SECONDS`` is retired (``_retire_idle``: in the backend, then
+    here), which frees its place; looked for only when a new circuit is made, so the call
+    path pays nothing.
 
     A breaker wraps ``_run`` / ``_arun``, which call the adapter's send function given to them,
     so one breaker serves every adapter of its kind (``record`` differs between the requests
@@ -198,6 +203,7 @@ class Circuits:
         self._hosts: set[str] = set()
         self._lock = threading.Lock()
         self._warned = False
+        self._next_sweep = 0  # backend clock ms: when to look for idle per-host circuits
 
     def get(
         self,
@@ -215,6 +221,7 @@ class Circuits:
                 wrapped = self._wrapped.get(key)  # another thread may have made it meanwhile
                 if wrapped is None:
                     if max_hosts is not None and name not in self._hosts:
+                        self._retire_idle()
                         if len(self._hosts) >= max_hosts:
                             self._beyond(name, max_hosts)
                             return None
@@ -224,6 +231,32 @@ class Circuits:
                     wrapped = self._wrapped[key] = breaker(_arun if asynchronous else _run)
                     self._names.add(name)
         return wrapped
+
+    def _retire_idle(self) -> None:
+        """Forget the per-host circuits idle for ``IDLE_CIRCUIT_SECONDS`` (``Backend.retire``:
+        closed, nothing in flight, no outcome recorded for that long, in every process that
+        shares the backend), here too; at most once per ``RETIRE_EVERY_MS`` (caller holds the
+        lock). Never raises: a failure only keeps them."""
+        idle_seconds = conf.IDLE_CIRCUIT_SECONDS
+        if not self._hosts or not idle_seconds:
+            return
+        try:
+            backend = get_backend()
+            now = backend.clock.now_ms()
+            if now < self._next_sweep:
+                return
+            self._next_sweep = now + min(RETIRE_EVERY_MS, int(idle_seconds * 100))
+            retired = set(backend.retire(sorted(self._hosts), int(idle_seconds * 1000)))
+        except Exception as exc:
+            logger.warning(
+                "resilience: could not retire idle HTTP circuits: %s", type(exc).__name__
+            )
+            return
+        if retired:
+            self._hosts -= retired
+            self._names -= retired
+            self._wrapped = {k: v for k, v in self._wrapped.items() if k[0] not in retired}
+            logger.info("resilience: retired %d idle per-host HTTP circuit(s)", len(retired))
 
     def protects(self, name: str) -> bool:
         return name in self._names
@@ -252,6 +285,7 @@ class Circuits:
             self._names.clear()
             self._hosts.clear()
             self._warned = False
+            self._next_sweep = 0
 
 
 circuits = Circuits()

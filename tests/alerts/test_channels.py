@@ -210,3 +210,30 @@ def test_no_channels_means_no_alert(smtp, settings):
     event = opened("pay")
     assert event.alert_status == AlertStatus.NONE
     assert not AlertDelivery.objects.exists() and events.drain() == 0
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"BACKEND": "myapp.PagerChannel"}, "BACKEND 'myapp.PagerChannel' cannot be imported"),
+        (
+            {"BACKEND": "resilience.channels.WebhookChannel", "OPTIONS": {"url": "ftp://x/y"}},
+            "http",
+        ),
+    ],
+)
+def test_a_broken_channel_fails_alone_and_loses_nothing(smtp, hooks, settings, entry, message):
+    """A channel that cannot be built (unknown BACKEND, a webhook URL that is not http(s):
+    manage.py check reports both, E072/E073) fails its own delivery with a clear error; the
+    event is stored and the e-mail still goes."""
+    use_channels(settings, entry)
+    BreakerPolicyFactory(name="pay", failure_threshold=3)
+    open_circuit("pay")
+    event = opened("pay")
+    assert events.flush(timeout=30)
+    email = AlertDelivery.objects.get(event=event, channel="email")
+    broken = AlertDelivery.objects.exclude(channel="email").get(event=event)
+    assert email.status == AlertStatus.SENT
+    assert broken.status == AlertStatus.FAILED
+    assert message in broken.last_error
+    assert "ftp://x/y" not in broken.last_error  # a URL is never shown (it may be a secret)

@@ -16,6 +16,7 @@ from resilience.engine import CircuitState, Policy
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
 from tests.backends.index_contract import NotClosedIndexContract
+from tests.backends.sweep_contract import SweepContract
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def backend(clock):
     instance.close()
 
 
-class TestMemoryContract(BackendContract, BulkheadContract, NotClosedIndexContract):
+class TestMemoryContract(BackendContract, BulkheadContract, NotClosedIndexContract, SweepContract):
     pass
 
 

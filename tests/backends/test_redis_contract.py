@@ -22,15 +22,18 @@ from tests.backends.redis_helpers import (
     make_backend,
     stored_fields,
 )
+from tests.backends.sweep_contract import SweepContract
 
 
-class TestContract(BackendContract, BulkheadContract, NotClosedIndexContract):
+class TestContract(BackendContract, BulkheadContract, NotClosedIndexContract, SweepContract):
     @pytest.fixture
     def backend(self, redis_backend):
         return redis_backend
 
 
-class TestContractWithoutDeferral(BackendContract, BulkheadContract, NotClosedIndexContract):
+class TestContractWithoutDeferral(
+    BackendContract, BulkheadContract, NotClosedIndexContract, SweepContract
+):
     @pytest.fixture
     def backend(self, redis_url, clock):
         backend = make_backend(redis_url, clock, defer_successes=False)

@@ -1,4 +1,5 @@
-"""``manage.py resilience status|reset|open|release|drain [--json]`` for operators."""
+"""``manage.py resilience status|reset|open|release|revisions|revert|drain [--json]`` for
+operators."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -15,7 +17,7 @@ from resilience import events
 from resilience.backends import get_backend
 from resilience.decorators import breaker
 from resilience.metrics import Overview, overview
-from resilience.models import BreakerPolicy
+from resilience.models import BreakerPolicy, PolicyRevision, RevisionSource
 from resilience.policies import registry
 
 # subcommand: (Breaker method, past tense for the output, help)
@@ -63,6 +65,20 @@ class Command(BaseCommand):
                     metavar="DURATION",
                     help="Release by itself after this long: 90s, 15m, 1h, 2h30m, 1d.",
                 )
+        revisions = sub.add_parser(
+            "revisions", help="The saved changes of a policy, newest first, with their diff."
+        )
+        revisions.add_argument("names", nargs=1, metavar="NAME")
+        revisions.add_argument("--limit", type=int, default=20, help="At most this many (20).")
+        revisions.add_argument("--json", action="store_true", help="Machine-readable output.")
+        revert = sub.add_parser(
+            "revert", help="Give a policy the values of one of its revisions (a new revision)."
+        )
+        revert.add_argument("names", nargs=1, metavar="NAME")
+        revert.add_argument("revision", type=int, metavar="REVISION", help="The revision id.")
+        revert.add_argument("--reason", default="", help="Why (kept with the revision).")
+        revert.add_argument("--actor", help="Username recorded as the actor in the audit trail.")
+        revert.add_argument("--json", action="store_true", help="Machine-readable output.")
         drain = sub.add_parser(
             "drain", help="Store transitions still waiting in the backend, re-queue lost alerts."
         )
@@ -74,6 +90,10 @@ class Command(BaseCommand):
             self.status(options["names"], options["json"])
         elif action == "drain":
             self.drain(options["limit"], options["json"])
+        elif action == "revisions":
+            self.revisions(options["names"][0], options["limit"], options["json"])
+        elif action == "revert":
+            self.revert(options["names"][0], options)
         else:
             self.control(action, options)
 
@@ -129,9 +149,10 @@ class Command(BaseCommand):
         done = {}
         for name in dict.fromkeys(names):  # each once, in the order given
             try:
-                done[name] = getattr(breaker(name), method)(
-                    actor=actor, reason=options["reason"], **extra
-                )
+                with BreakerPolicy.audit(source=RevisionSource.COMMAND):  # open/release: revisions
+                    done[name] = getattr(breaker(name), method)(
+                        actor=actor, reason=options["reason"], **extra
+                    )
             except ValueError as exc:  # an ``until`` that passed meanwhile
                 raise CommandError(str(exc), returncode=2) from None
         if options["json"]:
@@ -140,6 +161,40 @@ class Command(BaseCommand):
         until = f" until {extra['until'].isoformat()}" if extra else ""
         for name, snapshot in done.items():
             self.stdout.write(self.style.SUCCESS(f"{verb} {name}: now {snapshot['state']}{until}"))
+
+    def revisions(self, name: str, limit: int, as_json: bool) -> None:
+        if limit < 1:
+            raise CommandError("--limit must be at least 1.", returncode=2)
+        policy = self._policy(name)
+        rows = list(policy.revisions.select_related("actor")[:limit])
+        if as_json:
+            self._json({"circuit": name, "revisions": [_revision(r) for r in rows]})
+            return
+        for revision in rows:
+            by = revision.actor.get_username() if revision.actor else "-"
+            head = f"#{revision.pk} v{revision.version} {revision.created_at:%Y-%m-%d %H:%M:%S}"
+            self.stdout.write(f"{head} {revision.source} by {by}: {revision.reason or '-'}")
+            for label, before, after in revision.diff():
+                self.stdout.write(f"    {label}: {before} → {after}")
+
+    def revert(self, name: str, options: dict[str, Any]) -> None:
+        policy = self._policy(name)
+        actor = self._actor(options["actor"])
+        try:
+            with BreakerPolicy.audit(source=RevisionSource.COMMAND):
+                made = policy.revert_to(options["revision"], actor=actor, reason=options["reason"])
+        except ValidationError as exc:  # nothing was saved
+            raise CommandError(f"Nothing was reverted: {_problems(exc)}") from None
+        if options["json"]:
+            self._json({"circuit": name, "revision": _revision(made)})
+            return
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Reverted {name} to revision {options['revision']}: new revision {made.pk}"
+            )
+        )
+        for label, before, after in made.diff():
+            self.stdout.write(f"    {label}: {before} → {after}")
 
     def drain(self, limit: int | None, as_json: bool) -> None:
         if limit is not None and limit < 1:
@@ -156,10 +211,13 @@ class Command(BaseCommand):
     def _check_known(names: list[str], known: Any) -> None:
         unknown = [name for name in dict.fromkeys(names) if name not in known]
         if unknown:
-            listed = ", ".join(repr(name[:100]) for name in unknown)
-            raise CommandError(
-                f"Unknown circuit(s): {listed}. `manage.py resilience status` lists the circuits."
-            )
+            raise _unknown(unknown)
+
+    def _policy(self, name: str) -> BreakerPolicy:
+        policy = BreakerPolicy.objects.filter(name=name).first()
+        if policy is None:
+            raise _unknown([name])
+        return policy
 
     @staticmethod
     def _actor(username: str | None) -> Any:
@@ -190,6 +248,34 @@ class Command(BaseCommand):
 
     def _json(self, data: Any) -> None:
         self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _unknown(names: list[str]) -> CommandError:
+    listed = ", ".join(repr(name[:100]) for name in names)
+    return CommandError(
+        f"Unknown circuit(s): {listed}. `manage.py resilience status` lists the circuits."
+    )
+
+
+def _revision(revision: PolicyRevision) -> dict[str, Any]:
+    return {
+        "id": revision.pk,
+        "version": revision.version,
+        "created_at": revision.created_at.isoformat(),
+        "source": revision.source,
+        "actor": revision.actor.get_username() if revision.actor else None,
+        "reason": revision.reason,
+        "changes": revision.changes,
+        "reverted_from": revision.reverted_from_id,
+    }
+
+
+def _problems(exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        return "; ".join(
+            f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()
+        )
+    return " ".join(exc.messages)
 
 
 def _in_flight(count: int | None, cap: int) -> str:

@@ -38,5 +38,20 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = True
             user.set_password(password)
             user.save()
+        self.revision_history(user)
         self.stdout.write(self.style.SUCCESS("Demo ready."))
         self.stdout.write(f"  Admin login: {username} / {password if created else '(unchanged)'}")
+
+    @staticmethod
+    def revision_history(user) -> None:
+        """Two edits of payments-api, so its Revisions box shows a diff and a revert button
+        (docs/admin.md, "Policy revisions"); once only."""
+        policy = BreakerPolicy.objects.get(name="payments-api")
+        if policy.revisions.filter(source="admin").exists():
+            return
+        with BreakerPolicy.audit(actor=user, reason="INC-7: trip sooner", source="admin"):
+            policy.failure_threshold, policy.recovery_timeout = 3, 30
+            policy.save()
+        with BreakerPolicy.audit(actor=user, reason="INC-7: back to normal", source="admin"):
+            policy.failure_threshold = 5
+            policy.save()
