@@ -34,6 +34,21 @@ NEIGHBOURS = 5
 # kill switch or forced-open maintenance window in force.
 QUIET, FORCED_SPAN = "quiet", "forced"
 REFUSING = (OPEN, FORCED_SPAN)
+# The policy fields a replay plays out. Not the others: durations are not in the history
+# (slow_call_ms, call_timeout_ms), nor concurrency (max_concurrent_calls, and with calls taken
+# as instantaneous half_open_max_calls changes nothing), nor exceptions or retries (the
+# history holds outcomes as they were counted); alerts never change what a circuit does.
+REPLAYED_FIELDS = (
+    "mode",
+    "failure_threshold",
+    "failure_rate_threshold",
+    "window_seconds",
+    "minimum_calls",
+    "recovery_timeout",
+    "backoff_multiplier",
+    "max_recovery_timeout",
+    "success_threshold",
+)
 
 
 @dataclass(frozen=True, slots=True)
