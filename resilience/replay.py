@@ -135,7 +135,7 @@ def replay(
     the last ones before the first bucket (they give its state at the start). ``current``:
     the policy the history was recorded under (it tells how long the real circuit stayed
     open); ``actual["replayed"]`` is ``current`` replayed the same way as ``proposed``, a
-    measure of how far the replay is from what happened. See docs/history.md.
+    measure of how far the replay is from what happened. See docs/replay.md.
     """
     if not buckets:
         empty = Outcome().as_dict()
