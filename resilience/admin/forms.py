@@ -97,6 +97,23 @@ class BreakerPolicyForm(forms.ModelForm):
         fields = [name for name in flatten_fieldsets(FIELDSETS) if name != "change_reason"]
 
 
+class PreviewForm(forms.ModelForm):
+    """A policy form posted by the change page's Preview button: validated exactly as for
+    saving (field and model validation, ``previewable`` tells the result), but never valid to
+    the admin, which saves only a valid form, so the values it holds are shown, never stored."""
+
+    previewable = False
+
+    def is_valid(self) -> bool:
+        self.previewable = super().is_valid()
+        return False
+
+
+def preview_form(form: type[forms.ModelForm]) -> type[forms.ModelForm]:
+    """``form`` (the admin's form class for this request) as a ``PreviewForm``."""
+    return type(f"Preview{form.__name__}", (PreviewForm, form), {})
+
+
 def change_summary(form: forms.ModelForm) -> list[str]:
     """``["failure threshold: 5 → 2", ...]`` for the fields an edit changed."""
     return [

@@ -16,10 +16,16 @@ from django.utils.http import urlencode
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
-from resilience import events
+from resilience import events, whatif
 from resilience.admin import timeline
 from resilience.admin.control import CircuitControlMixin, ReasonForm
-from resilience.admin.forms import FIELDSETS, BreakerPolicyForm, audit_text, change_summary
+from resilience.admin.forms import (
+    FIELDSETS,
+    BreakerPolicyForm,
+    audit_text,
+    change_summary,
+    preview_form,
+)
 from resilience.admin.live import (
     BROKEN,
     LABELS,
@@ -38,6 +44,7 @@ from resilience.admin.maintenance import MaintenanceWindowInline
 from resilience.admin.revisions import RevisionMixin
 from resilience.conf import settings as conf
 from resilience.engine_types import DISABLED, ENFORCED, FORCED_OPEN, MONITOR
+from resilience.exceptions import BackendError
 from resilience.models import BreakerPolicy, CircuitEvent, EventKind, RevisionSource
 
 if TYPE_CHECKING:
@@ -51,6 +58,16 @@ if TYPE_CHECKING:
 
 
 RECENT_EVENTS = 20
+# The change form's Preview button (a submit button of the form itself) and its period.
+PREVIEW, PREVIEW_HOURS = "_preview", "_preview_hours"
+PREVIEW_CHOICES = ((1, _("1 hour")), (6, _("6 hours")), (24, _("24 hours")), (168, _("7 days")))
+PREVIEW_ROWS = (
+    (_("openings"), "opened"),
+    (_("time open (s)"), "open_seconds"),
+    (_("calls refused"), "rejected"),
+    (_("calls run"), "calls"),
+    (_("failures among them"), "failures"),
+)
 # Short enough for a column; the form keeps the explanatory choice labels.
 MODE_NAMES = {
     ENFORCED: _("enforced"),
@@ -220,6 +237,15 @@ class BreakerPolicyAdmin(RevisionMixin, CircuitControlMixin, admin.ModelAdmin):
             return fieldsets
         return [fs for fs in fieldsets if "change_reason" not in fs[1]["fields"]]
 
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if request.method == "POST" and PREVIEW in request.POST:
+            # Django saves only a valid form: a preview form never is (see PreviewForm).
+            return preview_form(form)
+        return form
+
     def construct_change_message(
         self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
     ) -> Any:
@@ -261,6 +287,7 @@ class BreakerPolicyAdmin(RevisionMixin, CircuitControlMixin, admin.ModelAdmin):
     ) -> Any:
         if obj is not None and obj.pk is not None:
             context.update(self._live_context(request, obj))
+            context.update(_preview_context(request, obj, context.get("adminform")))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _live_context(self, request: HttpRequest, obj: BreakerPolicy) -> dict[str, Any]:
@@ -304,6 +331,41 @@ class BreakerPolicyAdmin(RevisionMixin, CircuitControlMixin, admin.ModelAdmin):
             "resilience_enabled": conf.ENABLED,
             **self.revisions_context(request, obj),
         }
+
+
+def _preview_context(request: HttpRequest, obj: BreakerPolicy, adminform: Any) -> dict[str, Any]:
+    """The Preview button's period choices and, after a valid Preview POST, the replay of the
+    stored policy next to the edited values (``obj``, the form's unsaved instance)."""
+    try:
+        hours = int(request.POST.get(PREVIEW_HOURS, ""))
+    except ValueError:
+        hours = int(whatif.DEFAULT_HOURS)
+    if hours not in dict(PREVIEW_CHOICES):
+        hours = int(whatif.DEFAULT_HOURS)
+    context: dict[str, Any] = {"preview_choices": PREVIEW_CHOICES, "preview_hours": hours}
+    stored = BreakerPolicy.objects.filter(pk=obj.pk).first()
+    if not getattr(getattr(adminform, "form", None), "previewable", False) or stored is None:
+        return context
+    try:
+        result = whatif.preview(stored, obj, hours)
+    except BackendError as exc:
+        context["preview_error"] = _("The history could not be read (%(error)s).") % {
+            "error": type(exc).__name__
+        }
+        return context
+    report = result.report
+    actual, proposed = report["actual"], report["proposed"]
+    labels = {f.name: f.verbose_name for f in BreakerPolicy._meta.fields}
+    context["preview"] = {
+        "report": report,
+        "start": result.start,
+        "end": result.end,
+        "bucket_seconds": result.bucket_seconds,
+        "rows": [(label, actual[key], proposed[key]) for label, key in PREVIEW_ROWS],
+        "changed": [(labels[name], value) for name, value in proposed["changed"].items()],
+        "not_replayed": [labels[name] for name in proposed["not_replayed"]],
+    }
+    return context
 
 
 def _facts(live: Live, row: dict[str, Any]) -> list[tuple[Any, str]]:

@@ -24,6 +24,7 @@ from resilience.backends.redis_fallback import (
     FallbackTicket,
     Outage,
 )
+from resilience.backends.redis_history import RedisHistory
 from resilience.backends.redis_local import (
     Deferred,
     OpenCache,
@@ -55,6 +56,7 @@ SCRIPTS = (
     "index_page",
     "advance",
     "retire",
+    "history",
 )
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
 # What admits a call to a closed circuit, and whether its window holds failures.
@@ -82,7 +84,7 @@ def _flush_at_exit(ref: weakref.ref[RedisBackend]) -> None:
 OPEN_CACHE_SHARE = 0.8
 
 
-class RedisBackend(RedisSweep, RedisReads, Backend):
+class RedisBackend(RedisSweep, RedisReads, RedisHistory, Backend):
     """Shared circuit state in Redis, updated atomically by Lua scripts.
 
     Options (``RESILIENCE["OPTIONS"]``): ``url`` (``redis://``, ``rediss://``, user and
@@ -533,13 +535,15 @@ class RedisBackend(RedisSweep, RedisReads, Backend):
         return self._outage.probe() if self._outage.active else True
 
     def flush(self) -> None:
-        """Send deferred successes and waiting slot give-backs now."""
+        """Send deferred successes, waiting slot give-backs and the history's counts now."""
+        super().flush()
         self._deferred.flush_all()
         waiting = self._returns.take_all()
         if waiting:
             self._send_returns(waiting)
 
     def close(self) -> None:
+        super().close()
         self._deferred.close()
         waiting = self._returns.close()
         try:

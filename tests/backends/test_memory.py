@@ -15,6 +15,7 @@ from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
+from tests.backends.history_contract import HistoryContract
 from tests.backends.index_contract import NotClosedIndexContract
 from tests.backends.sweep_contract import SweepContract
 
@@ -26,7 +27,9 @@ def backend(clock):
     instance.close()
 
 
-class TestMemoryContract(BackendContract, BulkheadContract, NotClosedIndexContract, SweepContract):
+class TestMemoryContract(
+    BackendContract, BulkheadContract, NotClosedIndexContract, SweepContract, HistoryContract
+):
     pass
 
 

@@ -17,6 +17,7 @@ from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract
+from tests.backends.history_contract import HistoryContract
 from tests.backends.index_contract import NotClosedIndexContract
 from tests.backends.redis_helpers import (
     make_backend,
@@ -25,7 +26,9 @@ from tests.backends.redis_helpers import (
 from tests.backends.sweep_contract import SweepContract
 
 
-class TestContract(BackendContract, BulkheadContract, NotClosedIndexContract, SweepContract):
+class TestContract(
+    BackendContract, BulkheadContract, NotClosedIndexContract, SweepContract, HistoryContract
+):
     @pytest.fixture
     def backend(self, redis_backend):
         return redis_backend

@@ -47,15 +47,16 @@ def browser():
 
 @pytest.fixture
 def new_page(django_db_setup, browser, live_server):
-    """``new_page()``: a page in a fresh browser context (its own cookies) on the live server."""
+    """``new_page()``: a page in a fresh browser context (its own cookies) on the live server;
+    keyword arguments go to Playwright's ``new_context`` (``java_script_enabled=False``)."""
     # Set up before the (session-wide) live server: created earlier, it would see the ":memory:"
     # name of the SQLite settings and share the test thread's connection with its threads.
     assert not live_server.thread.connections_override
     contexts = []
 
-    def make():
+    def make(**options):
         context = browser.new_context(
-            base_url=live_server.url, viewport={"width": 1360, "height": 900}
+            base_url=live_server.url, viewport={"width": 1360, "height": 900}, **options
         )
         contexts.append(context)
         page = context.new_page()

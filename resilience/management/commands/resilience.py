@@ -1,9 +1,10 @@
-"""``manage.py resilience status|reset|open|release|revisions|revert|drain [--json]`` for
-operators."""
+"""``manage.py resilience status|reset|open|release|revisions|revert|drain|replay [--json]``
+for operators."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,9 +14,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from resilience import events
+from resilience import events, whatif
 from resilience.backends import get_backend
 from resilience.decorators import breaker
+from resilience.exceptions import BackendError
 from resilience.metrics import Overview, overview
 from resilience.models import BreakerPolicy, PolicyRevision, RevisionSource
 from resilience.policies import registry
@@ -36,7 +38,8 @@ COLUMNS = ("circuit", "state", "mode", "failures", "rate", "retry in", "in fligh
 
 class Command(BaseCommand):
     help = (
-        "Inspect and control circuits. Exit status: 0 done, 1 error (unknown circuit or user, "
+        "Inspect and control circuits, replay their history. Exit status: 0 done, 1 error "
+        "(unknown circuit or user, "
         "database or backend failure; for status: the database or the backend could not be "
         "read), 2 bad arguments."
     )
@@ -84,6 +87,27 @@ class Command(BaseCommand):
         )
         drain.add_argument("--limit", type=int, default=None, help="At most this many items.")
         drain.add_argument("--json", action="store_true", help="Machine-readable output.")
+        replay = sub.add_parser(
+            "replay",
+            help="What if: replay the circuit's recorded history under changed policy values "
+            "and compare with what happened (nothing is changed).",
+        )
+        replay.add_argument("name", metavar="NAME")
+        replay.add_argument(
+            "--hours",
+            default=str(whatif.DEFAULT_HOURS),
+            help="How far back: hours, above 0 and at most 168 (default 1; over 6: 1-minute "
+            "buckets).",
+        )
+        replay.add_argument(
+            "--set",
+            dest="values",
+            action="append",
+            default=[],
+            metavar="FIELD=VALUE",
+            help="A policy field's value to try, e.g. --set failure_threshold=3 (repeatable).",
+        )
+        replay.add_argument("--json", action="store_true", help="Machine-readable output.")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if action == "status":
@@ -94,6 +118,8 @@ class Command(BaseCommand):
             self.revisions(options["names"][0], options["limit"], options["json"])
         elif action == "revert":
             self.revert(options["names"][0], options)
+        elif action == "replay":
+            self.replay(options["name"], options["hours"], options["values"], options["json"])
         else:
             self.control(action, options)
 
@@ -205,6 +231,33 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Drained {count} event(s) and alert(s).")
 
+    def replay(self, name: str, hours_text: str, assignments: list[str], as_json: bool) -> None:
+        hours = _hours(hours_text)
+        values = _values(assignments)
+        row = BreakerPolicy.objects.filter(name=name).first()
+        if row is None:
+            self._check_known([name], ())  # raises: unknown circuit
+            return
+        try:
+            proposed = whatif.with_values(row, values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{field}: {' '.join(str(m) for m in messages)}"
+                for field, messages in exc.message_dict.items()
+            )
+            raise CommandError(f"--set: {problems}", returncode=2) from None
+        try:
+            result = whatif.preview(row, proposed, hours)
+        except BackendError as exc:
+            raise CommandError(f"The history of {name!r} could not be read: {exc}") from None
+        if not get_backend().shared_state:
+            self.stderr.write(PER_PROCESS_NOTE.replace("states", "histories"))
+        if as_json:
+            self._json(result.report)
+        else:
+            for line in replay_lines(result):
+                self.stdout.write(line)
+
     # --- helpers ----------------------------------------------------------------------------------
 
     @staticmethod
@@ -283,6 +336,83 @@ def _in_flight(count: int | None, cap: int) -> str:
     if count is None:
         return "-"
     return f"{count}/{cap}" if cap else str(count)
+
+
+MAX_HOURS = 168
+
+
+def _hours(text: str) -> float:
+    """``--hours``: a number above 0 and at most 7 days (the history kept)."""
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = math.nan
+    if not math.isfinite(hours) or not 0 < hours <= MAX_HOURS:
+        raise CommandError(
+            f"--hours {text[:50]!r}: give a number of hours above 0 and at most {MAX_HOURS} "
+            "(7 days, the history kept).",
+            returncode=2,
+        )
+    return hours
+
+
+def _values(assignments: list[str]) -> dict[str, str]:
+    """``--set FIELD=VALUE`` options as ``{field: text}`` (the model judges the values)."""
+    values = {}
+    for assignment in assignments:
+        field, equals, text = assignment.partition("=")
+        if not equals or not field.strip():
+            raise CommandError(
+                f"--set {assignment[:60]!r}: give FIELD=VALUE, e.g. failure_threshold=3.",
+                returncode=2,
+            )
+        values[field.strip()] = text.strip()
+    return values
+
+
+REPLAY_ROWS = (
+    ("openings", "opened"),
+    ("time open (s)", "open_seconds"),
+    ("calls refused", "rejected"),
+    ("calls run", "calls"),
+    ("failures among them", "failures"),
+)
+
+
+def replay_lines(result: whatif.Preview) -> list[str]:
+    """The text report of ``replay``: actual next to proposed, then what to know about it."""
+    report = result.report
+    actual, proposed = report["actual"], report["proposed"]
+    changed = ", ".join(f"{k}={v}" for k, v in proposed["changed"].items()) or "no change"
+    period = "no history"
+    if result.start and result.end:
+        period = (
+            f"{result.start:%Y-%m-%d %H:%M:%S} to {result.end:%Y-%m-%d %H:%M:%S} UTC, "
+            f"{result.bucket_seconds}-second buckets"
+        )
+    lines = [
+        f"Replay of {report['circuit']!r} over the last {report['hours']} h ({period}).",
+        f"Proposed: {changed}.",
+        "",
+        f"{'':22}{'actual':>10}{'proposed':>10}",
+    ]
+    for label, key in REPLAY_ROWS:
+        lines.append(f"{label:22}{actual[key]:>10}{proposed[key]:>10}")
+    lines.append("")
+    if proposed["estimated"]:
+        lines.append(
+            f"{proposed['estimated']} of the calls run were refused in reality: their outcomes "
+            "are estimated from the calls next to them."
+        )
+    if proposed["not_replayed"]:
+        lines.append(f"Not replayed (no effect here): {', '.join(proposed['not_replayed'])}.")
+    again = actual["replayed"]
+    lines.append(
+        f"The current policy replayed the same way: opened {again['opened']}, open "
+        f"{again['open_seconds']} s, refused {again['rejected']} (how close a replay comes to "
+        "what happened; docs/replay.md)."
+    )
+    return lines
 
 
 DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
