@@ -243,3 +243,34 @@ def test_bytes_per_circuit_for_a_busy_day(redis_url, clock):
         assert fine_bytes / len(fine_keys) * 18 < 150_000
     finally:
         backend.close()
+
+
+def test_a_long_outage_keeps_the_last_fifteen_minutes_of_buckets(redis_proc, settings):
+    from resilience.backends.history import MAX_UNSENT
+
+    clock = fault_backend(redis_proc).clock
+    settings.RESILIENCE = {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        "OPTIONS": {"url": redis_proc.url, "clock": clock, "socket_timeout": 0.25,
+                    "reprobe_interval": 3600, "prefix": "long"},
+    }  # fmt: skip
+    backend = get_backend()
+
+    @circuit_breaker("long-outage")
+    def call():
+        return "ok"
+
+    redis_proc.pause()
+    call()
+    backend.flush()  # times out: Redis is known down from now on (no re-probe for an hour)
+    first = fine(clock.now_ms())
+    for _ in range(MAX_UNSENT + 10):
+        clock.advance(10)
+        call()
+        backend.flush()  # not even tried: kept
+    redis_proc.resume()
+    assert backend.probe()
+    backend.flush()
+    calls = [b["calls"] for b in backend.history("long-outage", first, clock.now_ms())]
+    assert calls[-MAX_UNSENT:] == [1] * MAX_UNSENT  # the newest, each in its own bucket
+    assert sum(calls) == MAX_UNSENT + calls[0]  # the first send may have landed (0 or 1)
