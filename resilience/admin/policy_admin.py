@@ -17,7 +17,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
 from resilience import events
-from resilience.admin import timeline
+from resilience.admin import timeline, trends
 from resilience.admin.control import CircuitControlMixin, ReasonForm
 from resilience.admin.forms import FIELDSETS, BreakerPolicyForm, audit_text, change_summary
 from resilience.admin.live import (
@@ -35,6 +35,7 @@ from resilience.admin.live import (
     next_trial,
 )
 from resilience.admin.maintenance import MaintenanceWindowInline
+from resilience.admin.outcomes import OutcomesMixin
 from resilience.conf import settings as conf
 from resilience.engine_types import DISABLED, ENFORCED, FORCED_OPEN, MONITOR
 from resilience.models import BreakerPolicy, CircuitEvent, EventKind
@@ -77,14 +78,16 @@ class LiveStateFilter(admin.SimpleListFilter):
 
 
 class LiveChangeList(ChangeList):
-    """Attaches each listed policy's live state (from the request's one backend call)."""
+    """Attaches each listed policy's live state and last hour (one backend call each)."""
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         board = Board.for_request(request)
         board.attach(self.result_list)  # the page's rows only
+        found = trends.read(policy.name for policy in self.result_list)
         for policy in self.result_list:
             policy.live = board.live(policy.name)
+            policy.trend = None if found is None else found.get(policy.name)
 
 
 class Overview:
@@ -115,13 +118,14 @@ def _latest_transition() -> Any:
 
 
 @admin.register(BreakerPolicy)
-class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
+class BreakerPolicyAdmin(OutcomesMixin, CircuitControlMixin, admin.ModelAdmin):
     form = BreakerPolicyForm
     list_display = (
         "name",
         "state_badge",
         "consecutive_failures",
         "failure_rate",
+        "last_hour",
         "calls_in_flight",
         "next_trial",
         "last_transition",
@@ -135,7 +139,8 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
     inlines = (MaintenanceWindowInline,)
 
     class Media:
-        css = {"all": ("resilience/admin.css",)}
+        css = {"all": ("resilience/admin.css", "resilience/charts.css")}
+        js = ("resilience/charts.js",)
 
     # --- changelist ---------------------------------------------------------------------------
 
@@ -172,6 +177,10 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
     @admin.display(description=_("failure rate (window)"))
     def failure_rate(self, obj: BreakerPolicy) -> str:
         return failure_rate(_live(obj))
+
+    @admin.display(description=_("last hour"))
+    def last_hour(self, obj: BreakerPolicy) -> str:
+        return trends.render(getattr(obj, "trend", None))
 
     @admin.display(description=_("in flight / cap"))
     def calls_in_flight(self, obj: BreakerPolicy) -> str:
@@ -299,6 +308,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
             ],
             "events_url": events_url,
             "resilience_enabled": conf.ENABLED,
+            **self.outcomes_context(request, obj.pk, obj.name, row or {}),
         }
 
 
