@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from resilience import recorder, stats
+from resilience import recorder, series, stats
 from resilience.backends import get_backend
 from resilience.conf import settings as conf
 from resilience.engine_types import BULKHEAD_FULL, DISABLED, FORCED_OPEN, Ticket
@@ -28,6 +28,7 @@ from resilience.stats import (
     OVER_CAP,
     OVERDUE,
     REJECTED,
+    SAMPLE_EVERY,
     SUCCESS,
 )
 from resilience.validators import validate_circuit_name
@@ -116,8 +117,12 @@ class Breaker:
         if route.action:
             return None if route.action == PASS else (route, route.refusal, 0, None)
         ticket = self._acquire(route)
-        if not ticket.admitted or not route.tracked:
+        if not ticket.admitted:
             return route, ticket, 0, None
+        if not route.tracked:  # timed 1 in SAMPLE_EVERY, for the history's latency
+            counts = self._counts
+            sampled = not (counts[SUCCESS] + counts[FAILURE]) % SAMPLE_EVERY
+            return route, ticket, route.clock.now_ms() if sampled else 0, None
         started = route.clock.now_ms()
         watch = watchdog.watch(route.backend, route.policy, ticket, started, self._overdue)  # type: ignore[arg-type]  # tracked: has one
         return route, ticket, started, watch
@@ -155,6 +160,7 @@ class Breaker:
         self._counts[FAILURE] += 1
         self._counts[OVERDUE] += 1
         policy = watch.policy
+        stats.timed(self._counts, elapsed_ms, policy.slow_call_ms)
         transitions = watch.backend.record(watch.ticket, policy, False, elapsed_ms)
         if transitions:
             limit = "call_timeout_ms" if policy.deadline_ms == policy.call_timeout_ms else "slow"
@@ -174,7 +180,10 @@ class Breaker:
             self.is_failure is not None and result is not _NO_RESULT and self._result_failed(result)
         )
         self._counts[failed] += 1  # SUCCESS == 0, FAILURE == 1
-        duration_ms = max(0, route.clock.now_ms() - started) if started else 0
+        duration_ms = 0
+        if started:
+            duration_ms = max(0, route.clock.now_ms() - started)
+            stats.timed(self._counts, duration_ms, route.policy.slow_call_ms)
         transitions = route.record(ticket, route.policy, not failed, duration_ms)
         if transitions:
             _emit(self.name, transitions)
@@ -197,7 +206,10 @@ class Breaker:
         if judged:
             return True  # counted as a failure at its deadline
         self._counts[FAILURE] += 1
-        duration_ms = max(0, route.clock.now_ms() - started) if started else 0
+        duration_ms = 0
+        if started:
+            duration_ms = max(0, route.clock.now_ms() - started)
+            stats.timed(self._counts, duration_ms, route.policy.slow_call_ms)
         transitions = route.record(ticket, route.policy, False, duration_ms)
         if transitions:
             _emit(self.name, transitions, exc)
@@ -476,6 +488,15 @@ class Breaker:
         if resolved.mode in (FORCED_OPEN, DISABLED):
             snap["state"] = resolved.mode
         return snap
+
+    def history(self, minutes: float = 60) -> list[dict[str, Any]]:
+        """The circuit's outcomes over the last ``minutes`` (docs/history.md), oldest first:
+        10-second buckets up to 360 minutes, else 1-minute ones. This process's own calls are
+        sent to the backend first; ``TypeError``/``ValueError`` for a bad ``minutes``."""
+        backend = get_backend()
+        since_ms, until_ms = series.window(minutes, backend.clock.now_ms())
+        backend.flush()
+        return backend.history(self.name, since_ms, until_ms)
 
     def reset(self, actor: Any = None, reason: str = "") -> dict[str, Any]:
         """Close the circuit and clear its counters everywhere; records a ``reset`` event."""

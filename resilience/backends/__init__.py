@@ -26,7 +26,9 @@ def get_backend() -> Backend:
         return backend
     with _lock:
         if _backend is None:
-            _set(build_backend())
+            backend = build_backend()
+            backend.record_history()  # this process's calls go to the backend in use
+            _set(backend)
         return _backend  # type: ignore[return-value]
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from typing import Any, Protocol
 
-from resilience import recorder
+from resilience import recorder, series
+from resilience.backends.history import Batches, HistoryFeed
 from resilience.clock import SystemClock
 from resilience.engine import Policy, Ticket, Transition
 from resilience.rules import Problem, show
@@ -50,6 +52,7 @@ class Backend(abc.ABC):
         """``clock`` has ``now_ms()``; ``options`` come from ``RESILIENCE["OPTIONS"]``."""
         self.clock = clock if clock is not None else SystemClock()
         self.options = options
+        self._history_feed: HistoryFeed | None = None
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> list[Problem]:
@@ -142,6 +145,69 @@ class Backend(abc.ABC):
     def health(self) -> dict[str, Any]:
         """At least ``{"backend": <name>, "degraded": bool}``; must not raise."""
 
+    # --- outcome history (docs/history.md) --------------------------------------------------
+
+    def record_history(self) -> None:
+        """From now on, send this process's call counts (``resilience.stats``) to this backend's
+        history: every few seconds, on ``flush()``, at exit and on ``close()``
+        (``resilience.backends.history``). ``get_backend()`` does it for the backend it builds."""
+        if self._history_feed is None:
+            self._history_feed = HistoryFeed(self.store_history, self.clock.now_ms)
+
+    @abc.abstractmethod
+    def store_history(self, batches: Batches) -> bool:
+        """Add counts to the history: ``{start: {circuit: vector}}``, where ``start`` is a
+        10-second bucket's start (ms) and ``vector`` a ``resilience.series`` history vector;
+        each one goes into its 10-second bucket, its 1-minute bucket and the circuit's totals,
+        and what is older than the history keeps is pruned. All circuits in one round trip in a
+        remote backend. True: stored (or lost mid-way: never stored twice); False: not tried
+        (the store is unreachable), the caller keeps them for later. Never raises.
+        """
+
+    @abc.abstractmethod
+    def read_history(
+        self, names: list[str], starts: range, size_ms: int
+    ) -> dict[str, list[list[int]]]:
+        """The history vectors of the buckets of ``size_ms`` (10 s or 1 min) at ``starts``,
+        for each circuit of ``names`` (zeros where nothing was counted); one round trip in a
+        remote backend. ``BackendError`` when the store cannot be read."""
+
+    @abc.abstractmethod
+    def read_totals(self, names: list[str]) -> dict[str, list[int]]:
+        """The lifetime totals vector of each circuit of ``names``; one round trip in a remote
+        backend. ``BackendError`` when the store cannot be read."""
+
+    def history(self, name: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+        """The buckets of circuit ``name`` from ``since_ms`` to ``until_ms``, oldest first (see
+        ``history_many``)."""
+        return self.history_many([name], since_ms, until_ms)[name]
+
+    def history_many(
+        self, names: Iterable[str], since_ms: int, until_ms: int
+    ) -> dict[str, list[dict[str, Any]]]:
+        """``{name: buckets}``: every bucket holding a moment of [since_ms, until_ms] (Unix ms),
+        empty ones included; 10-second buckets while the range is within the last 6 hours,
+        1-minute ones otherwise. ``TypeError``/``ValueError`` for bad arguments (a range over
+        7 days), ``BackendError`` when the store cannot be read."""
+        series.check_range(since_ms, until_ms)
+        wanted = _names(names)
+        size_ms = series.resolution(since_ms, until_ms, self.clock.now_ms())
+        starts = series.starts(since_ms, until_ms, size_ms)
+        vectors = self.read_history(wanted, starts, size_ms) if wanted else {}
+        return {
+            name: [series.bucket(s, size_ms, v) for s, v in zip(starts, vectors[name], strict=True)]
+            for name in wanted
+        }
+
+    def totals(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Lifetime counters of each circuit (for Prometheus): ``calls``, ``failures``,
+        ``slow``, ``rejected_open``, ``rejected_bulkhead``, ``timeouts`` and ``latency``
+        (``bounds_ms``, per-bin ``counts``, ``sum_ms``), summed over every process sharing the
+        backend. Forgotten after 7 days without a call."""
+        wanted = _names(names)
+        vectors = self.read_totals(wanted) if wanted else {}
+        return {name: series.totals(vectors[name]) for name in wanted}
+
     # --- optional: defaults that suit a backend without a hot path, background work or probe ---
 
     def lane(self, name: str) -> Lane | None:
@@ -155,13 +221,32 @@ class Backend(abc.ABC):
         passes them to the events layer. Tests may replace it on an instance."""
         recorder.emit(name, transitions)
 
-    def flush(self) -> None:  # noqa: B027 - optional hook, nothing held back by default
-        """Send now whatever the backend holds back (the Redis backend's deferred successes)."""
+    def flush(self) -> None:
+        """Send now whatever the backend holds back: this process's counts not yet in the
+        history (``record_history``), and a subclass's own (the Redis backend's deferred
+        successes)."""
+        if self._history_feed is not None:
+            self._history_feed.flush()
 
     def probe(self) -> bool:
         """Check the store now (tests, operators); True when it is usable (degraded mode, if
         any, ended)."""
         return True
 
-    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
-        """Release connections and threads; the backend is not used afterwards."""
+    def close(self) -> None:
+        """Release connections and threads; the backend is not used afterwards. A subclass
+        calls this first: the history's last counts are sent."""
+        feed, self._history_feed = self._history_feed, None
+        if feed is not None:
+            feed.close()
+
+
+def _names(names: Iterable[str]) -> list[str]:
+    """``names`` as a list of circuit names; ``TypeError`` for anything else (a lone string)."""
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise TypeError(f"names must be a list of circuit names, not {type(names).__name__}")
+    wanted = list(dict.fromkeys(names))
+    for name in wanted:
+        if not isinstance(name, str):
+            raise TypeError(f"a circuit name must be a str, not {type(name).__name__}")
+    return wanted

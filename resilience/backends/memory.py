@@ -11,6 +11,8 @@ from typing import Any
 
 from resilience import engine
 from resilience.backends.base import OUTBOX_MAX, Backend
+from resilience.backends.history import Batches
+from resilience.backends.history_table import HistoryTable
 from resilience.clock import SystemClock
 from resilience.engine import CLOSED, OPEN, CircuitState, Policy, Ticket, Transition
 from resilience.rules import Problem
@@ -176,6 +178,7 @@ class MemoryBackend(Backend):
         self._create_lock = threading.Lock()
         # {name: state} of the circuits not closed (see not_closed), kept by Lane.publish.
         self._not_closed: dict[str, str] = {}
+        self._history = HistoryTable()
 
     def _circuit(self, name: str) -> Lane:
         circuit = self._circuits.get(name)
@@ -351,7 +354,20 @@ class MemoryBackend(Backend):
     def health(self) -> dict[str, Any]:
         return {"backend": "memory", "degraded": False, "circuits": len(self._circuits)}
 
+    def store_history(self, batches: Batches) -> bool:
+        self._history.store(batches, self._now())
+        return True
+
+    def read_history(
+        self, names: list[str], starts: range, size_ms: int
+    ) -> dict[str, list[list[int]]]:
+        return self._history.read(names, starts, size_ms, self._now())
+
+    def read_totals(self, names: list[str]) -> dict[str, list[int]]:
+        return self._history.totals(names, self._now())
+
     def close(self) -> None:
+        super().close()
         for circuit in list(self._circuits.values()):
             circuit.disarm()
             circuit.live = False

@@ -6,7 +6,7 @@ import pytest
 from tests.backends.redis_helpers import make_backend
 
 # The shared contract suite is a plain module imported by test modules: rewrite its asserts too.
-pytest.register_assert_rewrite("tests.backends.contract")
+pytest.register_assert_rewrite("tests.backends.contract", "tests.backends.history_contract")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract, fail, succeed
+from tests.backends.history_contract import HistoryContract
 from tests.backends.index_contract import NotClosedIndexContract
 
 
@@ -25,7 +26,9 @@ def backend(clock):
     instance.close()
 
 
-class TestMemoryContract(BackendContract, BulkheadContract, NotClosedIndexContract):
+class TestMemoryContract(
+    BackendContract, BulkheadContract, NotClosedIndexContract, HistoryContract
+):
     pass
 
 
