@@ -17,6 +17,7 @@ from django.utils.formats import date_format
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
+from resilience import series
 from resilience.admin import timeline
 from resilience.admin.live import LABELS, read_backend
 from resilience.models import EventKind
@@ -83,22 +84,26 @@ def read(name: str, limits: Mapping[str, Any], range_key: str) -> Outcomes:
     Never raises on a backend failure: the buckets are then empty and ``warning`` says why.
     """
     minutes, _label = RANGES[range_key]
-    buckets, warning = read_backend(lambda backend: _buckets(backend, name, minutes))
-    now_ms, buckets = buckets or (None, [])
-    if now_ms is None:
-        now_ms = int(timezone.now().timestamp() * 1000)
-    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
-    initial, found = timeline.changes(name, now, timedelta(minutes=minutes))
+    got, warning = read_backend(lambda backend: _buckets(backend, name, minutes))
+    if got is None:
+        until_ms = int(timezone.now().timestamp() * 1000)
+        got = (until_ms - minutes * 60_000, until_ms, [])
+    since_ms, until_ms, buckets = got
+    if buckets:  # the x axis runs from the first bucket's start to the end of the current one
+        since_ms = _start_ms(buckets[0])
+        until_ms = _start_ms(buckets[-1]) + buckets[-1]["seconds"] * 1000
+    now = datetime.fromtimestamp(until_ms / 1000, tz=UTC)
+    initial, found = timeline.changes(name, now, timedelta(milliseconds=until_ms - since_ms))
     payload: dict[str, Any] = {
         "circuit": name,
         "range": range_key,
-        "since": now_ms - minutes * 60_000,
-        "until": now_ms,
-        "seconds": buckets[0].get("seconds", 10) if buckets else None,
+        "since": since_ms,
+        "until": until_ms,
+        "seconds": buckets[0]["seconds"] if buckets else None,
         "time_zone": timezone.get_current_timezone_name(),
         "warning": str(warning) if warning else None,
         **{field: limits.get(field) or None for field in LIMITS},
-        "start": [int(bucket["start"].timestamp() * 1000) for bucket in buckets],
+        "start": [_start_ms(bucket) for bucket in buckets],
         **{field: [int(bucket.get(field) or 0) for bucket in buckets] for field in COUNTS},
         **{field: [_ms(bucket.get(field)) for bucket in buckets] for field in PERCENTILES},
         "initial": initial,
@@ -116,9 +121,14 @@ def read(name: str, limits: Mapping[str, Any], range_key: str) -> Outcomes:
     return Outcomes(payload)
 
 
-def _buckets(backend: Any, name: str, minutes: int) -> tuple[int, list[dict[str, Any]]]:
-    now_ms = backend.clock.now_ms()
-    return now_ms, backend.history(name, now_ms - minutes * 60_000, now_ms)
+def _buckets(backend: Any, name: str, minutes: int) -> tuple[int, int, list[dict[str, Any]]]:
+    since_ms, until_ms = series.window(minutes, backend.clock.now_ms())
+    backend.flush()  # this process's own calls of the last seconds too (as Breaker.history)
+    return since_ms, until_ms, backend.history(name, since_ms, until_ms)
+
+
+def _start_ms(bucket: dict[str, Any]) -> int:
+    return int(bucket["start"].timestamp() * 1000)
 
 
 def _ms(value: float | None) -> float | None:
