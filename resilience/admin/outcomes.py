@@ -30,6 +30,7 @@ PERCENTILES = ("p50_ms", "p95_ms", "p99_ms")
 LIMITS = ("failure_rate_threshold", "slow_call_ms")  # 0 (off) is sent as null
 # The words the script writes (readout, units, notes), translated here.
 TEXT = {
+    "call": _("call"),
     "calls": _("calls"),
     "failed": _("failed"),
     "slow": _("slow"),
@@ -38,6 +39,9 @@ TEXT = {
     "rejected_bulkhead": _("rejected (bulkhead full)"),
     "no_calls": _("no calls"),
     "nothing": _("No calls and no rejections in this range."),
+    "empty_calls": _("No calls in this range."),
+    "empty_latency": _("No timed calls in this range."),
+    "empty_rejected": _("No rejections in this range."),
     "per_10": _("per 10 s"),
     "per_60": _("per minute"),
     "trips_at": _("trips at %(value)s"),

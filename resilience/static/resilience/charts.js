@@ -225,7 +225,7 @@
                 }
                 this.marks(svg, frame);
                 if (!series.any) {
-                    node('text', {class: 'rs-empty-note', x: MARGIN.left + frame.w / 2, y: MARGIN.top + frame.h / 2, 'text-anchor': 'middle'}, svg, this.text.nothing);
+                    node('text', {class: 'rs-empty-note', x: MARGIN.left + frame.w / 2, y: MARGIN.top + frame.h / 2, 'text-anchor': 'middle'}, svg, series.empty);
                 }
                 node('line', {class: 'rs-cross', x1: -10, x2: -10, y1: MARGIN.top, y2: MARGIN.top + frame.h}, svg);
                 node('rect', {class: 'rs-hit', x: MARGIN.left, y: MARGIN.top, width: frame.w, height: frame.h}, svg);
@@ -356,7 +356,7 @@
             const ok = d.calls.map((calls, i) => calls - d.failures[i]);
             return {
                 max: Math.max(0, ...d.calls), integer: true, any: d.calls.some((v) => v > 0),
-                label: (v) => this.number.format(v),
+                empty: this.text.empty_calls, label: (v) => this.number.format(v),
                 draws: [this.bars(frame, [['rs-bar rs-s-ok', ok], ['rs-bar rs-s-fail', d.failures]])],
             };
         }
@@ -368,7 +368,7 @@
             if (d.failure_rate_threshold) {
                 draws.unshift(this.limit(frame, d.failure_rate_threshold, format(this.text.trips_at, {value: `${d.failure_rate_threshold} %`})));
             }
-            return {max: 100, fixed: 100, any: d.calls.some((v) => v > 0), label: (v) => `${v} %`, draws};
+            return {max: 100, fixed: 100, any: d.calls.some((v) => v > 0), empty: this.text.empty_calls, label: (v) => `${v} %`, draws};
         }
 
         series_latency(frame) {
@@ -383,7 +383,7 @@
                 draws.push((svg) => node('text', {class: 'rs-limit-label', x: MARGIN.left + frame.w - 4, y: MARGIN.top + 12, 'text-anchor': 'end'}, svg,
                     format(this.text.off_scale, {what: format(this.text.slow_above, {value: this.ms(slow)})})));
             }
-            return {max: Math.max(top, fits ? slow : 0), any: top > 0, label: (v) => this.ms(v), draws};
+            return {max: Math.max(top, fits ? slow : 0), any: top > 0, empty: this.text.empty_latency, label: (v) => this.ms(v), draws};
         }
 
         series_rejected(frame) {
@@ -391,7 +391,7 @@
             const total = d.rejected_open.map((v, i) => v + d.rejected_bulkhead[i]);
             return {
                 max: Math.max(0, ...total), integer: true, any: total.some((v) => v > 0),
-                label: (v) => this.number.format(v),
+                empty: this.text.empty_rejected, label: (v) => this.number.format(v),
                 draws: [this.bars(frame, [['rs-bar rs-s-open', d.rejected_open], ['rs-bar rs-s-bulkhead', d.rejected_bulkhead]])],
             };
         }
@@ -438,7 +438,7 @@
                 head = `${this.clock(at, true)}–${this.clock(at + this.bucketMs(), true)}`;
             }
             if (calls) {
-                parts.push(`${this.number.format(calls)} ${t.calls}`);
+                parts.push(`${this.number.format(calls)} ${calls === 1 ? t.call : t.calls}`);
                 parts.push(`${this.number.format(failures)} ${t.failed} (${this.number.format((100 * failures) / calls)} %)`);
                 for (const key of ['slow', 'timeouts']) {
                     if (sum(key)) {
