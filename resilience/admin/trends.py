@@ -11,10 +11,11 @@ from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 
+from resilience import series
 from resilience.admin.live import read_backend
 
 MINUTES = 60
-BINS = 30  # 2-minute bars
+BINS = 30  # 2-minute bars (MINUTES is a multiple of BINS)
 WIDTH, HEIGHT = 120, 22
 LAYERS = ("ok", "fail", "rejected")  # bottom up
 
@@ -39,35 +40,36 @@ class Trend:
 
 
 def read(names: Iterable[str]) -> dict[str, Trend] | None:
-    """``{name: Trend}`` of a page of circuits: ONE ``Backend.history_many`` call, no SQL.
+    """``{name: Trend}`` of a page of circuits: ONE backend read, no SQL.
 
+    The hour's 1-minute buckets, through ``Backend.read_history``: the counts are all a
+    sparkline needs, and ``history_many`` would build the hour's 361 10-second buckets per row,
+    percentiles included (1.4 s instead of 0.08 s for a page of 100 busy circuits on Redis).
     None when the backend could not be read (the column then shows a dash)."""
     names = list(names)
     if not names:
         return {}
-    found, _warning = read_backend(lambda backend: _history_many(backend, names))
-    if found is None:
+    vectors, _warning = read_backend(lambda backend: _read_minutes(backend, names))
+    if vectors is None:
         return None
-    since_ms, until_ms, histories = found
-    return {name: _bin(histories.get(name) or [], since_ms, until_ms) for name in names}
+    return {name: _bin(vectors[name]) for name in names}
 
 
-def _history_many(backend: Any, names: list[str]) -> tuple[int, int, dict[str, list[dict]]]:
+def _read_minutes(backend: Any, names: list[str]) -> dict[str, list[list[int]]]:
     until_ms = backend.clock.now_ms()
-    since_ms = until_ms - MINUTES * 60_000
-    return since_ms, until_ms, backend.history_many(names, since_ms, until_ms)
+    starts = series.starts(until_ms - MINUTES * 60_000, until_ms, series.COARSE_MS)
+    return backend.read_history(names, starts, series.COARSE_MS)
 
 
-def _bin(buckets: list[dict[str, Any]], since_ms: int, until_ms: int) -> Trend:
+def _bin(vectors: list[list[int]]) -> Trend:
+    """The last ``MINUTES`` minutes of ``vectors`` (oldest first; the last one is the current
+    minute) in ``BINS`` bars."""
     bars = [[0, 0, 0] for _ in range(BINS)]
-    span = max(1, until_ms - since_ms)
-    for bucket in buckets:
-        start_ms = int(bucket["start"].timestamp() * 1000)
-        i = min(BINS - 1, max(0, (start_ms - since_ms) * BINS // span))
-        calls, failures = int(bucket.get("calls") or 0), int(bucket.get("failures") or 0)
-        bars[i][0] += calls - failures
-        bars[i][1] += failures
-        bars[i][2] += int(bucket.get("rejected") or 0)
+    for age, vector in enumerate(reversed(vectors[-MINUTES:])):
+        bar = bars[BINS - 1 - age * BINS // MINUTES]
+        bar[0] += vector[series.CALLS] - vector[series.FAILURES]
+        bar[1] += vector[series.FAILURES]
+        bar[2] += vector[series.REJECTED_OPEN] + vector[series.REJECTED_BULKHEAD]
     return Trend([(ok, failed, rejected) for ok, failed, rejected in bars])
 
 

@@ -1,5 +1,6 @@
-"""The changelist's "last hour" column: a sparkline per row from ONE ``history_many`` call for
-the page, and no SQL of its own (Redis' side: test_redis_cost.py)."""
+"""The changelist's "last hour" column: a sparkline per row from ONE history read for the page
+(``Backend.read_history``, 1-minute buckets), and no SQL of its own (Redis' side:
+test_redis_cost.py)."""
 
 import re
 from xml.etree import ElementTree
@@ -61,13 +62,13 @@ def test_a_page_costs_one_history_read_and_no_query_whatever_its_size(
 ):
     backend = get_backend()
     reads = []
-    original = backend.history_many
+    original = backend.read_history
 
-    def counting(names, since_ms, until_ms):
-        reads.append(list(names))
-        return original(names, since_ms, until_ms)
+    def counting(names, starts, size_ms):
+        reads.append((list(names), len(starts), size_ms))
+        return original(names, starts, size_ms)
 
-    monkeypatch.setattr(backend, "history_many", counting)
+    monkeypatch.setattr(backend, "read_history", counting)
     client = client_for(superuser)
     for i in range(3):
         BreakerPolicyFactory(name=f"svc-{i:03d}")
@@ -80,7 +81,8 @@ def test_a_page_costs_one_history_read_and_no_query_whatever_its_size(
     reads.clear()
     with django_assert_max_num_queries(len(small)):
         html = client.get(CHANGELIST).content.decode()
-    assert reads == [[f"svc-{i:03d}" for i in range(100)]]  # the page's rows, in one call
+    # The page's rows, in one call: the minutes of the hour (both ends included).
+    assert reads == [([f"svc-{i:03d}" for i in range(100)], 61, 60_000)]
     assert html.count('class="rs-spark"') == 100
     assert "5 calls" in cell(html, "svc-042")
 
@@ -91,7 +93,7 @@ def test_a_backend_that_cannot_be_read_shows_a_dash(superuser, client_for, monke
     def broken(*args, **kwargs):
         raise ConnectionError("store down")
 
-    monkeypatch.setattr(get_backend(), "history_many", broken)
+    monkeypatch.setattr(get_backend(), "read_history", broken)
     response = client_for(superuser).get(CHANGELIST)
     assert response.status_code == 200
     assert cell(response.content.decode(), "svc") == "—"

@@ -63,6 +63,17 @@ def memory(settings, monkeypatch):
     monkeypatch.setattr(outcomes, "POLL_SECONDS", 1)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def either_backend(request, monkeypatch):
+    """The memory backend, or a private Redis (``shared_settings``); polling every second."""
+    if request.param == "redis":
+        request.getfixturevalue("shared_settings")
+        monkeypatch.setattr(outcomes, "POLL_SECONDS", 1)
+    else:
+        request.getfixturevalue("memory")
+    return request.param
+
+
 def open_change_page(page, policy):
     login(page, "admin")
     page.goto(f"{CHANGELIST}{policy.pk}/change/")
@@ -73,7 +84,7 @@ def text_of(page, selector):
     return page.locator(selector).inner_text()
 
 
-def test_the_charts_follow_calls_made_while_the_page_is_open(new_page, memory):
+def test_the_charts_follow_calls_made_while_the_page_is_open(new_page, either_backend):
     policy = BreakerPolicyFactory(
         name="payments-api", failure_threshold=5, recovery_timeout=600, alert_on_open=False
     )
