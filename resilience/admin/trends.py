@@ -93,6 +93,8 @@ def render(trend: Trend | None) -> str:
     """The sparkline (SVG, no script, no style attribute) and the hour's totals in words."""
     if trend is None:
         return "—"
+    if not any(map(sum, trend.bars)):
+        return format_html('<span class="rs-spark-words">{}</span>', _("no calls"))
     calls, failures, rejected = trend.calls, trend.failures, trend.rejected
     if calls:
         phrases = [

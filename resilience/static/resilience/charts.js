@@ -224,6 +224,9 @@
                     draw(svg);
                 }
                 this.marks(svg, frame);
+                for (const words of svg.querySelectorAll('.rs-limit-label')) {
+                    svg.appendChild(words);  // over the state-change lines
+                }
                 if (!series.any) {
                     node('text', {class: 'rs-empty-note', x: MARGIN.left + frame.w / 2, y: MARGIN.top + frame.h / 2, 'text-anchor': 'middle'}, svg, series.empty);
                 }
@@ -347,7 +350,8 @@
             return (svg) => {
                 const y = frame.y(value);
                 node('line', {class: 'rs-limit', x1: MARGIN.left, x2: MARGIN.left + frame.w, y1: y, y2: y}, svg);
-                node('text', {class: 'rs-limit-label', x: MARGIN.left + frame.w - 4, y: y - 4, 'text-anchor': 'end'}, svg, label);
+                const below = y - 16 < MARGIN.top;  // no room above the line: write under it
+                node('text', {class: 'rs-limit-label', x: MARGIN.left + frame.w - 4, y: below ? y + 13 : y - 4, 'text-anchor': 'end'}, svg, label);
             };
         }
 
