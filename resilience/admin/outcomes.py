@@ -50,6 +50,7 @@ TEXT = {
     "live": _("Live: refreshed every %(seconds)s s."),
     "paused": _("Paused while this tab is hidden."),
     "stale": _("Could not refresh (%(error)s); showing the last data."),
+    "signed_out": _("signed out? Reload the page"),
     "hour": RANGES["hour"][1],
     "day": RANGES["day"][1],
 }

@@ -159,11 +159,21 @@ def test_polling_stops_while_the_tab_is_hidden(new_page, memory):
         page.wait_for_timeout(50)
     assert len(asked) > hidden_at  # asked again at once on coming back
 
+    page.context.clear_cookies()  # signed out meanwhile: the admin answers with its login page
+    page.wait_for_function(
+        "document.querySelector('#outcomes .rs-status').textContent.includes('signed out')"
+    )
+    assert text_of(page, "#outcomes .rs-status") == (
+        "Could not refresh (signed out? Reload the page); showing the last data."
+    )
+    assert page.locator("#outcomes svg.rs-svg").count() == 4  # the charts stay
+
 
 def test_the_admin_pages_run_under_a_strict_content_security_policy(new_page, memory, settings):
     settings.TEST_CONTENT_SECURITY_POLICY = CSP
     policy = BreakerPolicyFactory(name="payments-api", failure_threshold=3, slow_call_ms=500)
     calls("payments-api", ok=10, failed=3, rejected_ok=2)
+    get_backend().flush()  # in the history now (else within 5 s): the list's sparkline too
     user("admin", superuser=True)
     page = new_page()
     page.add_init_script(WATCH_CSP)

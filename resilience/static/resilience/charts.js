@@ -142,6 +142,9 @@
                 if (!response.ok) {
                     throw new Error(`HTTP ${response.status}`);
                 }
+                if (response.redirected || !(response.headers.get('Content-Type') || '').includes('json')) {
+                    throw new Error(this.text.signed_out);  // the admin's login page instead
+                }
                 const data = await response.json();
                 if (asked === this.range) {
                     this.data = data;
