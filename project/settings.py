@@ -32,6 +32,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "resilience.middleware.CircuitBreakerMiddleware",
+    "project.demo.traffic.TrafficMiddleware",
 ]
 ROOT_URLCONF = "project.urls"
 TEMPLATES = [
@@ -106,6 +107,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout"
 _demo_host, _, _demo_port = env("DEMO_ADDR", default="127.0.0.1:8000").rpartition(":")
 _demo_host = _demo_host if _demo_host not in ("", "0.0.0.0", "[::]") else "127.0.0.1"
 DEMO_SITE_URL = f"http://{_demo_host}:{_demo_port}"
+
+# Background calls on payments-api, search and demo-upstream from the first request on, so the
+# admin's charts have data (project/demo/traffic.py); DEMO_TRAFFIC=0 turns them off.
+DEMO_TRAFFIC = env.bool("DEMO_TRAFFIC", default=True)
 
 DEMO_POLICY = {
     "failure_threshold": 2,

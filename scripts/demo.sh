@@ -14,4 +14,5 @@ else
   echo "==> embedded mode: memory backend, eager Celery, alert e-mails written to var/mail/"
 fi
 echo "==> open http://$ADDR/ (demo page) and http://$ADDR/admin/ (log in as printed above)"
+echo "==> background calls on payments-api, search and demo-upstream start with the first request (DEMO_TRAFFIC=0: none)"
 .venv/bin/python manage.py runserver "$ADDR"

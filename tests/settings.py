@@ -32,6 +32,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "tests.support.csp.ContentSecurityPolicyMiddleware",  # off unless a test sets a policy
 ]
 TEMPLATES = [
     {

@@ -5,15 +5,18 @@ Each test runs a copy of ``project/`` and ``manage.py`` in a temporary checkout 
 path, as a real clone has), in fresh processes with a clean environment.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.support.redisproc import free_port
 from tests.support.tripscript import trip_script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,3 +114,47 @@ def test_redis_demo_keeps_the_beat_schedule_under_var(checkout, redis_proc):
         worker.communicate(timeout=30)
     assert list((checkout / "var").glob("celerybeat-schedule*"))
     assert outside_var(checkout) == before
+
+
+def test_the_served_demo_makes_traffic_for_the_admin_charts(checkout, redis_proc):
+    """From its first request on, the demo site calls payments-api, search and demo-upstream in
+    the background (project/demo/traffic.py): the outcome history (in Redis, read here by
+    another process) has their calls within a few seconds."""
+    addr = f"127.0.0.1:{free_port()}"
+    env = {"REDIS_URL": redis_proc.url, "DEMO_ADDR": addr}
+    manage(checkout, "migrate", "--noinput", **env)
+    manage(checkout, "demo_setup", **env)
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", addr],
+        cwd=checkout,
+        env=demo_env(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    read = (
+        "from resilience import breaker; import json; print(json.dumps({name: sum(b['calls'] "
+        "for b in breaker(name).history(minutes=5)) for name in "
+        "('payments-api', 'search', 'demo-upstream')}))"
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the first request starts the traffic
+            assert server.poll() is None, server.stderr.read()
+            try:
+                urllib.request.urlopen(f"http://{addr}/unrelated/", timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the demo site did not answer"
+                time.sleep(0.2)
+        while True:  # each process sends its counts every 5 s
+            output = manage(checkout, "shell", "-c", read, **env).stdout
+            calls = json.loads(output.strip().splitlines()[-1])
+            if all(calls.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert all(calls.values()), calls
+    assert calls["payments-api"] > calls["demo-upstream"]  # 4 calls a second, against 1

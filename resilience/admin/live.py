@@ -87,7 +87,7 @@ def policy_from_values(values: dict[str, Any]) -> Policy:
     return Policy.from_mapping(values)
 
 
-def _read(read: Callable[[Any], Any]) -> tuple[Any, str | None]:
+def read_backend(read: Callable[[Any], Any]) -> tuple[Any, str | None]:
     """``read(backend)`` and a warning for the operator when what it read is not the shared
     truth. Never raises: a failing backend gives ``None`` (the states show as unknown)."""
     try:
@@ -123,7 +123,7 @@ def fetch(rows: Iterable[Any]) -> tuple[dict[str, Live], str | None]:
     if not policies:
         return {}, None
     # A circuit past its open time is moved to half-open first: a quiet one never looks open.
-    snapshots, warning = _read(lambda backend: backend.snapshot_current(policies))
+    snapshots, warning = read_backend(lambda backend: backend.snapshot_current(policies))
     snapshots = snapshots or {}
     states = {
         name: Live(display_state(modes[name], snapshots.get(name)), snapshots.get(name))
@@ -160,7 +160,7 @@ class Board:
         """``{name: state}`` of the circuits not closed; None when the backend failed."""
         if not self._loaded:
             self._loaded = True
-            self._index, self.warning = _read(lambda backend: backend.not_closed())
+            self._index, self.warning = read_backend(lambda backend: backend.not_closed())
             if self._index is None and self.warning is None:  # the backend keeps no index
                 rows = BreakerPolicy.objects.order_by().values(*POLICY_COLUMNS)
                 self._states, self.warning = fetch(rows)

@@ -17,7 +17,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
 from resilience import events, whatif
-from resilience.admin import timeline
+from resilience.admin import timeline, trends
 from resilience.admin.control import CircuitControlMixin, ReasonForm
 from resilience.admin.forms import (
     FIELDSETS,
@@ -41,6 +41,7 @@ from resilience.admin.live import (
     next_trial,
 )
 from resilience.admin.maintenance import MaintenanceWindowInline
+from resilience.admin.outcomes import OutcomesMixin
 from resilience.admin.revisions import RevisionMixin
 from resilience.conf import settings as conf
 from resilience.engine_types import DISABLED, ENFORCED, FORCED_OPEN, MONITOR
@@ -95,14 +96,16 @@ class LiveStateFilter(admin.SimpleListFilter):
 
 
 class LiveChangeList(ChangeList):
-    """Attaches each listed policy's live state (from the request's one backend call)."""
+    """Attaches each listed policy's live state and last hour (one backend call each)."""
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         board = Board.for_request(request)
         board.attach(self.result_list)  # the page's rows only
+        found = trends.read(policy.name for policy in self.result_list)
         for policy in self.result_list:
             policy.live = board.live(policy.name)
+            policy.trend = None if found is None else found.get(policy.name)
 
 
 class Overview:
@@ -133,13 +136,14 @@ def _latest_transition() -> Any:
 
 
 @admin.register(BreakerPolicy)
-class BreakerPolicyAdmin(RevisionMixin, CircuitControlMixin, admin.ModelAdmin):
+class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admin.ModelAdmin):
     form = BreakerPolicyForm
     list_display = (
         "name",
         "state_badge",
         "consecutive_failures",
         "failure_rate",
+        "last_hour",
         "calls_in_flight",
         "next_trial",
         "last_transition",
@@ -153,7 +157,8 @@ class BreakerPolicyAdmin(RevisionMixin, CircuitControlMixin, admin.ModelAdmin):
     inlines = (MaintenanceWindowInline,)
 
     class Media:
-        css = {"all": ("resilience/admin.css",)}
+        css = {"all": ("resilience/admin.css", "resilience/charts.css")}
+        js = ("resilience/charts.js",)
 
     # --- changelist ---------------------------------------------------------------------------
 
@@ -190,6 +195,10 @@ class BreakerPolicyAdmin(RevisionMixin, CircuitControlMixin, admin.ModelAdmin):
     @admin.display(description=_("failure rate (window)"))
     def failure_rate(self, obj: BreakerPolicy) -> str:
         return failure_rate(_live(obj))
+
+    @admin.display(description=_("last hour"))
+    def last_hour(self, obj: BreakerPolicy) -> str:
+        return trends.render(getattr(obj, "trend", None))
 
     @admin.display(description=_("in flight / cap"))
     def calls_in_flight(self, obj: BreakerPolicy) -> str:
@@ -330,6 +339,7 @@ class BreakerPolicyAdmin(RevisionMixin, CircuitControlMixin, admin.ModelAdmin):
             "events_url": events_url,
             "resilience_enabled": conf.ENABLED,
             **self.revisions_context(request, obj),
+            **self.outcomes_context(request, obj.pk, obj.name, row or {}),
         }
 
 

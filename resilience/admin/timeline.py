@@ -37,9 +37,10 @@ class Change:
     to_state: str
 
 
-def changes(circuit: str, now: datetime) -> tuple[str, list[Change]]:
-    """The state at the start of the window and the changes inside it, oldest first (2 queries)."""
-    start = now - WINDOW
+def changes(circuit: str, now: datetime, window: timedelta = WINDOW) -> tuple[str, list[Change]]:
+    """The state at the start of the window (``window`` up to ``now``) and the changes inside
+    it, oldest first (2 queries)."""
+    start = now - window
     events = CircuitEvent.objects.filter(circuit=circuit, kind__in=STATE_KINDS).order_by(
         "-created_at", "-id"
     )

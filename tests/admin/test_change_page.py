@@ -131,7 +131,7 @@ def test_live_panel_timeline_and_latest_events(superuser, client_for, trip):
     trip(policy)
     CircuitEventFactory(policy=policy, error="<script>alert('x')</script>", reason="a\nb")
     html = client_for(superuser).get(url(policy)).content.decode()
-    panel = html[html.index('id="live-state"') : html.index('id="breakerpolicy_form"')]
+    panel = html[html.index('id="live-state"') : html.index('id="outcomes"')]
     assert 'class="rs-badge rs-open"' in panel
     assert "2 / 2" in panel and "100 % of 2" in panel and "in 1 min 0 s" in panel
     assert '<svg class="rs-timeline"' in panel and "<script" not in panel
@@ -156,7 +156,7 @@ def test_live_panel_shows_calls_in_flight_and_the_cap(
     for _ in range(held):
         assert backend.acquire("payments-api", engine_policy).slot is not None
     html = client_for(superuser).get(url(policy)).content.decode()
-    panel = html[html.index('id="live-state"') : html.index('id="breakerpolicy_form"')]
+    panel = html[html.index('id="live-state"') : html.index('id="outcomes"')]
     facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", panel))
     assert in_flight in facts["in flight / cap"]
     assert ("rs-full" in facts["in flight / cap"]) == bool(fields.get("max_concurrent_calls"))

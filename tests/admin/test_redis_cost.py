@@ -1,5 +1,5 @@
-"""Against a private redis-server: a changelist render reads the not-closed index and the page of
-circuits it shows, whatever the number of policies.
+"""Against a private redis-server: a changelist render reads the not-closed index, the page of
+circuits it shows and their last hour of history, whatever the number of policies.
 
 Two independent counts: round trips sent by the client (redis-py's socket writes), and what the
 server executed (``INFO commandstats``), where one ``EVALSHA`` runs the per-circuit reads inside
@@ -63,7 +63,7 @@ def commands_for(client, redis_client, monkeypatch):
     return len(sent), {name: n for name, n in calls.items() if name.split("|")[0] not in IGNORED}
 
 
-def test_changelist_costs_two_redis_round_trips_whatever_the_page_size(
+def test_changelist_costs_three_redis_round_trips_whatever_the_page_size(
     redis_client, superuser, client_for, trip, monkeypatch
 ):
     assert type(get_backend()).__name__ == "RedisBackend"
@@ -85,15 +85,20 @@ def test_changelist_costs_two_redis_round_trips_whatever_the_page_size(
         for _ in range(i % 3 if capped else 0):
             assert backend.acquire(policy.name, policy_from_values(policy)).slot is not None
     big_trips, big = commands_for(client, redis_client, monkeypatch)
-    # The not-closed index (one HGETALL), then the page's circuits (one script); the broken
-    # circuits the overview lists are on the page already.
-    assert small_trips == big_trips == 2
+    # The not-closed index (one HGETALL), the page's circuits (one script), their last hour
+    # (one pipeline of HMGETs: the "last hour" column); the broken circuits the overview lists
+    # are on the page already.
+    assert small_trips == big_trips == 3
     # Server side: one script call; its per-circuit reads (the slot sets of the capped circuits
     # included) run inside it, not as round trips.
     assert small["cmdstat_evalsha"] == big["cmdstat_evalsha"] == 1
-    allowed = {"cmdstat_evalsha", "cmdstat_time", "cmdstat_hgetall", "cmdstat_zrange"}
+    allowed = {
+        "cmdstat_evalsha", "cmdstat_time", "cmdstat_hgetall", "cmdstat_zrange", "cmdstat_hmget"
+    }  # fmt: skip
     assert set(big) <= allowed, big
     assert big["cmdstat_hgetall"] == 100 + 1
+    # An hour of 1-minute buckets spans at most 2 of a circuit's 120-minute hashes.
+    assert small["cmdstat_hmget"] <= 2 * 10 and big["cmdstat_hmget"] <= 2 * 100
     assert big.get("cmdstat_zrange") == 22  # the capped circuits only: 12, 16, ..., 96
     response = client.get(CHANGELIST)
     rows = response.context["cl"].result_list
@@ -156,9 +161,11 @@ def test_a_render_with_5000_policies_reads_a_page_not_the_table(
         assert sql == small_sql  # a constant number of SQL queries
         assert sizes and max(sizes) <= 2 * PAGE  # no script over a page of keys
         # The index, the page's hashes, the overview's 12 broken ones (those not on the page)
-        # and their TIME; nothing per policy of the table.
+        # and their TIME, the page's last hour (at most 2 HMGETs a row); nothing per policy of
+        # the table.
         assert commands["hgetall"] <= 1 + PAGE + 12, commands
-        assert sum(commands.values()) <= 2 * PAGE + 20, commands
+        assert commands.get("hmget", 0) <= 2 * PAGE, commands
+        assert sum(commands.values()) <= 4 * PAGE + 20, commands
     everything, opened, closed = (r[3] for r in big)
     assert everything.context["cl"].result_count == 5000
     assert len(everything.context["cl"].result_list) == 100

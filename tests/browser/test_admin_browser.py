@@ -1,5 +1,6 @@
 """The admin in a real Chromium: edits and resets reach another process through Redis."""
 
+import math
 import os
 import re
 import time
@@ -11,6 +12,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
+from resilience import series
 from resilience.admin.live import policy_from_values
 from resilience.backends import get_backend
 from resilience.models import BreakerPolicy, CircuitEvent
@@ -183,6 +185,24 @@ def demo_history(policy):
         )
 
 
+def an_hour_of_history(rates):
+    """Store an hour of 10-second buckets for the "last hour" column (``{circuit: (calls per
+    bucket, failure share, failure share in the last 5 minutes)}``) through the backend's own
+    store, as the processes' history feeds would have sent them."""
+    backend = get_backend()
+    now = backend.clock.now_ms() // 10_000 * 10_000
+    batches = {}
+    for step in range(360):
+        start = now - step * 10_000
+        batches[start] = {}
+        for name, (calls, share, recent) in rates.items():
+            vector = [0] * series.SIZE
+            vector[series.CALLS] = round(calls * (1.2 + math.sin(step / 40)) / 2) + 1
+            vector[series.FAILURES] = round(vector[series.CALLS] * (recent if step < 30 else share))
+            batches[start][name] = vector
+    assert backend.store_history(batches)
+
+
 def test_screenshots_of_the_changelist_and_change_page(new_page, shared_settings, tmp_path):
     payments = BreakerPolicyFactory(
         name="payments-api", description="Card payments provider.", failure_threshold=5,
@@ -203,6 +223,10 @@ def test_screenshots_of_the_changelist_and_change_page(new_page, shared_settings
     llm = BreakerPolicyFactory(name="llm-api", max_concurrent_calls=4, call_timeout_ms=30_000)
     for _ in range(4):
         get_backend().acquire("llm-api", policy_from_values(llm))
+    an_hour_of_history({
+        "payments-api": (30, 0.01, 0.6), "search": (20, 0.05, 0.3), "geo-lookup": (8, 0, 0.5),
+        "email-api": (6, 0.02, 0.02), "shipping-rates": (12, 0, 0), "llm-api": (4, 0.1, 0),
+    })  # fmt: skip
     user("admin", superuser=True)
     target = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
 

@@ -12,9 +12,10 @@ DEMO_POLICIES = {
         "description": "Card payments provider.",
         "failure_threshold": 5,
         "failure_rate_threshold": 50,
+        "slow_call_ms": 1000,  # also times every call: latency percentiles in the admin charts
         "critical": True,
     },
-    "search": {"description": "Full-text search service.", "mode": "monitor"},
+    "search": {"description": "Full-text search service.", "mode": "monitor", "slow_call_ms": 500},
 }
 
 
