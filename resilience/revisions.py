@@ -204,11 +204,23 @@ def _stored(queryset: Any) -> dict[int, dict[str, Any]]:
     }
 
 
-def before_save(policy: Any) -> dict[str, Any] | None:
-    """The stored values of ``policy`` before a save (None: a new row)."""
+def before_save(policy: Any, using: str | None = None) -> dict[str, Any] | None:
+    """The stored values of ``policy`` before a save (None: a new row), the row locked where
+    the database can, so that a save committing meanwhile is in the diff and in the values."""
     if policy.pk is None or policy._state.adding:
         return None
-    return _stored(type(policy)._base_manager.filter(pk=policy.pk)).get(policy.pk)
+    return _stored(_locked(type(policy)._base_manager.using(using).filter(pk=policy.pk))).get(
+        policy.pk
+    )
+
+
+def _locked(queryset: Any) -> Any:
+    """``queryset.select_for_update()`` where its database has row locks (inside a
+    transaction), else ``queryset``."""
+    locked = queryset.select_for_update()
+    return (
+        locked if transaction.get_connection(locked.db).features.has_select_for_update else queryset
+    )
 
 
 def record(policy: Any, before: dict[str, Any] | None, update_fields: Any = None) -> None:
@@ -227,9 +239,7 @@ def stored_before_update(queryset: Any, fields: Any) -> dict[int, dict[str, Any]
     database can (None: no tracked field is updated, nothing to record)."""
     if not {f.name for f in tracked_fields()}.intersection(fields):
         return None
-    if queryset.db and transaction.get_connection(queryset.db).features.has_select_for_update:
-        queryset = queryset.select_for_update()
-    return _stored(queryset)
+    return _stored(_locked(queryset))
 
 
 def record_update(model: Any, before: dict[int, dict[str, Any]]) -> None:
