@@ -56,12 +56,9 @@ def _in_thread(target, *args):
     return thread, errors
 
 
-def test_a_save_racing_another_records_the_row_it_wrote():
-    """Before: ``before_save`` read the row without a lock. A kill switch pulled (only the mode
-    saved) while an edit of the threshold was uncommitted read the old threshold, waited on the
-    row, wrote only the mode - and recorded a revision whose values held the old threshold, so
-    a revert to it later quietly undid the edit."""
-    policy = BreakerPolicyFactory(name="pay", failure_threshold=5)
+def _force_during_an_edit(policy) -> None:
+    """An edit of the threshold saves, and before it commits the mode alone is saved from
+    another connection (as ``Breaker.force_open`` does), which must wait for the edit."""
     edit_saved, release_edit = threading.Event(), threading.Event()
 
     def edit():
@@ -86,9 +83,32 @@ def test_a_save_racing_another_records_the_row_it_wrote():
     forcing.join(15)
     assert blocked and not edit_errors and not force_errors, (edit_errors, force_errors)
 
+
+def test_a_save_racing_another_records_the_row_it_wrote():
+    """Before: ``before_save`` read the row without a lock. A kill switch pulled (only the mode
+    saved) while an edit of the threshold was uncommitted read the old threshold, waited on the
+    row, wrote only the mode - and recorded a revision whose values held the old threshold, so
+    a revert to it later quietly undid the edit."""
+    policy = BreakerPolicyFactory(name="pay", failure_threshold=5)
+    _force_during_an_edit(policy)
+
     stored = BreakerPolicy.objects.get(pk=policy.pk)
     assert (stored.failure_threshold, stored.mode) == (2, "forced_open")
     last = PolicyRevision.objects.filter(policy=policy).order_by("-id").first()
     assert last.changes == {"mode": ["enforced", "forced_open"]}
     assert last.restored() == {f.name: getattr(stored, f.attname) for f in tracked_fields()}
     assert last.version == stored.version
+
+
+def test_two_racing_saves_each_bump_the_version():
+    """Before: ``save()`` wrote the version it had loaded plus one, so the second of two racing
+    saves wrote the same version as the first. Every process's policy refresh looks for changed
+    versions (the sum of versions, then each row's): one that refreshed between the two commits
+    never saw the second (here, the kill switch), and two revisions claimed one version."""
+    policy = BreakerPolicyFactory(name="pay", failure_threshold=5)
+    _force_during_an_edit(policy)
+
+    assert BreakerPolicy.objects.get(pk=policy.pk).version == policy.version + 2
+    revisions = PolicyRevision.objects.filter(policy=policy).order_by("id")
+    versions = list(revisions.values_list("version", flat=True))
+    assert versions == [policy.version, policy.version + 1, policy.version + 2]
