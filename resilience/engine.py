@@ -168,17 +168,22 @@ def advance(state: CircuitState, now_ms: int) -> list[Transition]:
     return [_half_open(state, now_ms)]
 
 
-def idle(state: CircuitState, now_ms: int, idle_ms: int) -> bool:
+def idle(state: CircuitState, now_ms: int, idle_ms: int, empty_since: int | None = None) -> bool:
     """True when the circuit may be forgotten: closed, no call in flight (bulkhead slot or
     trial permit), and no outcome recorded for ``idle_ms`` (the newest window bucket ended
-    that long ago; an empty window means none since the last transition). Such a state
-    equals a fresh one but for its epoch, so forgetting it loses nothing but late results."""
+    that long ago). Such a state equals a fresh one but for its epoch, so forgetting it loses
+    nothing but late results.
+
+    An empty window means no outcome since the circuit was made or last closed, which may have
+    been a moment ago, with its first calls still running (a closed call holds nothing in the
+    state): it is idle only once ``empty_since`` - when a sweep first found the window of this
+    generation empty (None: not before this one) - lies ``idle_ms`` back."""
     if state.state != CLOSED or state.permits:
         return False
     if any(expires > now_ms for expires in state.slots.values()):
         return False
     if not state.win_calls:
-        return True
+        return empty_since is not None and empty_since <= now_ms - idle_ms
     return (state.win_head + 1) * state.bucket_ms <= now_ms - idle_ms
 
 

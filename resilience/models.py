@@ -389,7 +389,9 @@ class BreakerPolicy(models.Model):
                 extra = {"forced_until"} if "mode" in update_fields else set()
                 kwargs["update_fields"] = {*update_fields, *extra, "version", "updated_at"}
         with transaction.atomic(using=kwargs.get("using")):
-            before = before_save(self)
+            before = before_save(self, kwargs.get("using"))  # locks the row till commit
+            if before is not None:  # one more than stored: a save committed since counts too
+                self.version = before["version"] + 1
             super().save(*args, **kwargs)
             record(self, before, kwargs.get("update_fields"))  # a revision, if anything changed
         self._invalidate(self)

@@ -16,13 +16,13 @@ model itself is reached through ``registry.model`` (bound by ``resilience.models
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -204,11 +204,23 @@ def _stored(queryset: Any) -> dict[int, dict[str, Any]]:
     }
 
 
-def before_save(policy: Any) -> dict[str, Any] | None:
-    """The stored values of ``policy`` before a save (None: a new row)."""
+def before_save(policy: Any, using: str | None = None) -> dict[str, Any] | None:
+    """The stored values of ``policy`` before a save (None: a new row), the row locked where
+    the database can, so that a save committing meanwhile is in the diff and in the values."""
     if policy.pk is None or policy._state.adding:
         return None
-    return _stored(type(policy)._base_manager.filter(pk=policy.pk)).get(policy.pk)
+    return _stored(_locked(type(policy)._base_manager.using(using).filter(pk=policy.pk))).get(
+        policy.pk
+    )
+
+
+def _locked(queryset: Any) -> Any:
+    """``queryset.select_for_update()`` where its database has row locks (inside a
+    transaction), else ``queryset``."""
+    locked = queryset.select_for_update()
+    return (
+        locked if transaction.get_connection(locked.db).features.has_select_for_update else queryset
+    )
 
 
 def record(policy: Any, before: dict[str, Any] | None, update_fields: Any = None) -> None:
@@ -227,9 +239,7 @@ def stored_before_update(queryset: Any, fields: Any) -> dict[int, dict[str, Any]
     database can (None: no tracked field is updated, nothing to record)."""
     if not {f.name for f in tracked_fields()}.intersection(fields):
         return None
-    if queryset.db and transaction.get_connection(queryset.db).features.has_select_for_update:
-        queryset = queryset.select_for_update()
-    return _stored(queryset)
+    return _stored(_locked(queryset))
 
 
 def record_update(model: Any, before: dict[int, dict[str, Any]]) -> None:
@@ -280,18 +290,28 @@ def _new(
 
 
 def revert(
-    policy: Any, revision: Any, actor: Any = None, reason: str = "", source: str = ""
+    policy: Any,
+    revision: Any,
+    actor: Any = None,
+    reason: str = "",
+    source: str = "",
+    frozen: Iterable[str] = (),
 ) -> PolicyRevision:
     """Give ``policy`` the values of ``revision`` (a ``PolicyRevision`` or its id), validated
     like a form edit, as a new revision; records a ``policy_changed`` event. Everything or
     nothing: ``ValidationError`` with a clear message, and nothing saved, when the revision is
     missing or another policy's, restores nothing new, or its values no longer validate (an
-    exception path that no longer imports, a kill switch whose end has passed, ...)."""
+    exception path that no longer imports, a kill switch whose end has passed, ...).
+    ``PermissionDenied`` (nothing saved) when it would change one of the ``frozen`` fields,
+    compared with the values under the row lock (the admin freezes the mode and the kill
+    switch's end for a user who may not force)."""
     revision = _own(policy, revision)
     target = revision.restored()
     with transaction.atomic():
         current = type(policy)._base_manager.select_for_update().get(pk=policy.pk)
         now = {f.name: plain(f, getattr(current, f.attname)) for f in tracked_fields()}
+        if any(name in target and now.get(name) != revision.values[name] for name in frozen):
+            raise PermissionDenied
         if all(now.get(name) == revision.values[name] for name in target):
             raise ValidationError(
                 _("The policy already has the values of revision %(id)s: nothing to revert.")

@@ -20,10 +20,11 @@ from django.utils.translation import gettext_lazy as _
 
 from resilience.admin.control import REASON_MAX
 from resilience.models import PolicyRevision, RevisionSource
-from resilience.revisions import audit
+from resilience.revisions import audit, revert
 
 logger = logging.getLogger("resilience")
 RECENT_REVISIONS = 20
+FORCE_FIELDS = ("mode", "forced_until")  # what only a user with force_circuit may change
 
 
 class RevertForm(forms.Form):
@@ -90,8 +91,9 @@ class RevisionMixin:
     def revert_view(self, request: HttpRequest, object_id: str, revision_id: int) -> HttpResponse:
         """POST only (CSRF-checked by ``admin_view``): give the policy the values of one of its
         revisions. 403 without the change permission (and without ``force_circuit`` when the
-        revert changes the mode), 404 for an unknown policy; a missing or foreign revision, or
-        values that no longer validate, come back as an error message with nothing saved."""
+        revert changes the mode or the kill switch's end), 404 for an unknown policy; a missing
+        or foreign revision, or values that no longer validate, come back as an error message
+        with nothing saved."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         policy = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
@@ -105,19 +107,20 @@ class RevisionMixin:
             args=[quote(policy.pk)],
             current_app=self.admin_site.name,  # type: ignore[attr-defined]
         )
-        revision = PolicyRevision.objects.filter(pk=revision_id).first()
-        if (
-            revision is not None
-            and revision.policy_id == policy.pk
-            and revision.values.get("mode", policy.mode) != policy.mode
-            and not self.has_force_permission(request, policy)  # type: ignore[attr-defined]
-        ):
-            raise PermissionDenied  # changing the mode is forcing or releasing
+        # Changing the mode or the kill switch's end is forcing or releasing (checked under
+        # the row lock, against the values the revert would replace).
+        forcer = self.has_force_permission(request, policy)  # type: ignore[attr-defined]
         form = RevertForm(request.POST)
         reason = form.cleaned_data["reason"] if form.is_valid() else ""
         try:
             with audit(source=RevisionSource.ADMIN):
-                made = policy.revert_to(revision or revision_id, actor=request.user, reason=reason)
+                made = revert(
+                    policy,
+                    revision_id,
+                    actor=request.user,
+                    reason=reason,
+                    frozen=() if forcer else FORCE_FIELDS,
+                )
         except ValidationError as exc:
             for message in _messages(exc):
                 self.message_user(request, message, messages.ERROR)  # type: ignore[attr-defined]

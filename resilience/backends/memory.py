@@ -37,6 +37,7 @@ class Lane:
         "_backend",
         "_now",
         "_scale",
+        "empty_since",
         "fast_max_ms",
         "fast_policy",
         "fast_until",
@@ -68,6 +69,8 @@ class Lane:
         self._backend = backend
         self._now, self._scale = backend.fast_clock  # fast clock units per millisecond
         self.live = True  # False once its backend is closed: callers must ask for a new one
+        # (generation, ms): when a retire sweep first found this generation's window empty.
+        self.empty_since: tuple[int, int] | None = None
 
     def acquire(self, policy: Policy) -> Ticket:
         """``MemoryBackend.acquire`` of this circuit."""
@@ -345,10 +348,11 @@ class MemoryBackend(Backend):
             if circuit is None:
                 continue
             with circuit.lock:
+                now = self._now()
                 if (
                     circuit.pending
                     or circuit.outbox
-                    or not engine.idle(circuit.state, self._now(), idle_ms)
+                    or not engine.idle(circuit.state, now, idle_ms, _empty_since(circuit, now))
                 ):
                     continue  # used lately, events not stored yet, or not closed
                 circuit.disarm()
@@ -410,3 +414,18 @@ class MemoryBackend(Backend):
             circuit.live = False
         self._circuits.clear()
         self._not_closed.clear()
+
+
+def _empty_since(circuit: Lane, now_ms: int) -> int | None:
+    """``engine.idle``'s ``empty_since`` of ``circuit``: when a sweep first found the window of
+    its generation empty, None when this one is the first (remembered for the next); caller
+    holds the lock."""
+    state = circuit.state
+    if state.win_calls:
+        circuit.empty_since = None
+        return None
+    mark = circuit.empty_since
+    if mark is not None and mark[0] == state.generation:
+        return mark[1]
+    circuit.empty_since = (state.generation, now_ms)
+    return None

@@ -178,3 +178,21 @@ def test_the_revision_log_is_read_only_and_filtered_by_circuit(edited, superuser
     )
     assert response.status_code == 403
     assert PolicyRevision.objects.filter(pk=revision.pk).exists()
+
+
+def test_a_revert_that_changes_the_kill_switch_end_needs_force_circuit(
+    superuser, make_user, client_for
+):
+    """Same mode (forced open), another end: a change-only user must not make a time-boxed
+    kill switch last for ever (``forced_until`` is not even a form field)."""
+    policy = BreakerPolicyFactory(name="payments-api")
+    root = client_for(superuser)
+    root.post(url(policy, "force-open"), {"reason": "down"})  # forced open, no end
+    forever = latest(policy)
+    root.post(url(policy, "release"), {"reason": "back"})
+    root.post(url(policy, "force-open"), {"reason": "down again", "duration": "15m"})
+    policy.refresh_from_db()
+    assert policy.mode == "forced_open" and policy.forced_until is not None, policy.forced_until
+    editor = make_user("editor", "resilience.change_breakerpolicy")
+    assert client_for(editor).post(revert_url(policy, forever)).status_code == 403
+    assert BreakerPolicy.objects.get(pk=policy.pk).forced_until == policy.forced_until

@@ -85,5 +85,29 @@ class SweepContract:
         backend.reset(opened, policy)
         assert backend.retire([opened], idle_ms=1000) == []
         backend.ack(opened, [t.id for t in backend.outbox(opened)])
-        assert backend.retire([opened, name], idle_ms=1000) == [opened, name]
+        # Reset a moment ago, nothing recorded since: idle once found so for idle_ms.
+        assert backend.retire([opened, name], idle_ms=1000) == [name]
+        clock.advance(1)
+        assert backend.retire([opened], idle_ms=1000) == [opened]
         assert listed(backend, opened) == {}
+
+    def test_a_circuit_with_no_call_recorded_yet_is_not_retired_at_once(self, backend, name, clock):
+        """Before: an empty window counted as idle, so a circuit made (or closed) a moment ago
+        was retired by the next sweep while its first calls were still running (a closed call
+        holds nothing in the backend), and their failures were then ignored as late: a host
+        hanging every call never tripped while new hosts kept the sweep coming."""
+        policy = Policy(failure_threshold=1)
+        running = backend.acquire(name, policy)  # the circuit's first call, still running
+        assert backend.retire([name], idle_ms=60_000) == []
+        clock.advance(30)
+        assert backend.retire([name], idle_ms=60_000) == []
+        assert [t.kind for t in backend.record(running, policy, False, 30_000)] == ["opened"]
+        assert backend.snapshot(name, policy)["state"] == "open"
+        # Nothing recorded since the closing: idle once a sweep has seen it so for idle_ms.
+        backend.reset(name, policy)
+        backend.ack(name, [t.id for t in backend.outbox(name)])
+        assert backend.retire([name], idle_ms=60_000) == []
+        clock.advance(59.999)
+        assert backend.retire([name], idle_ms=60_000) == []
+        clock.advance(0.001)
+        assert backend.retire([name], idle_ms=60_000) == [name]
