@@ -79,6 +79,8 @@ IDS: dict[str, str] = {
     "ALERTS.CHANNELS.secret": "E074",
     "ALERTS.CHANNELS.timeout": "E075",
     "ALERTS.CHANNELS.cooldown": "E076",
+    "METRICS": "E080",
+    "METRICS.MAX_CIRCUITS": "E081",
     "memory": "W001",
     "celery": "W002",
     "OPTIONS.ignored": "W003",
@@ -333,6 +335,22 @@ def _redact(raw: dict[str, Any]) -> list[Problem]:
     return found
 
 
+def _metrics(raw: dict[str, Any]) -> list[Problem]:
+    metrics = _nested(raw, "METRICS")
+    if "MAX_CIRCUITS" not in metrics:
+        return []
+    return number(
+        "METRICS.MAX_CIRCUITS",
+        "METRICS['MAX_CIRCUITS']",
+        metrics["MAX_CIRCUITS"],
+        1,
+        100_000,
+        integer=True,
+        hint='Circuits with series of their own (the others are summed as circuit="_other"); '
+        "the default is 100.",
+    )
+
+
 # --- policies ------------------------------------------------------------------------------
 
 
@@ -509,6 +527,7 @@ RULES: tuple[Callable[[dict[str, Any]], list[Problem]], ...] = (
     _alerts,
     _health,
     _redact,
+    _metrics,
     _policies,
     _backend,
     _deployment_warnings,
