@@ -81,6 +81,7 @@ IDS: dict[str, str] = {
     "ALERTS.CHANNELS.cooldown": "E076",
     "METRICS": "E080",
     "METRICS.MAX_CIRCUITS": "E081",
+    "TRACING": "E082",
     "memory": "W001",
     "celery": "W002",
     "OPTIONS.ignored": "W003",
@@ -136,7 +137,7 @@ def _types(raw: dict[str, Any]) -> list[Problem]:
     for key in (*NESTED, "OPTIONS"):
         if key in raw:
             found += dict_of(key, f"RESILIENCE[{key!r}]", raw[key], DOCS)
-    for key in ("ENABLED", "CREATE_MISSING_POLICIES", "EXPOSE_CIRCUIT_NAME"):
+    for key in ("ENABLED", "CREATE_MISSING_POLICIES", "EXPOSE_CIRCUIT_NAME", "TRACING"):
         if key in raw:
             found += boolean(key, key, raw[key], f"The default is {DEFAULTS[key]}.")
     return found

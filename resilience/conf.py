@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "EXPOSE_CIRCUIT_NAME": False,
     "REDACT": {"NAMES": [], "PATTERNS": []},
     "METRICS": {"MAX_CIRCUITS": 100},
+    "TRACING": True,
 }
 
 # Keys whose value is a dict merged over the default dict (so a user can set one sub-key).

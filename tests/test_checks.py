@@ -141,6 +141,7 @@ CASES = {
     "METRICS-MAX_CIRCUITS": ({"METRICS": {"MAX_CIRCUITS": 0}}, "E081", "MAX_CIRCUITS"),
     "METRICS-MAX_CIRCUITS-str": ({"METRICS": {"MAX_CIRCUITS": "100"}}, "E081", "MAX_CIRCUITS"),
     "METRICS-MAX_CIRCUITS-float": ({"METRICS": {"MAX_CIRCUITS": 2.5}}, "E081", "MAX_CIRCUITS"),
+    "TRACING-string": ({"TRACING": "on"}, "E082", "TRACING"),
     "REDACT-unknown": ({"REDACT": {"KEYS": []}}, "E009", "KEYS"),
     "REDACT-NAMES": ({"REDACT": {"NAMES": "pin"}}, "E040", "NAMES"),
     "REDACT-NAMES-blank": ({"REDACT": {"NAMES": ["pin", " "]}}, "E040", "NAMES"),
