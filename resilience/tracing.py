@@ -55,11 +55,13 @@ def traced_acquire(acquire: Callable[[Policy], Ticket], circuit: str) -> Callabl
 
     def acquire_traced(policy: Policy) -> Ticket:
         ticket = acquire(policy)
-        span = get_current_span()
-        if span.is_recording():
-            _transitions(span, ticket.transitions)
-            if not ticket.admitted:
-                _call(span, circuit, "rejected", ticket.state)
+        # An admitted call's event comes from record: most calls look for the span once.
+        if ticket.transitions or not ticket.admitted:
+            span = get_current_span()
+            if span.is_recording():
+                _transitions(span, ticket.transitions)
+                if not ticket.admitted:
+                    _call(span, circuit, "rejected", ticket.state)
         return ticket
 
     return acquire_traced
