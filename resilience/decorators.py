@@ -160,7 +160,8 @@ class Breaker:
         self._counts[FAILURE] += 1
         self._counts[OVERDUE] += 1
         policy = watch.policy
-        stats.timed(self._counts, elapsed_ms, policy.slow_call_ms)
+        # Judged when elapsed_ms reached the deadline: slow if that is slow_call_ms.
+        stats.timed(self._counts, elapsed_ms, 0 < policy.slow_call_ms <= elapsed_ms)
         transitions = watch.backend.record(watch.ticket, policy, False, elapsed_ms)
         if transitions:
             limit = "call_timeout_ms" if policy.deadline_ms == policy.call_timeout_ms else "slow"
@@ -183,7 +184,7 @@ class Breaker:
         duration_ms = 0
         if started:
             duration_ms = max(0, route.clock.now_ms() - started)
-            stats.timed(self._counts, duration_ms, route.policy.slow_call_ms)
+            stats.timed(self._counts, duration_ms, 0 < route.policy.slow_call_ms < duration_ms)
         transitions = route.record(ticket, route.policy, not failed, duration_ms)
         if transitions:
             _emit(self.name, transitions)
@@ -209,7 +210,7 @@ class Breaker:
         duration_ms = 0
         if started:
             duration_ms = max(0, route.clock.now_ms() - started)
-            stats.timed(self._counts, duration_ms, route.policy.slow_call_ms)
+            stats.timed(self._counts, duration_ms, 0 < route.policy.slow_call_ms < duration_ms)
         transitions = route.record(ticket, route.policy, False, duration_ms)
         if transitions:
             _emit(self.name, transitions, exc)

@@ -48,9 +48,10 @@ def incr(circuit: str, outcome: int) -> None:
     counters(circuit)[outcome] += 1
 
 
-def timed(counts: list[int], duration_ms: int, slow_call_ms: int) -> None:
-    """Count the duration of one timed call that ended (success or failure) in ``counts``."""
-    if 0 < slow_call_ms < duration_ms:
+def timed(counts: list[int], duration_ms: int, slow: bool) -> None:
+    """Count the duration of one timed call (success or failure) in ``counts``; ``slow``: it
+    ran longer than its policy's ``slow_call_ms``."""
+    if slow:
         counts[SLOW] += 1
     counts[LATENCY_SUM] += duration_ms
     counts[series.latency_bin(duration_ms) + _BIN_SHIFT] += 1

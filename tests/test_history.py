@@ -181,3 +181,16 @@ def test_bad_minutes_are_refused_clearly(minutes, error):
 
 def test_a_fractional_number_of_minutes_is_fine(clock):
     assert len(breaker("h-frac").history(minutes=0.5)) in (4, 3)
+
+
+def test_the_memory_backend_drops_what_it_no_longer_keeps(clock):
+    call = protected("h-prune", clock)
+    for _ in range(7 * 60):  # seven hours, a call a minute
+        call()
+        get_backend().flush()
+        clock.advance(60)
+    kept = get_backend()._history._circuits["h-prune"]
+    # 10-second buckets: 6 hours and the 20-minute chunk they end in, at most.
+    assert 6 * 60 <= len(kept.fine) <= 6 * 60 + 20
+    assert len(kept.coarse) == 7 * 60
+    assert get_backend().totals(["h-prune"])["h-prune"]["calls"] == 7 * 60

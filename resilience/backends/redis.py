@@ -24,6 +24,7 @@ from resilience.backends.redis_fallback import (
     FallbackTicket,
     Outage,
 )
+from resilience.backends.redis_history import RedisHistory
 from resilience.backends.redis_local import (
     Deferred,
     OpenCache,
@@ -52,6 +53,7 @@ SCRIPTS = (
     "snapshot_many",
     "ack",
     "index_page",
+    "history",
 )
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
 # What admits a call to a closed circuit, and whether its window holds failures.
@@ -79,7 +81,7 @@ def _flush_at_exit(ref: weakref.ref[RedisBackend]) -> None:
 OPEN_CACHE_SHARE = 0.8
 
 
-class RedisBackend(RedisReads, Backend):
+class RedisBackend(RedisReads, RedisHistory, Backend):
     """Shared circuit state in Redis, updated atomically by Lua scripts.
 
     Options (``RESILIENCE["OPTIONS"]``): ``url`` (``redis://``, ``rediss://``, user and
@@ -536,18 +538,6 @@ class RedisBackend(RedisReads, Backend):
         waiting = self._returns.take_all()
         if waiting:
             self._send_returns(waiting)
-
-    # Outcome history: stored in Redis by the next commit; until then dropped (interim).
-    def store_history(self, batches: dict[int, dict[str, list[int]]]) -> bool:
-        return True
-
-    def read_history(
-        self, names: list[str], starts: range, size_ms: int
-    ) -> dict[str, list[list[int]]]:
-        raise NotImplementedError("the Redis backend's history comes with the next commit")
-
-    def read_totals(self, names: list[str]) -> dict[str, list[int]]:
-        raise NotImplementedError("the Redis backend's history comes with the next commit")
 
     def close(self) -> None:
         super().close()

@@ -17,6 +17,7 @@ from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
 from tests.backends.bulkhead_contract import BulkheadContract
 from tests.backends.contract import BackendContract
+from tests.backends.history_contract import HistoryContract
 from tests.backends.index_contract import NotClosedIndexContract
 from tests.backends.redis_helpers import (
     make_backend,
@@ -24,7 +25,7 @@ from tests.backends.redis_helpers import (
 )
 
 
-class TestContract(BackendContract, BulkheadContract, NotClosedIndexContract):
+class TestContract(BackendContract, BulkheadContract, NotClosedIndexContract, HistoryContract):
     @pytest.fixture
     def backend(self, redis_backend):
         return redis_backend
