@@ -325,6 +325,7 @@ def families(view: Overview) -> list[Metric]:
     transitions = _transition_counts()
     totals = _totals(sorted(set(view.circuits).union(process)))
     seen = {*process, *(circuit for circuit, _, _ in transitions)}
+    every = set(view.circuits).union(seen)
     named = named_circuits(view, seen, conf.METRICS["MAX_CIRCUITS"])
     series = Series(named)
     _add_state(series, view)
@@ -334,8 +335,7 @@ def families(view: Overview) -> list[Metric]:
         series.add("resilience_transitions", count, circuit, kind)
     series.add("resilience_backend_degraded", bool(view.backend.get("degraded")))
     series.add("resilience_backend_errors", view.backend.get("outages", 0))
-    series.add("resilience_metrics_aggregated_circuits", len(set(view.circuits).union(seen)
-                                                              - named))  # fmt: skip
+    series.add("resilience_metrics_aggregated_circuits", len(every - named))
     return series.families()
 
 
