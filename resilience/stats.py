@@ -3,6 +3,7 @@ sent, as deltas, to the backend's outcome history: resilience.backends.history).
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 
@@ -19,8 +20,8 @@ SLOW = len(OUTCOMES)
 LATENCY_SUM = SLOW + 1
 LATENCY_BINS = LATENCY_SUM + 1
 _SIZE = LATENCY_BINS + len(series.BOUNDS_MS) + 1
-# Where a timed call's duration lands: from series' vector layout to this list's.
-_BIN_SHIFT = LATENCY_BINS - series.BINS
+_BOUNDS = series.BOUNDS_MS
+_bisect = bisect.bisect_left
 
 # An untracked call is timed 1 in this many (Breaker._enter); its lock-free lane is never
 # timed (docs/history.md, "Accuracy"). Tracked calls are always timed.
@@ -54,7 +55,7 @@ def timed(counts: list[int], duration_ms: int, slow: bool) -> None:
     if slow:
         counts[SLOW] += 1
     counts[LATENCY_SUM] += duration_ms
-    counts[series.latency_bin(duration_ms) + _BIN_SHIFT] += 1
+    counts[LATENCY_BINS + _bisect(_BOUNDS, duration_ms)] += 1  # series.latency_bin, inlined
 
 
 def snapshot() -> dict[str, dict[str, int]]:
