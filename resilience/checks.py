@@ -80,6 +80,9 @@ IDS: dict[str, str] = {
     "ALERTS.CHANNELS.secret": "E074",
     "ALERTS.CHANNELS.timeout": "E075",
     "ALERTS.CHANNELS.cooldown": "E076",
+    "METRICS": "E080",
+    "METRICS.MAX_CIRCUITS": "E081",
+    "TRACING": "E082",
     "memory": "W001",
     "celery": "W002",
     "OPTIONS.ignored": "W003",
@@ -135,7 +138,7 @@ def _types(raw: dict[str, Any]) -> list[Problem]:
     for key in (*NESTED, "OPTIONS"):
         if key in raw:
             found += dict_of(key, f"RESILIENCE[{key!r}]", raw[key], DOCS)
-    for key in ("ENABLED", "CREATE_MISSING_POLICIES", "EXPOSE_CIRCUIT_NAME"):
+    for key in ("ENABLED", "CREATE_MISSING_POLICIES", "EXPOSE_CIRCUIT_NAME", "TRACING"):
         if key in raw:
             found += boolean(key, key, raw[key], f"The default is {DEFAULTS[key]}.")
     return found
@@ -344,6 +347,22 @@ def _redact(raw: dict[str, Any]) -> list[Problem]:
     return found
 
 
+def _metrics(raw: dict[str, Any]) -> list[Problem]:
+    metrics = _nested(raw, "METRICS")
+    if "MAX_CIRCUITS" not in metrics:
+        return []
+    return number(
+        "METRICS.MAX_CIRCUITS",
+        "METRICS['MAX_CIRCUITS']",
+        metrics["MAX_CIRCUITS"],
+        1,
+        100_000,
+        integer=True,
+        hint='Circuits with series of their own (the others are summed as circuit="_other"); '
+        "the default is 100.",
+    )
+
+
 # --- policies ------------------------------------------------------------------------------
 
 
@@ -520,6 +539,7 @@ RULES: tuple[Callable[[dict[str, Any]], list[Problem]], ...] = (
     _alerts,
     _health,
     _redact,
+    _metrics,
     _policies,
     _backend,
     _deployment_warnings,

@@ -30,10 +30,12 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH": {"TOKEN": None, "CRITICAL_STATUS": 503},
     "EXPOSE_CIRCUIT_NAME": False,
     "REDACT": {"NAMES": [], "PATTERNS": []},
+    "METRICS": {"MAX_CIRCUITS": 100},
+    "TRACING": True,
 }
 
 # Keys whose value is a dict merged over the default dict (so a user can set one sub-key).
-NESTED = ("ALERTS", "HEALTH", "REDACT")
+NESTED = ("ALERTS", "HEALTH", "REDACT", "METRICS")
 ON_BACKEND_ERROR_CHOICES = ("local", "allow", "deny")
 DELIVERY_CHOICES = ("celery", "sync")
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from typing import TYPE_CHECKING
 
+from resilience import tracing
 from resilience.backends import get_backend
 from resilience.engine_types import FORCED_OPEN, Ticket
 from resilience.exceptions import CircuitOpenError
@@ -122,6 +124,23 @@ class Route:
         # go through ``Breaker._enter``.
         plain = not (self.tracked or self.retries or breaker.is_failure is not None)
         self.lane, self.acquire = _admission(backend, breaker.name, plain)
+        if action != PASS and tracing.enabled():  # decided here, never per call
+            _trace(self, breaker.name)
+
+
+def _trace(route: Route, name: str) -> None:
+    """Send every outcome of ``route``'s calls through ``resilience.tracing``: no lane (whose
+    successes never reach ``record``), and a forced-open circuit refuses through ``acquire``
+    (the same ``CircuitOpenError`` as a REJECT route raises) instead of without a call."""
+    if route.action == REJECT:
+        refusal = dataclasses.replace(
+            route.refusal, retry_after_ms=round(route.policy.recovery_timeout * 1000)
+        )
+        route.action, route.acquire = TRACK, lambda policy: refusal
+    route.lane = None
+    route.acquire = tracing.traced_acquire(route.acquire, name)
+    if route.record is not None:  # None: a forced-open route, whose calls never run
+        route.record = tracing.traced_record(route.record, name)
 
 
 def _exception_classes(

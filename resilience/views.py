@@ -11,6 +11,7 @@ from django.views.decorators.http import require_safe
 
 from resilience import metrics
 from resilience.conf import settings as conf
+from resilience.prometheus import exposition
 
 
 def has_monitoring_access(request: HttpRequest) -> bool:
@@ -59,8 +60,9 @@ def health(request: HttpRequest) -> HttpResponse:
 @require_safe
 @never_cache
 def prometheus(request: HttpRequest) -> HttpResponse:
-    """Prometheus text exposition; staff or bearer token only (it names every circuit)."""
+    """Prometheus exposition (text, or OpenMetrics when the scraper asks for it); staff or
+    bearer token only (it names every circuit)."""
     if not has_monitoring_access(request):
         return _private(HttpResponse("Forbidden\n", status=403, content_type="text/plain"))
-    body, content_type = metrics.exposition(metrics.overview())
+    body, content_type = exposition(request.headers.get("Accept", ""))
     return _private(HttpResponse(body, content_type=content_type))

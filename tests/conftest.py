@@ -48,12 +48,14 @@ def _no_leftover_events(request):
 
 @pytest.fixture
 def memory_backend(clock, settings):
-    """The memory backend on the manual clock (``clock.advance(s)`` moves circuit time)."""
+    """The memory backend on the manual clock (``clock.advance(s)`` moves circuit time);
+    untraced like tests.settings (tests/edges/test_otel.py turns TRACING on)."""
     from resilience.backends import get_backend
 
     settings.RESILIENCE = {
         "BACKEND": "resilience.backends.memory.MemoryBackend",
         "OPTIONS": {"clock": clock},
+        "TRACING": False,
     }
     return get_backend()
 
