@@ -207,7 +207,8 @@ def record(
     duration_ms: int,
 ) -> list[Transition]:
     """Count the outcome of an admitted call; returns the transitions it caused (0 or 1)."""
-    if not _current(state, ticket) or not ticket.admitted:
+    # _current(), inline: this is every counted call's path.
+    if ticket.generation != state.generation or ticket.epoch != state.epoch or not ticket.admitted:
         return []  # a late result: the circuit has transitioned (or been re-created) since
     failed = not success or (0 < policy.deadline_ms < duration_ms)
     if state.state == CLOSED:
