@@ -188,7 +188,7 @@ def _reject(
         state.state,
         state.generation,
         None,
-        max(0, retry_after_ms),
+        retry_after_ms if retry_after_ms > 0 else 0,  # not max(): see Policy.run_times
         monitor,
         transitions,
         state.epoch,
