@@ -14,6 +14,7 @@ loop code.
 
     python -m benchmarks.instructions                               # this checkout
     python -m benchmarks.instructions --code before=/tmp/before --code main=.   # side by side
+    python -m benchmarks.instructions --only sync/failure --only sync/open      # some rows
 
 ``--code LABEL=DIR`` measures the ``resilience`` package found in DIR (a ``git archive`` export
 of another commit, say); the benchmark's own code is always this checkout's. Each code tree
@@ -67,7 +68,7 @@ def _marker() -> None:
 # --- the child: runs under callgrind ------------------------------------------------------------
 
 
-def _child(code: Path, state: Path, labels_out: Path | None) -> None:
+def _child(code: Path, state: Path, labels_out: Path | None, only: list[str]) -> None:
     from benchmarks import harness
 
     harness.use_code(code)
@@ -78,11 +79,11 @@ def _child(code: Path, state: Path, labels_out: Path | None) -> None:
 
     registry.background = False  # see the module docstring
     labels: list[Any] = []
-    _measure_all(labels)
+    _measure_all(labels, only)
     labels_out.write_text(json.dumps(labels))
 
 
-def _measure_all(labels: list[Any]) -> None:
+def _measure_all(labels: list[Any], only: list[str]) -> None:
     import asyncio
 
     from benchmarks import inprocess
@@ -113,6 +114,8 @@ def _measure_all(labels: list[Any]) -> None:
         )
         peers = [p for p in PEERS if installed(p) and not (is_async and p == "pybreaker")]
         for path in PATHS:
+            if only and f"{flavour}/{path}" not in only:
+                continue
             upstream = ok_fn if path == "ok" else fail_fn
             wrap = ok_wrap if path == "ok" else raise_wrap
             threshold = 1 if path == "open" else MAX_THRESHOLD
@@ -175,7 +178,7 @@ def _python() -> str:
     return sys.executable
 
 
-def _measure_code(label: str, code: Path, work: Path) -> dict[str, Any]:
+def _measure_code(label: str, code: Path, work: Path, only: list[str]) -> dict[str, Any]:
     state = work / label / "state"
     dumps = work / label / "dumps"
     state.mkdir(parents=True)
@@ -193,7 +196,7 @@ def _measure_code(label: str, code: Path, work: Path) -> dict[str, Any]:
         f"--callgrind-out-file={dumps}/cg.%p",
     ]
     proc = subprocess.run(
-        [*valgrind, *base, "--labels", str(labels_file)],
+        [*valgrind, *base, "--labels", str(labels_file), *(f"--only={x}" for x in only)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -313,13 +316,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "results" / "instructions.json"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FLAVOUR/PATH",
+        help="measure only these rows (sync/ok, async/failure, ...); repeatable",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--labels", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--migrate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        _child(args.child.resolve(), args.state, None if args.migrate else args.labels)
+        _child(args.child.resolve(), args.state, None if args.migrate else args.labels, args.only)
         return 0
     if not shutil.which("valgrind"):
         parser.error("valgrind is not installed (apt-get install valgrind)")
@@ -334,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for label, code in trees:
             print(f"==> {label}: {code} under callgrind", file=sys.stderr, flush=True)
-            measured = _measure_code(label, code, work)
+            measured = _measure_code(label, code, work, args.only)
             measured["overheads"] = analyse(measured["per_call"])
             results.append(measured)
     finally:

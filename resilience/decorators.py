@@ -195,10 +195,10 @@ class Breaker:
             return False
         route, ticket, started, watch = call
         judged = watch is not None and self._ended(call)
-        if not isinstance(exc, CallTimeoutError) and (
-            isinstance(exc, route.not_failures)
-            or (route.recorded and not isinstance(exc, route.recorded))
-        ):
+        counted = route.verdicts.get(type(exc))
+        if counted is None:
+            counted = route.judge(exc)
+        if not counted:
             if not judged:
                 self._counts[IGNORED] += 1
             if ticket.permit is not None:

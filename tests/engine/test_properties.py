@@ -216,11 +216,11 @@ def test_a_late_success_ends_only_the_failures_dated_before_it():
     for at in (T0 + 10, T0 + 20, T0 + 30):
         engine.record(state, policy, at, engine.acquire(state, policy, at), False, 0)
     engine.record(state, policy, T0 + 5, success, True, 0)  # before the whole run: no change
-    assert (state.consecutive_failures, state.run) == (3, (T0 + 10, T0 + 20, T0 + 30))
+    assert (state.consecutive_failures, state.run) == (3, [T0 + 10, T0 + 20, T0 + 30])
     engine.record(state, policy, T0 + 20, success, True, 0)  # after two of them
-    assert (state.consecutive_failures, state.run) == (1, (T0 + 30,))
+    assert (state.consecutive_failures, state.run) == (1, [T0 + 30])
     engine.record(state, policy, T0 + 30, success, True, 0)  # in order: the run is over
-    assert (state.consecutive_failures, state.run) == (0, ())
+    assert (state.consecutive_failures, state.run) == (0, [])
 
 
 def test_the_run_keeps_at_most_the_threshold_or_run_times_failure_times():
@@ -229,7 +229,7 @@ def test_the_run_keeps_at_most_the_threshold_or_run_times_failure_times():
         state = CircuitState("svc", epoch="e")
         for at in range(T0, T0 + failures):
             engine.record(state, policy, at, engine.acquire(state, policy, at), False, 0)
-        assert state.run == tuple(range(T0 + failures - kept, T0 + failures)), threshold
+        assert state.run == list(range(T0 + failures - kept, T0 + failures)), threshold
         assert state.consecutive_failures == failures
 
 
