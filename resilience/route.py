@@ -138,21 +138,6 @@ class Route:
         if action != PASS and tracing.enabled():  # decided here, never per call
             _trace(self, breaker.name)
 
-
-def _trace(route: Route, name: str) -> None:
-    """Send every outcome of ``route``'s calls through ``resilience.tracing``: no lane (whose
-    successes never reach ``record``), and a forced-open circuit refuses through ``acquire``
-    (the same ``CircuitOpenError`` as a REJECT route raises) instead of without a call."""
-    if route.action == REJECT:
-        refusal = dataclasses.replace(
-            route.refusal, retry_after_ms=round(route.policy.recovery_timeout * 1000)
-        )
-        route.action, route.acquire = TRACK, lambda policy: refusal
-    route.lane = None
-    route.acquire = tracing.traced_acquire(route.acquire, name)
-    if route.record is not None:  # None: a forced-open route, whose calls never run
-        route.record = tracing.traced_record(route.record, name)
-
     def judge(self, exc: BaseException) -> bool:
         """Whether ``exc`` counts as a failure: ``CallTimeoutError`` always; else not when it
         is one of ``not_failures``, nor when ``recorded`` is set and it is none of them.
@@ -173,6 +158,21 @@ def _trace(route: Route, name: str) -> None:
         ):
             self.verdicts[kind] = counted
         return counted
+
+
+def _trace(route: Route, name: str) -> None:
+    """Send every outcome of ``route``'s calls through ``resilience.tracing``: no lane (whose
+    successes never reach ``record``), and a forced-open circuit refuses through ``acquire``
+    (the same ``CircuitOpenError`` as a REJECT route raises) instead of without a call."""
+    if route.action == REJECT:
+        refusal = dataclasses.replace(
+            route.refusal, retry_after_ms=round(route.policy.recovery_timeout * 1000)
+        )
+        route.action, route.acquire = TRACK, lambda policy: refusal
+    route.lane = None
+    route.acquire = tracing.traced_acquire(route.acquire, name)
+    if route.record is not None:  # None: a forced-open route, whose calls never run
+        route.record = tracing.traced_record(route.record, name)
 
 
 def _exception_classes(

@@ -88,6 +88,9 @@ class HistoryFeed:
 _feeds: weakref.WeakSet[HistoryFeed] = weakref.WeakSet()
 _thread_lock = threading.Lock()
 _thread: threading.Thread | None = None
+# The thread waits on this event, never set: ``time.sleep`` would be whatever a test or a
+# library patched ``time.sleep`` to (a no-op patch turned the thread into a busy loop).
+_pause = threading.Event()
 
 
 def _start_thread() -> None:
@@ -109,7 +112,7 @@ def _flush_all() -> None:
 def _run() -> None:
     global _thread
     while True:
-        time.sleep(FLUSH_SECONDS - (time.time() + LEAD_SECONDS) % FLUSH_SECONDS)
+        _pause.wait(FLUSH_SECONDS - (time.time() + LEAD_SECONDS) % FLUSH_SECONDS)
         with _thread_lock:
             if not _feeds:
                 _thread = None  # restarted by the next feed

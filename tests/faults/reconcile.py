@@ -28,12 +28,15 @@ def transition_problems(result: Result) -> list[str]:
     duplicated = [i for i, n in Counter(emitted).items() if n > 1]
     if duplicated:
         problems.append(f"{len(duplicated)} transitions handed to two callers: {duplicated[:5]}")
-    ids = CircuitEvent.objects.exclude(transition_id=None).values_list("transition_id", flat=True)
-    stored = set(ids)
+    rows = CircuitEvent.objects.exclude(transition_id=None).values_list("transition_id", "kind")
+    stored = {transition_id for transition_id, _ in rows}
+    # A quiet open circuit is moved to half-open by whoever reads it or by events.drain()
+    # (docs/operations.md, "circuits that move on their own"): no caller is handed that one.
+    moved = {transition_id for transition_id, kind in rows if kind == "half_opened"}
     lost = set(emitted) - stored
     if lost:
         problems.append(f"{len(lost)} transitions have no CircuitEvent: {sorted(lost)[:5]}")
-    extra = stored - set(emitted)
+    extra = stored - set(emitted) - moved
     if extra:
         problems.append(f"{len(extra)} events match no transition: {sorted(extra)[:5]}")
     return problems

@@ -168,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             settle(events.drain)
             problems = transition_problems(result) + alert_problems(smtp, quiet=2.0)
             stored = CircuitEvent.objects.exclude(transition_id=None)
+            emitted = {t[0] for t in result.transitions()}
             totals = {
                 "transitions": len(result.transitions()),
                 "events": stored.count(),
+                # quiet open circuits moved to half-open by the final sweep, not by a caller
+                "moved": stored.exclude(transition_id__in=emitted).count(),
                 "alerts": dict(Counter(stored.values_list("alert_status", flat=True))),
             }
     slow = [c for c in result.calls if c[1] > bound]

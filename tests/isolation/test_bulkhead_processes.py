@@ -56,7 +56,9 @@ def test_sixteen_processes_never_exceed_the_cap(monkeypatch, settings, redis_url
     counts = sum((Counter(o) for o in outcomes), Counter())
     assert set(counts) == {"ok", "refused"}, counts
     assert seen == CAP, (seen, counts)  # reached, never passed
-    assert counts["ok"] >= 20 and counts["refused"] > counts["ok"], counts
+    # More successes than slots: slots were given back and taken again. (How many depends on
+    # the machine's load: 16 spawned processes on 2 cores; a floor of 20 failed under load.)
+    assert counts["ok"] > CAP and counts["refused"] > counts["ok"], counts
     # Every slot given back, at once: also those of a process's last calls, which exit sends.
     assert breaker(CIRCUIT).snapshot()["in_flight"] == 0
 
