@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +12,9 @@ from django.contrib.admin.views.main import ChangeList
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
@@ -29,10 +31,12 @@ from resilience.admin.live import (
     Live,
     badge,
     consecutive,
+    critical_marker,
     failure_rate,
     fetch,
     in_flight,
     next_trial,
+    state_cell,
 )
 from resilience.admin.maintenance import MaintenanceWindowInline
 from resilience.conf import settings as conf
@@ -90,8 +94,9 @@ class LiveChangeList(ChangeList):
 class Overview:
     """Template-facing summary of every circuit, evaluated only when the page renders."""
 
-    def __init__(self, request: HttpRequest) -> None:
+    def __init__(self, request: HttpRequest, empty: str) -> None:
         self.board = Board.for_request(request)
+        self.empty = empty  # the admin's empty value
 
     def __call__(self) -> dict[str, Any]:
         counts = self.board.counts()
@@ -99,7 +104,12 @@ class Overview:
         return {
             "counts": counts,
             "broken": [
-                {"pk": pk, "name": name, "badge": badge(live), "trial": next_trial(live)}
+                {
+                    "pk": pk,
+                    "name": name,
+                    "badge": badge(live),
+                    "trial": next_trial(live) or self.empty,
+                }
                 for pk, name, live in broken
             ],
             "broken_total": total,
@@ -118,15 +128,14 @@ def _latest_transition() -> Any:
 class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
     form = BreakerPolicyForm
     list_display = (
-        "name",
+        "circuit_name",
         "state_badge",
         "consecutive_failures",
         "failure_rate",
         "calls_in_flight",
-        "next_trial",
         "last_transition",
         "mode_name",
-        "critical",
+        "critical_flag",
     )
     list_filter = (LiveStateFilter, "mode", "critical")
     search_fields = ("name", "description")
@@ -155,37 +164,46 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
         context = {
-            "overview": Overview(request),
+            "overview": Overview(request, self.get_empty_value_display()),
             "resilience_enabled": conf.ENABLED,
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
 
+    # Empty cells ("") show the admin's empty value (``empty_value_display``, Django's "-").
+    # Short headers that may wrap: every column fits at 1366 px with both sidebars open.
+
+    @admin.display(description=_("name"), ordering="name")
+    def circuit_name(self, obj: BreakerPolicy) -> str:
+        # Per-host names ("http:api.payments.example.com") may break after "." and ":" too.
+        parts = ((part,) for part in _name_parts(obj.name))
+        return format_html_join(mark_safe("<wbr>"), "{}", parts)
+
     @admin.display(description=_("state"))
     def state_badge(self, obj: BreakerPolicy) -> str:
-        return badge(_live(obj))
+        return state_cell(_live(obj))
 
-    @admin.display(description=_("consecutive failures"))
+    @admin.display(description=_("failures in a row"))
     def consecutive_failures(self, obj: BreakerPolicy) -> str:
         return consecutive(_live(obj), obj.failure_threshold)
 
-    @admin.display(description=_("failure rate (window)"))
+    @admin.display(description=_("failure rate"))
     def failure_rate(self, obj: BreakerPolicy) -> str:
         return failure_rate(_live(obj))
 
     @admin.display(description=_("in flight / cap"))
     def calls_in_flight(self, obj: BreakerPolicy) -> str:
-        return in_flight(_live(obj), obj.max_concurrent_calls)
+        return in_flight(_live(obj), obj.max_concurrent_calls, self.get_empty_value_display())
 
-    @admin.display(description=_("next trial"))
-    def next_trial(self, obj: BreakerPolicy) -> str:
-        return next_trial(_live(obj))
+    @admin.display(description=_("critical"), ordering="critical")
+    def critical_flag(self, obj: BreakerPolicy) -> str:
+        return critical_marker(obj.critical)
 
     @admin.display(description=_("last transition"), ordering="last_event_at")
     def last_transition(self, obj: WithAnnotations[BreakerPolicy, _LastEvent]) -> str:
         at = getattr(obj, "last_event_at", None)
         if at is None:
-            return "—"
+            return ""
         kind = EventKind(obj.last_event_kind).label if obj.last_event_kind in EventKind else ""
         return format_html(
             '<span title="{}">{}, {}</span>',
@@ -289,7 +307,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
             "live": live,
             "live_badge": badge(live),
             "live_warning": warning,
-            "live_facts": _facts(live, row or {}),
+            "live_facts": _facts(live, row or {}, self.get_empty_value_display()),
             "controls": controls,
             "reason_form": ReasonForm(auto_id="id_control_%s"),
             "timeline": timeline.render(obj.name),
@@ -298,17 +316,19 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
                 :RECENT_EVENTS
             ],
             "events_url": events_url,
+            "empty_value": self.get_empty_value_display(),
             "resilience_enabled": conf.ENABLED,
         }
 
 
-def _facts(live: Live, row: dict[str, Any]) -> list[tuple[Any, str]]:
-    """The live panel's label/value pairs."""
+def _facts(live: Live, row: dict[str, Any], empty: str) -> list[tuple[Any, str]]:
+    """The live panel's label/value pairs; ``empty`` (the admin's empty value) where there is
+    nothing to show."""
     facts = [
-        (_("consecutive failures"), consecutive(live, row.get("failure_threshold"))),
-        (_("failure rate (window)"), failure_rate(live)),
-        (_("in flight / cap"), in_flight(live, row.get("max_concurrent_calls"))),
-        (_("next trial"), next_trial(live)),
+        (_("consecutive failures"), consecutive(live, row.get("failure_threshold")) or empty),
+        (_("failure rate (window)"), failure_rate(live) or empty),
+        (_("in flight / cap"), in_flight(live, row.get("max_concurrent_calls"), empty) or empty),
+        (_("next trial"), next_trial(live) or empty),
     ]
     opened_at = live.get("opened_at")
     if opened_at:
@@ -324,7 +344,7 @@ def _facts(live: Live, row: dict[str, Any]) -> list[tuple[Any, str]]:
         facts.append((_("re-trips without recovery"), str(live.get("trips"))))
     if live.get("half_open_permits"):
         facts.append((_("trial calls running"), str(live.get("half_open_permits"))))
-    facts.append((_("policy version"), str(row.get("version", "—"))))
+    facts.append((_("policy version"), str(row.get("version", empty))))
     return facts
 
 
@@ -335,6 +355,11 @@ def _applies(slug: str, mode: str) -> bool:
     if slug == "force-open":
         return mode != FORCED_OPEN
     return True
+
+
+def _name_parts(name: str) -> list[str]:
+    """``name`` cut after every "." and ":" (the browser already breaks after "-")."""
+    return re.findall(r"[^.:]*[.:]|[^.:]+$", name) or [name]
 
 
 def _live(obj: BreakerPolicy) -> Live:
