@@ -12,6 +12,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
@@ -32,6 +33,7 @@ from resilience.admin.live import (
     badge,
     consecutive,
     critical_marker,
+    duration,
     failure_rate,
     fetch,
     in_flight,
@@ -209,7 +211,7 @@ class BreakerPolicyAdmin(CircuitControlMixin, admin.ModelAdmin):
             '<span title="{}">{}, {}</span>',
             at.isoformat(timespec="seconds"),
             kind,
-            _("%(time)s ago") % {"time": timesince(at)},
+            _ago(at),
         )
 
     @admin.display(description=_("mode"), ordering="mode")
@@ -336,8 +338,7 @@ def _facts(live: Live, row: dict[str, Any], empty: str) -> list[tuple[Any, str]]
         facts.append(
             (
                 _("opened"),
-                _("%(time)s ago (%(at)s)")
-                % {"time": timesince(opened), "at": opened.isoformat(timespec="seconds")},
+                f"{_ago(opened)} ({opened.isoformat(timespec='seconds')})",
             )
         )
     if live.get("trips"):
@@ -355,6 +356,13 @@ def _applies(slug: str, mode: str) -> bool:
     if slug == "force-open":
         return mode != FORCED_OPEN
     return True
+
+
+def _ago(at: datetime) -> str:
+    """``"45 s ago"``, ``"12 min 5 s ago"``, then Django's ``"3 hours, 2 minutes ago"``."""
+    seconds = (timezone.now() - at).total_seconds()
+    since = duration(seconds) if seconds < 3600 else timesince(at)
+    return str(_("%(time)s ago") % {"time": since})
 
 
 def _name_parts(name: str) -> list[str]:
