@@ -10,6 +10,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext
 
@@ -23,6 +24,17 @@ JSON_TYPES = ("application/json", "application/problem+json")
 # most one WARNING a minute for all of them, never Django's per-request ERROR.
 REFUSALS_LOG_SECONDS = 60.0
 refusals_log = ThrottledLog(logging.getLogger("resilience"), REFUSALS_LOG_SECONDS)
+STYLESHEET = "resilience/circuit_open.css"
+
+
+def stylesheet_url() -> str | None:
+    """The 503 page's stylesheet URL, or None when the static files set-up cannot name it (no
+    ``STATIC_URL``, a manifest storage that was never given it): the refusal must render
+    anyway, unstyled, rather than turn into a 500."""
+    try:
+        return static(STYLESHEET)
+    except Exception:  # ImproperlyConfigured, ValueError ("Missing staticfiles manifest entry")
+        return None
 
 
 def retry_after_seconds(exc: CircuitOpenError) -> int:
@@ -64,7 +76,8 @@ class CircuitBreakerMiddleware:
     """Turn an uncaught ``CircuitOpenError`` into HTTP 503 with ``Retry-After``.
 
     JSON for clients that ask for it, ``template_name`` (overridable in your templates, or on a
-    subclass) otherwise. The body never contains the exception text; the circuit name only when
+    subclass; styled by ``resilience/circuit_open.css``, no inline style) otherwise. The body
+    never contains the exception text; the circuit name only when
     ``RESILIENCE["EXPOSE_CIRCUIT_NAME"]`` is True.
     """
 
@@ -106,7 +119,7 @@ class CircuitBreakerMiddleware:
         else:
             html = render_to_string(
                 self.template_name,
-                {"circuit": circuit, "retry_after": retry_after},
+                {"circuit": circuit, "retry_after": retry_after, "stylesheet": stylesheet_url()},
                 request=request,
             )
             response = HttpResponse(html, status=self.status)

@@ -1,4 +1,4 @@
-"""A bounded queue drained by one daemon thread per process, with retry and backoff on failure."""
+"""A bounded queue drained by one daemon thread per process; failed items retried by tenacity."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tenacity import Retrying, retry_if_result, wait_exponential
+
 from resilience.sanitize import describe_error
 
 logger = logging.getLogger("resilience")
@@ -19,6 +21,11 @@ BATCH = 100
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 LOG_EVERY_SECONDS = 60.0
+# Waits between retries of the failed items: 0.5 s, 1 s, 2 s, ... up to 30 s, for as long as
+# they keep failing (no attempt limit: giving up would lose them), afresh once all succeeded.
+RETRY_WAIT = wait_exponential(
+    multiplier=RETRY_MIN_SECONDS, min=RETRY_MIN_SECONDS, max=RETRY_MAX_SECONDS
+)
 
 _instances: weakref.WeakSet[BackgroundQueue] = weakref.WeakSet()
 
@@ -26,11 +33,15 @@ _instances: weakref.WeakSet[BackgroundQueue] = weakref.WeakSet()
 class BackgroundQueue:
     """Hand items to ``handler`` on a daemon thread; ``put`` never blocks and never raises.
 
-    ``handler(items)`` returns the items that failed (or raises: all of them failed); failed
-    items are retried with exponential backoff, keeping at most ``maxsize`` of them. Whatever is
-    dropped (queue full, too many failures, process exit) must be recoverable elsewhere: callers
-    only queue work that a sweeper can redo. ``on_idle`` runs on the thread whenever the queue
-    runs empty (e.g. to close a database connection).
+    ``handler(items)`` returns the items that failed (or raises: all of them failed). Failed
+    items are retried by tenacity (``RETRY_WAIT``, never giving up) while new items keep being
+    handled as they come, each on its first try at once; at most ``maxsize`` failed items are
+    kept. With the database down, every batch fails and waits for its retry; with the database
+    hung, the thread waits inside ``handler`` and new items pile up in the queue. Nothing is
+    lost either way unless the queue fills up (``put`` then returns False and warns), the
+    process exits, or more than ``maxsize`` items fail: callers only queue work that a sweeper
+    can redo (events wait in the backend's outbox, alerts stay ``pending``). ``on_idle`` runs
+    on the thread whenever the queue runs empty (e.g. to close a database connection).
     """
 
     def __init__(
@@ -57,8 +68,6 @@ class BackgroundQueue:
         self._unfinished = 0  # new items queued or being handled: flush() waits for 0
         self._failed: list[Any] = []  # waiting for their retry
         self._retrying = 0  # failed items being handled again
-        self._retry_at = 0.0
-        self._backoff = RETRY_MIN_SECONDS
         self._last_log = -LOG_EVERY_SECONDS
 
     def put(self, item: Any) -> bool:
@@ -108,67 +117,75 @@ class BackgroundQueue:
                 )
                 self._thread.start()
 
-    def _done(self, new: int) -> None:
-        """The batch taken by ``_take`` was handled (its failures already moved to ``_failed``)."""
-        with self._idle:
-            self._unfinished = max(0, self._unfinished - new)
-            self._retrying = 0
-            self._idle.notify_all()
-
-    def _take(self) -> tuple[list[Any], int]:
-        """Block until there is work (new items, or failed ones whose retry is due).
-
-        Returns the items and how many of them are new (the rest are retries).
-        """
-        while True:
-            with self._lock:
-                due = bool(self._failed) and time.monotonic() >= self._retry_at
-                wait = max(0.0, self._retry_at - time.monotonic()) if self._failed else None
-            items: list[Any] = []
-            if not due:
-                try:
-                    items.append(self._queue.get(timeout=wait))
-                except queue.Empty:
-                    continue
-            while len(items) < BATCH:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            new = len(items)
-            with self._lock:
-                if due or (self._failed and time.monotonic() >= self._retry_at):
-                    items = self._failed + items
-                    self._retrying, self._failed = len(self._failed), []
-            return items, new
+    # --- the thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            items, new = self._take()
+            self._episode(self._queue.get())
+
+    def _episode(self, item: Any) -> None:
+        """Handle ``item`` and what is queued with it; while any of them failed, tenacity waits
+        (new items are handled meanwhile) and retries the failed ones, until none is left."""
+        new = [item]
+
+        def attempt() -> bool:
+            return self._handle_new(new.pop()) if new else self._retry_failed()
+
+        Retrying(wait=RETRY_WAIT, retry=retry_if_result(bool), sleep=self._handle_new_for)(attempt)
+
+    def _handle_new(self, first: Any) -> bool:
+        """Handle ``first`` and whatever else is queued (up to ``BATCH``), on their first try;
+        True when failed items wait for a retry."""
+        items = [first]
+        while len(items) < BATCH:
             try:
-                failed = list(self.handler(items))
-            except Exception as exc:
-                failed = items
-                self.warn(
-                    "%s: %d item(s) failed, will retry: %s",
-                    self.name,
-                    len(items),
-                    describe_error(exc),
-                )
-            with self._idle:
-                if failed:
-                    self._failed = (self._failed + failed)[-self.maxsize :]
-                    self._retry_at = time.monotonic() + self._backoff
-                    self._backoff = min(self._backoff * 2, RETRY_MAX_SECONDS)
-                else:
-                    self._backoff = RETRY_MIN_SECONDS
-                empty = self._queue.empty()
-            if empty and self.on_idle is not None:
-                try:
-                    self.on_idle()
-                except Exception:  # an idle hook must never kill the thread
-                    logger.debug("%s idle hook failed", self.name, exc_info=True)
-            self._done(new)
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        failed = self._call(items)
+        with self._idle:
+            self._failed = (self._failed + failed)[-self.maxsize :]
+            self._unfinished = max(0, self._unfinished - len(items))
+            self._idle.notify_all()
+            return bool(self._failed)
+
+    def _handle_new_for(self, seconds: float) -> None:
+        """tenacity's sleep between retries: new items are handled meanwhile, as they come."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                first = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return
+            self._handle_new(first)
+
+    def _retry_failed(self) -> bool:
+        """One retry of every failed item; True while some are still waiting (or new ones)."""
+        with self._lock:
+            items, self._failed = self._failed, []
+            self._retrying = len(items)
+        failed = self._call(items) if items else []
+        with self._idle:
+            self._failed = (failed + self._failed)[-self.maxsize :]
+            self._retrying = 0
+            self._idle.notify_all()
+            return bool(self._failed)
+
+    def _call(self, items: list[Any]) -> list[Any]:
+        """``handler(items)``: the items that failed (all of them if it raised)."""
+        try:
+            failed = list(self.handler(items))
+        except Exception as exc:
+            failed = items
+            self.warn(
+                "%s: %d item(s) failed, will retry: %s", self.name, len(items), describe_error(exc)
+            )
+        if self.on_idle is not None and self._queue.empty():
+            try:
+                self.on_idle()
+            except Exception:  # an idle hook must never kill the thread
+                logger.debug("%s idle hook failed", self.name, exc_info=True)
+        return failed
 
     def warn(self, msg: str, *args: Any) -> None:
         """A WARNING on logger ``resilience``, at most once per minute per queue."""

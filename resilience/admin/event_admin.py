@@ -74,7 +74,7 @@ class AlertDeliveryInline(admin.TabularInline):
 
     @admin.display(description=_("last error"))
     def error_cell(self, obj: AlertDelivery) -> str:
-        return _one_line_cell(obj.last_error)
+        return _one_line_cell(obj.last_error) or self.get_empty_value_display()
 
 
 @admin.register(CircuitEvent)
@@ -139,10 +139,12 @@ class CircuitEventAdmin(admin.ModelAdmin):
         )
         return format_html('<a href="{}">{}</a>', url, obj.circuit)
 
+    # Also read-only fields of the detail page, where Django does not fill in its empty value.
+
     @admin.display(description=_("change"))
     def transition(self, obj: CircuitEvent) -> str:
         if not (obj.from_state or obj.to_state):
-            return "—"
+            return str(self.get_empty_value_display())
         return f"{obj.from_state or '?'} → {obj.to_state or '?'}"
 
     @admin.display(description=_("last error"))
@@ -155,16 +157,17 @@ class CircuitEventAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("last error"))
     def error_text(self, obj: CircuitEvent) -> str:
-        return _detail(obj.error)
+        return _detail(obj.error) or self.get_empty_value_display()
 
     @admin.display(description=_("reason"))
     def reason_text(self, obj: CircuitEvent) -> str:
-        return _detail(obj.reason)
+        return _detail(obj.reason) or self.get_empty_value_display()
 
 
 def _one_line_cell(text: str) -> str:
+    """List cells: empty (the admin's empty value) or one clipped line, the rest on hover."""
     if not text:
-        return "—"
+        return ""
     head, _rest = clipped(text, LIST_CHARS * 4)
     return format_html(
         '<span class="rs-clip" title="{}">{}</span>',
@@ -175,7 +178,7 @@ def _one_line_cell(text: str) -> str:
 
 def _detail(text: str) -> str:
     if not text:
-        return "—"
+        return ""
     head, rest = clipped(text, DETAIL_CHARS)
     if not rest:
         return linebreaksbr(head, autoescape=True)

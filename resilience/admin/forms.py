@@ -126,7 +126,7 @@ def change_summary(form: forms.ModelForm) -> list[str]:
 
 def _shown(value: Any) -> str:
     if value is None or value == "":
-        return "—"
+        return "-"  # the admin's empty value
     if isinstance(value, bool):
         return str(_("yes") if value else _("no"))
     return one_line(str(value), 80)

@@ -54,7 +54,7 @@ class MaintenanceWindowInline(admin.TabularInline):
     @admin.display(description=_("status"))
     def status(self, obj: MaintenanceWindow) -> str:
         if obj.pk is None:
-            return "—"
+            return str(self.get_empty_value_display())
         if obj.ended:
             return str(_("over"))
         return str(_("in force") if obj.started else _("upcoming"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +12,10 @@ from django.contrib.admin.views.main import ChangeList
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
@@ -35,10 +38,13 @@ from resilience.admin.live import (
     Live,
     badge,
     consecutive,
+    critical_marker,
+    duration,
     failure_rate,
     fetch,
     in_flight,
     next_trial,
+    state_cell,
 )
 from resilience.admin.maintenance import MaintenanceWindowInline
 from resilience.admin.outcomes import OutcomesMixin
@@ -111,8 +117,9 @@ class LiveChangeList(ChangeList):
 class Overview:
     """Template-facing summary of every circuit, evaluated only when the page renders."""
 
-    def __init__(self, request: HttpRequest) -> None:
+    def __init__(self, request: HttpRequest, empty: str) -> None:
         self.board = Board.for_request(request)
+        self.empty = empty  # the admin's empty value
 
     def __call__(self) -> dict[str, Any]:
         counts = self.board.counts()
@@ -120,7 +127,12 @@ class Overview:
         return {
             "counts": counts,
             "broken": [
-                {"pk": pk, "name": name, "badge": badge(live), "trial": next_trial(live)}
+                {
+                    "pk": pk,
+                    "name": name,
+                    "badge": badge(live),
+                    "trial": next_trial(live) or self.empty,
+                }
                 for pk, name, live in broken
             ],
             "broken_total": total,
@@ -139,16 +151,15 @@ def _latest_transition() -> Any:
 class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admin.ModelAdmin):
     form = BreakerPolicyForm
     list_display = (
-        "name",
+        "circuit_name",
         "state_badge",
         "consecutive_failures",
         "failure_rate",
         "last_hour",
         "calls_in_flight",
-        "next_trial",
         "last_transition",
         "mode_name",
-        "critical",
+        "critical_flag",
     )
     list_filter = (LiveStateFilter, "mode", "critical")
     search_fields = ("name", "description")
@@ -178,21 +189,30 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
         context = {
-            "overview": Overview(request),
+            "overview": Overview(request, self.get_empty_value_display()),
             "resilience_enabled": conf.ENABLED,
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
 
+    # Empty cells ("") show the admin's empty value (``empty_value_display``, Django's "-").
+    # Short headers that may wrap: every column fits at 1366 px with both sidebars open.
+
+    @admin.display(description=_("name"), ordering="name")
+    def circuit_name(self, obj: BreakerPolicy) -> str:
+        # Per-host names ("http:api.payments.example.com") may break after "." and ":" too.
+        parts = ((part,) for part in _name_parts(obj.name))
+        return format_html_join(mark_safe("<wbr>"), "{}", parts)
+
     @admin.display(description=_("state"))
     def state_badge(self, obj: BreakerPolicy) -> str:
-        return badge(_live(obj))
+        return state_cell(_live(obj))
 
-    @admin.display(description=_("consecutive failures"))
+    @admin.display(description=_("failures in a row"))
     def consecutive_failures(self, obj: BreakerPolicy) -> str:
         return consecutive(_live(obj), obj.failure_threshold)
 
-    @admin.display(description=_("failure rate (window)"))
+    @admin.display(description=_("failure rate"))
     def failure_rate(self, obj: BreakerPolicy) -> str:
         return failure_rate(_live(obj))
 
@@ -202,23 +222,23 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
 
     @admin.display(description=_("in flight / cap"))
     def calls_in_flight(self, obj: BreakerPolicy) -> str:
-        return in_flight(_live(obj), obj.max_concurrent_calls)
+        return in_flight(_live(obj), obj.max_concurrent_calls, self.get_empty_value_display())
 
-    @admin.display(description=_("next trial"))
-    def next_trial(self, obj: BreakerPolicy) -> str:
-        return next_trial(_live(obj))
+    @admin.display(description=_("critical"), ordering="critical")
+    def critical_flag(self, obj: BreakerPolicy) -> str:
+        return critical_marker(obj.critical)
 
     @admin.display(description=_("last transition"), ordering="last_event_at")
     def last_transition(self, obj: WithAnnotations[BreakerPolicy, _LastEvent]) -> str:
         at = getattr(obj, "last_event_at", None)
         if at is None:
-            return "—"
+            return ""
         kind = EventKind(obj.last_event_kind).label if obj.last_event_kind in EventKind else ""
         return format_html(
             '<span title="{}">{}, {}</span>',
             at.isoformat(timespec="seconds"),
             kind,
-            _("%(time)s ago") % {"time": timesince(at)},
+            _ago(at),
         )
 
     @admin.display(description=_("mode"), ordering="mode")
@@ -328,7 +348,7 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
             "live": live,
             "live_badge": badge(live),
             "live_warning": warning,
-            "live_facts": _facts(live, row or {}),
+            "live_facts": _facts(live, row or {}, self.get_empty_value_display()),
             "controls": controls,
             "reason_form": ReasonForm(auto_id="id_control_%s"),
             "timeline": timeline.render(obj.name),
@@ -337,6 +357,7 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
                 :RECENT_EVENTS
             ],
             "events_url": events_url,
+            "empty_value": self.get_empty_value_display(),
             "resilience_enabled": conf.ENABLED,
             **self.revisions_context(request, obj),
             **self.outcomes_context(request, obj.pk, obj.name, row or {}),
@@ -378,13 +399,14 @@ def _preview_context(request: HttpRequest, obj: BreakerPolicy, adminform: Any) -
     return context
 
 
-def _facts(live: Live, row: dict[str, Any]) -> list[tuple[Any, str]]:
-    """The live panel's label/value pairs."""
+def _facts(live: Live, row: dict[str, Any], empty: str) -> list[tuple[Any, str]]:
+    """The live panel's label/value pairs; ``empty`` (the admin's empty value) where there is
+    nothing to show."""
     facts = [
-        (_("consecutive failures"), consecutive(live, row.get("failure_threshold"))),
-        (_("failure rate (window)"), failure_rate(live)),
-        (_("in flight / cap"), in_flight(live, row.get("max_concurrent_calls"))),
-        (_("next trial"), next_trial(live)),
+        (_("consecutive failures"), consecutive(live, row.get("failure_threshold")) or empty),
+        (_("failure rate (window)"), failure_rate(live) or empty),
+        (_("in flight / cap"), in_flight(live, row.get("max_concurrent_calls"), empty) or empty),
+        (_("next trial"), next_trial(live) or empty),
     ]
     opened_at = live.get("opened_at")
     if opened_at:
@@ -392,15 +414,14 @@ def _facts(live: Live, row: dict[str, Any]) -> list[tuple[Any, str]]:
         facts.append(
             (
                 _("opened"),
-                _("%(time)s ago (%(at)s)")
-                % {"time": timesince(opened), "at": opened.isoformat(timespec="seconds")},
+                f"{_ago(opened)} ({opened.isoformat(timespec='seconds')})",
             )
         )
     if live.get("trips"):
         facts.append((_("re-trips without recovery"), str(live.get("trips"))))
     if live.get("half_open_permits"):
         facts.append((_("trial calls running"), str(live.get("half_open_permits"))))
-    facts.append((_("policy version"), str(row.get("version", "—"))))
+    facts.append((_("policy version"), str(row.get("version", empty))))
     return facts
 
 
@@ -411,6 +432,18 @@ def _applies(slug: str, mode: str) -> bool:
     if slug == "force-open":
         return mode != FORCED_OPEN
     return True
+
+
+def _ago(at: datetime) -> str:
+    """``"45 s ago"``, ``"12 min 5 s ago"``, then Django's ``"3 hours, 2 minutes ago"``."""
+    seconds = (timezone.now() - at).total_seconds()
+    since = duration(seconds) if seconds < 3600 else timesince(at)
+    return str(_("%(time)s ago") % {"time": since})
+
+
+def _name_parts(name: str) -> list[str]:
+    """``name`` cut after every "." and ":" (the browser already breaks after "-")."""
+    return re.findall(r"[^.:]*[.:]|[^.:]+$", name) or [name]
 
 
 def _live(obj: BreakerPolicy) -> Live:

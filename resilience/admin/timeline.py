@@ -20,7 +20,12 @@ WINDOW = timedelta(hours=24)
 MAX_EVENTS = 500
 STATE_KINDS = [kind for kind in EventKind.values if kind != EventKind.POLICY_CHANGED]
 LEGEND = (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, UNKNOWN)
-WIDTH, BAR_Y, BAR_H, HEIGHT = 960, 6, 26, 52
+WIDTH, BAR_Y, BAR_H, HEIGHT = 960, 12, 26, 58
+# A minute is 0.67 of 960 units: a stretch is drawn at least MIN_WIDTH wide, and one narrower
+# than BLIP_WIDTH that is not closed also gets a marker above the bar (with its own tooltip).
+MIN_WIDTH, BLIP_WIDTH, BLIP_H = 4.0, 8.0, 9
+# Shorter stretches say their times to the second.
+SECONDS_BELOW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,55 @@ def _x(at: datetime, start: datetime) -> float:
     return round((at - start) / WINDOW * WIDTH, 2)
 
 
-def _clock(at: datetime) -> str:
-    return date_format(timezone.localtime(at), "H:i")
+def _clock(at: datetime, seconds: bool = False) -> str:
+    return date_format(timezone.localtime(at), "H:i:s" if seconds else "H:i")
+
+
+def _describe(seg: Segment) -> str:
+    short = seg.end - seg.start < SECONDS_BELOW
+    return _("%(state)s from %(start)s to %(end)s (%(length)s)") % {
+        "state": LABELS[seg.state],
+        "start": _clock(seg.start, short),
+        "end": _clock(seg.end, short),
+        "length": duration((seg.end - seg.start).total_seconds()),
+    }
+
+
+def _bars(found: list[Segment], start: datetime) -> SafeString:
+    """One ``rect`` per stretch, at least ``MIN_WIDTH`` wide (centred where it happened); the
+    narrow ones are drawn last so their neighbours cannot cover them, and those not closed get
+    a marker above the bar."""
+    placed = []
+    for seg in found:
+        x, end = _x(seg.start, start), _x(seg.end, start)
+        width = end - x
+        if width < MIN_WIDTH:
+            x = min(max(0.0, (x + end - MIN_WIDTH) / 2), WIDTH - MIN_WIDTH)
+        placed.append((width < BLIP_WIDTH, round(x, 2), round(max(width, MIN_WIDTH), 2), seg))
+    placed.sort(key=lambda item: item[0])  # stable: the wide ones first, in time order
+    bars = format_html_join(
+        "",
+        '<rect class="rs-seg rs-{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>',
+        ((seg.state, x, BAR_Y, width, BAR_H, _describe(seg)) for _n, x, width, seg in placed),
+    )
+    blips = format_html_join(
+        "",
+        '<polygon class="rs-blip rs-{}" points="{},{} {},{} {},{}"><title>{}</title></polygon>',
+        (
+            (seg.state, *_triangle(x + width / 2), _describe(seg))
+            for narrow, x, width, seg in placed
+            if narrow and seg.state != CLOSED
+        ),
+    )
+    return format_html("{}{}", bars, blips)
+
+
+def _triangle(centre: float) -> tuple[float, ...]:
+    """A downward marker above the bar, pointing at ``centre``."""
+    half = BLIP_H * 0.6
+    return (
+        round(centre - half, 2), 1, round(centre + half, 2), 1, round(centre, 2), BAR_Y - 1,
+    )  # fmt: skip
 
 
 def render(circuit: str, now: datetime | None = None) -> SafeString:
@@ -90,27 +142,7 @@ def render(circuit: str, now: datetime | None = None) -> SafeString:
     now = now or timezone.now()
     start = now - WINDOW
     initial, found = changes(circuit, now)
-    bars = format_html_join(
-        "",
-        '<rect class="rs-seg rs-{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>',
-        (
-            (
-                seg.state,
-                _x(seg.start, start),
-                BAR_Y,
-                max(0.5, _x(seg.end, start) - _x(seg.start, start)),
-                BAR_H,
-                _("%(state)s from %(start)s to %(end)s (%(length)s)")
-                % {
-                    "state": LABELS[seg.state],
-                    "start": _clock(seg.start),
-                    "end": _clock(seg.end),
-                    "length": duration((seg.end - seg.start).total_seconds()),
-                },
-            )
-            for seg in segments(initial, found, start, now)
-        ),
-    )
+    bars = _bars(segments(initial, found, start, now), start)
     marks = format_html_join(
         "",
         '<line class="rs-mark" x1="{0}" x2="{0}" y1="{1}" y2="{2}"><title>{3}</title></line>',
@@ -119,7 +151,7 @@ def render(circuit: str, now: datetime | None = None) -> SafeString:
                 _x(change.at, start),
                 BAR_Y - 3,
                 BAR_Y + BAR_H + 3,
-                f"{_clock(change.at)} {EventKind(change.kind).label} → "
+                f"{_clock(change.at, seconds=True)} {EventKind(change.kind).label} → "
                 f"{LABELS.get(change.to_state, change.to_state)}",
             )
             for change in found
@@ -151,7 +183,7 @@ def render(circuit: str, now: datetime | None = None) -> SafeString:
         HEIGHT,
         summary,
         summary,
+        marks,  # under the bars: they show above and below it, and never hide a short stretch
         bars,
-        marks,
         ticks,
     )

@@ -133,7 +133,7 @@ def test_live_panel_timeline_and_latest_events(superuser, client_for, trip):
     html = client_for(superuser).get(url(policy)).content.decode()
     panel = html[html.index('id="live-state"') : html.index('id="outcomes"')]
     assert 'class="rs-badge rs-open"' in panel
-    assert "2 / 2" in panel and "100 % of 2" in panel and "in 1 min 0 s" in panel
+    assert "2 / 2" in panel and "100 % of 2" in panel and "in 1\u00a0min 0\u00a0s" in panel
     assert '<svg class="rs-timeline"' in panel and "<script" not in panel
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in panel
     assert "?circuit=payments-api" in panel  # link to all its events
@@ -145,7 +145,7 @@ def test_live_panel_timeline_and_latest_events(superuser, client_for, trip):
     [
         ({"max_concurrent_calls": 2}, 2, ">2 / 2</span>"),
         ({"call_timeout_ms": 500}, 1, '<span class="rs-in-flight">1</span>'),
-        ({}, 0, '<span title="not counted: no cap, no deadline">—</span>'),
+        ({}, 0, '<span title="not counted: no cap, no deadline">-</span>'),
     ],
 )
 def test_live_panel_shows_calls_in_flight_and_the_cap(

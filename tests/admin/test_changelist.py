@@ -54,9 +54,9 @@ def test_badges_and_live_columns(superuser, client_for, circuits):
     broken = row_of(html, "broken")
     assert "3 / 3" in broken  # consecutive failures against the threshold
     assert "100 % of 3" in broken  # failure rate in the window
-    assert "in 50 s" in broken  # time until the trial
+    assert "in 50\u00a0s" in broken  # time until the trial
     assert "monitor · open" in row_of(html, "watched")  # what enforcing would do
-    assert "after release" in row_of(html, "killed")
+    assert "until released" in row_of(html, "killed")
 
 
 def test_overview_answers_what_is_broken(superuser, client_for, circuits):
@@ -121,7 +121,7 @@ def test_calls_in_flight_against_the_cap(superuser, client_for):
     assert ">1 / 1</span>" in cell(html, "full", "calls_in_flight")
     assert cell(html, "timed", "calls_in_flight") == '<span class="rs-in-flight">1</span>'
     assert cell(html, "plain", "calls_in_flight") == (
-        '<span title="not counted: no cap, no deadline">—</span>'
+        '<span title="not counted: no cap, no deadline">-</span>'
     )
 
 
@@ -152,7 +152,7 @@ def test_backend_failure_still_renders(superuser, client_for, monkeypatch):
     assert response.status_code == 200
     html = response.content.decode()
     assert 'class="rs-badge rs-unknown"' in row_of(html, "payments-api")
-    assert cell(html, "payments-api", "calls_in_flight") == "—"  # unknown, not "0 / 2"
+    assert cell(html, "payments-api", "calls_in_flight") == "-"  # unknown, not "0 / 2"
     assert "could not read the states (ConnectionError)" in html
 
 

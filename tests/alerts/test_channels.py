@@ -11,6 +11,7 @@ import pytest
 from resilience import delivery, events
 from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
 from tests.alerts.conftest import make_call, open_circuit
+from tests.backends.redis_helpers import wait_until
 from tests.factories import BreakerPolicyFactory
 from tests.support.hooks import HookServer
 
@@ -133,6 +134,9 @@ def test_a_channel_that_is_down_never_blocks_another(smtp, hooks, settings, capl
     open_circuit("pay")
     assert len(smtp.wait_for(1)) == 1
     event = CircuitEvent.objects.get(circuit="pay", kind="opened")
+    # The server holds the message before it answers; the sender marks the row after the answer.
+    sent = AlertDelivery.objects.filter(event=event, channel="email", status=AlertStatus.SENT)
+    assert wait_until(sent.exists, timeout=10)
     rows = {r.channel: r for r in AlertDelivery.objects.filter(event=event)}
     assert list(rows) == ["webhook", "webhook-2", "email"]
     assert rows["email"].status == AlertStatus.SENT

@@ -1,4 +1,5 @@
-"""BackgroundQueue: never blocks the producer, retries failures with backoff, flush waits."""
+"""BackgroundQueue: never blocks the producer, retries failures with backoff (tenacity), loses
+nothing to a failing or hung handler, flush waits."""
 
 import threading
 import time
@@ -72,3 +73,73 @@ def test_discard_drops_pending_work():
     assert not queue.flush(0.1)
     queue.discard()
     assert queue.flush(0.1)
+
+
+def test_failed_items_wait_longer_each_time_until_they_succeed(monkeypatch):
+    """tenacity's exponential wait: 0.5 s, 1 s, 2 s, ... up to 30 s, never giving up; afresh
+    for the next failure once everything succeeded. (Its sleep recorded instead of slept.)"""
+    waits, attempts = [], []
+
+    def record(self, seconds):
+        waits.append(seconds)
+
+    monkeypatch.setattr(BackgroundQueue, "_handle_new_for", record)
+
+    def failing_nine_times(items):
+        attempts.append(list(items))
+        return items if len(attempts) < 10 else []
+
+    queue = BackgroundQueue("test-schedule", failing_nine_times)
+    queue.put("event")
+    assert queue.flush(10)
+    assert attempts == [["event"]] * 10
+    assert waits == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+    waits.clear()
+    attempts[:] = [["earlier"]] * 7  # the next item fails twice, then succeeds
+    queue.put("later")
+    assert queue.flush(10)
+    assert waits == [0.5, 1]
+
+
+def test_new_items_are_handled_at_once_while_failed_ones_wait():
+    database_back = threading.Event()
+    stored = []
+
+    def handler(items):
+        failed = [item for item in items if item == "old" and not database_back.is_set()]
+        stored.extend(item for item in items if item not in failed)
+        return failed
+
+    queue = BackgroundQueue("test-overtake", handler)
+    queue.put("old")
+    deadline = time.monotonic() + 5
+    queue.put("new")  # during the old item's 0.5 s wait
+    while "new" not in stored:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert "old" not in stored
+    database_back.set()
+    assert queue.flush(10)
+    assert sorted(stored) == ["new", "old"]
+
+
+def test_a_hung_handler_loses_nothing_queued_meanwhile():
+    """A hung database: the thread waits inside the handler; what is put meanwhile waits in
+    the queue and is handled, each item once, when the handler returns."""
+    inside, go = threading.Event(), threading.Event()
+    handled = []
+
+    def hung_once(items):
+        inside.set()
+        go.wait(10)
+        handled.extend(items)
+        return []
+
+    queue = BackgroundQueue("test-hung", hung_once, maxsize=1000)
+    queue.put(0)
+    assert inside.wait(5)
+    assert all(queue.put(i) for i in range(1, 251))  # never blocks, nothing refused
+    assert not queue.flush(0.1)
+    go.set()
+    assert queue.flush(10)
+    assert sorted(handled) == list(range(251))

@@ -1,5 +1,5 @@
 """A ``manage.py shell -c`` script that opens a circuit in a project of its own (the demo's
-copy, a new project) and waits for its alert e-mail file."""
+copy) and waits for its alert e-mail file."""
 
 TEMPLATE = """
 import time
