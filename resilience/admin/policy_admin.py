@@ -218,7 +218,7 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
 
     @admin.display(description=_("last hour"))
     def last_hour(self, obj: BreakerPolicy) -> str:
-        return trends.render(getattr(obj, "trend", None))
+        return trends.render(getattr(obj, "trend", None), self.get_empty_value_display())
 
     @admin.display(description=_("in flight / cap"))
     def calls_in_flight(self, obj: BreakerPolicy) -> str:

@@ -89,10 +89,11 @@ def _paths(trend: Trend) -> list[str]:
     return layers
 
 
-def render(trend: Trend | None) -> str:
-    """The sparkline (SVG, no script, no style attribute) and the hour's totals in words."""
+def render(trend: Trend | None, empty: str) -> str:
+    """The sparkline (SVG, no script, no style attribute) and the hour's totals in words;
+    ``empty`` (the admin's empty value) when the history could not be read."""
     if trend is None:
-        return "—"
+        return empty
     if not any(map(sum, trend.bars)):
         return format_html('<span class="rs-spark-words">{}</span>', _("no calls"))
     calls, failures, rejected = trend.calls, trend.failures, trend.rejected
