@@ -6,6 +6,8 @@ import asyncio
 import functools
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import ImproperlyConfigured
+
 from resilience.backends import get_backend
 from resilience.engine_types import FORCED_OPEN, Ticket
 from resilience.exceptions import CircuitOpenError
@@ -104,6 +106,8 @@ class Route:
         # Only a tracked route touches the backend (a broken backend setting must not break
         # disabled or forced-open circuits).
         backend = get_backend() if action == TRACK else None
+        if action == REJECT:
+            _feed_history()
         self.backend = backend
         self.record = backend.record if backend is not None else None  # type: ignore[assignment]
         self.clock = backend.clock if backend is not None else None  # type: ignore[assignment]
@@ -122,6 +126,16 @@ class Route:
         # go through ``Breaker._enter``.
         plain = not (self.tracked or self.retries or breaker.is_failure is not None)
         self.lane, self.acquire = _admission(backend, breaker.name, plain)
+
+
+def _feed_history() -> None:
+    """A forced-open route counts its refusals (``resilience.stats``) without the backend: have
+    ``get_backend()`` build it, so that they reach the outcome history even in a process whose
+    every call is refused (docs/history.md); not if the backend setting is broken."""
+    try:
+        get_backend()
+    except ImproperlyConfigured:
+        pass
 
 
 def _exception_classes(

@@ -194,3 +194,38 @@ def test_the_memory_backend_drops_what_it_no_longer_keeps(clock):
     assert 6 * 60 <= len(kept.fine) <= 6 * 60 + 20
     assert len(kept.coarse) == 7 * 60
     assert get_backend().totals(["h-prune"])["h-prune"]["calls"] == 7 * 60
+
+
+def test_refusals_counted_while_no_backend_is_fed_are_not_lost(clock, settings):
+    """A forced-open circuit refuses without asking the backend, so nothing builds it: its
+    refusals (a fresh process, or one whose backend a settings change closed) are sent by
+    the next backend fed, not swallowed into its starting point."""
+    from resilience.testing import force_open
+
+    settings.RESILIENCE = {**settings.RESILIENCE}  # the backend is closed: none is fed now
+    with force_open("h-killed"):
+        call = protected("h-killed", clock)
+        for _ in range(3):
+            with pytest.raises(CircuitOpenError):
+                call()
+    assert newest("h-killed")["rejected_open"] == 3
+    assert get_backend().totals(["h-killed"])["h-killed"]["rejected_open"] == 3
+
+
+def test_a_call_ending_while_the_backend_is_replaced_is_counted_once(clock, settings):
+    use_policies(settings, **{"h-swap": {"slow_call_ms": 10_000}})  # tracked: held by a thread
+    inside, go = threading.Event(), threading.Event()
+
+    @circuit_breaker("h-swap")
+    def held():
+        inside.set()
+        assert go.wait(10)
+
+    thread = threading.Thread(target=held)
+    thread.start()
+    assert inside.wait(10)
+    settings.RESILIENCE = {**settings.RESILIENCE}  # a settings change: the old backend closed
+    go.set()  # the call ends now, counted in this process while no backend is fed
+    thread.join(10)
+    protected("h-swap", clock)()
+    assert newest("h-swap")["calls"] == 2

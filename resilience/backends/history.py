@@ -40,15 +40,20 @@ class HistoryFeed:
         # The thread must not keep the backend alive: the store is held weakly.
         self._store = weakref.WeakMethod(store) if hasattr(store, "__self__") else (lambda: store)
         self._now_ms = now_ms
-        self._reset()
-        _feeds.add(self)
+        with _thread_lock:
+            # The first feed of the process (or the successor of a closed one) sends what was
+            # counted while none was fed: a forced-open circuit never builds the backend, and a
+            # call may end while a settings change replaces it.
+            self._reset(None if _feeds else _handed_over)
+            _feeds.add(self)
         _start_thread()
 
-    def _reset(self) -> None:
-        """Start from the counts as they are: also in a forked child, whose parent sends the
-        counts it made before the fork (and whose lock a parent thread may have held)."""
+    def _reset(self, sent: dict[str, list[int]] | None = None) -> None:
+        """Start from ``sent`` (what was sent already), else from the counts as they are: also
+        in a forked child, whose parent sends the counts it made before the fork (and whose lock
+        a parent thread may have held)."""
         self._lock = threading.Lock()
-        self._sent = stats.copy()
+        self._sent = stats.copy() if sent is None else sent
         self._unsent: Batches = {}
 
     def flush(self) -> None:
@@ -65,6 +70,7 @@ class HistoryFeed:
                     else:
                         row[name] = vector
             self._sent = current
+            _hand_over(current)
             store = self._store()
             if not self._unsent or store is None:
                 return
@@ -88,6 +94,15 @@ class HistoryFeed:
 _feeds: weakref.WeakSet[HistoryFeed] = weakref.WeakSet()
 _thread_lock = threading.Lock()
 _thread: threading.Thread | None = None
+# The counts (``stats.copy()``) up to which a feed took charge of sending: where the next feed
+# starts when none is live. Nothing before the first feed; in a forked child, the counts at the
+# fork (its parent's to send).
+_handed_over: dict[str, list[int]] = {}
+
+
+def _hand_over(sent: dict[str, list[int]]) -> None:
+    global _handed_over
+    _handed_over = sent
 
 
 def _start_thread() -> None:
@@ -121,6 +136,7 @@ def _after_fork_in_child() -> None:
     global _thread, _thread_lock
     _thread_lock = threading.Lock()
     _thread = None
+    _hand_over(stats.copy())
     feeds = list(_feeds)
     for feed in feeds:
         feed._reset()
