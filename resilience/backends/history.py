@@ -55,40 +55,50 @@ class HistoryFeed:
         self._lock = threading.Lock()
         self._sent = stats.copy() if sent is None else sent
         self._unsent: Batches = {}
+        self._closed = False
 
     def flush(self) -> None:
-        """Send what was counted since the last send, in the bucket of the backend clock's now."""
+        """Send what was counted since the last send, in the bucket of the backend clock's now;
+        nothing once closed (the thread may hold a feed closed since: the next feed sends)."""
         with self._lock:
-            current = stats.copy()
-            start = self._now_ms() // series.FINE_MS * series.FINE_MS
-            for name, values in current.items():
-                vector = stats.delta(values, self._sent.get(name))
-                if vector is not None:
-                    row = self._unsent.setdefault(start, {})
-                    if name in row:
-                        series.add(row[name], vector)
-                    else:
-                        row[name] = vector
-            self._sent = current
-            _hand_over(current)
-            store = self._store()
-            if not self._unsent or store is None:
-                return
-            batches, self._unsent = self._unsent, {}
-            try:
-                kept = not store(batches)
-            except Exception:  # a store must not raise; if it does, what it had is lost
-                logger.exception("resilience: the outcome history could not be stored")
-                kept = False
-            if kept:
-                self._unsent = batches
-                for old in sorted(batches)[:-MAX_UNSENT]:
-                    del batches[old]
+            if not self._closed:
+                self._send()
+
+    def _send(self) -> None:
+        """Under the lock: take the counts since the last send and store them."""
+        current = stats.copy()
+        start = self._now_ms() // series.FINE_MS * series.FINE_MS
+        for name, values in current.items():
+            vector = stats.delta(values, self._sent.get(name))
+            if vector is not None:
+                row = self._unsent.setdefault(start, {})
+                if name in row:
+                    series.add(row[name], vector)
+                else:
+                    row[name] = vector
+        self._sent = current
+        _hand_over(current)
+        store = self._store()
+        if not self._unsent or store is None:
+            return
+        batches, self._unsent = self._unsent, {}
+        try:
+            kept = not store(batches)
+        except Exception:  # a store must not raise; if it does, what it had is lost
+            logger.exception("resilience: the outcome history could not be stored")
+            kept = False
+        if kept:
+            self._unsent = batches
+            for old in sorted(batches)[:-MAX_UNSENT]:
+                del batches[old]
 
     def close(self) -> None:
-        """Send what is left; the thread leaves this feed alone from now on."""
+        """Send what is left; the feed sends nothing afterwards."""
         _feeds.discard(self)
-        self.flush()
+        with self._lock:
+            if not self._closed:
+                self._send()
+                self._closed = True
 
 
 _feeds: weakref.WeakSet[HistoryFeed] = weakref.WeakSet()

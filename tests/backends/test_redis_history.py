@@ -322,3 +322,25 @@ def test_a_process_whose_only_calls_are_refused_by_a_kill_switch_sends_them(redi
         assert backend.totals(["killed-only"])["killed-only"]["rejected_open"] == 7
     finally:
         backend.close()
+
+
+def test_a_closed_feed_sends_nothing_more(redis_url, clock, settings):
+    """The feed thread takes the list of feeds, then flushes each: a backend closed meanwhile
+    (a settings change) must not have its feed send again what the new backend sends."""
+    settings.RESILIENCE = {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        "OPTIONS": {"url": redis_url, "clock": clock, "socket_timeout": 2.0, "prefix": "late"},
+    }
+    old = get_backend()
+    feed = old._history_feed  # what the thread holds while the backend is replaced
+
+    @circuit_breaker("late-flush")
+    def call():
+        return "ok"
+
+    call()
+    settings.RESILIENCE = {**settings.RESILIENCE}  # closes `old`, which sends its count
+    call()  # builds the new backend
+    feed.flush()  # the thread, late: the old feed is closed
+    get_backend().flush()
+    assert get_backend().totals(["late-flush"])["late-flush"]["calls"] == 2
