@@ -51,6 +51,10 @@ REPLAYED_FIELDS = (
 )
 
 
+class ReplayTooLarge(Exception):
+    """A replay that would take more than its ``max_steps`` engine steps (``replay``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One real state change or kill-switch action of the circuit (from a ``CircuitEvent``).
@@ -128,6 +132,7 @@ def replay(
     changes: Sequence[Change],
     current: Policy,
     proposed: Policy,
+    max_steps: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``{"actual": ..., "proposed": ...}`` for ``buckets`` (oldest first, the history's shape).
 
@@ -135,7 +140,8 @@ def replay(
     the last ones before the first bucket (they give its state at the start). ``current``:
     the policy the history was recorded under (it tells how long the real circuit stayed
     open); ``actual["replayed"]`` is ``current`` replayed the same way as ``proposed``, a
-    measure of how far the replay is from what happened. See docs/replay.md.
+    measure of how far the replay is from what happened. See docs/replay.md. ``max_steps``:
+    ``ReplayTooLarge`` rather than more calls one by one through the engine (each policy's).
     """
     if not buckets:
         empty = Outcome().as_dict()
@@ -150,9 +156,12 @@ def replay(
         "rejected_bulkhead": sum(_count(b, "rejected_bulkhead") for b in buckets),
         "calls": sum(_count(b, "calls") for b in buckets),
         "failures": sum(_count(b, "failures") for b in buckets),
-        "replayed": simulate(runs, current, start, end).as_dict(),
+        "replayed": simulate(runs, current, start, end, max_steps).as_dict(),
     }
-    return {"actual": actual, "proposed": simulate(runs, proposed, start, end).as_dict()}
+    return {
+        "actual": actual,
+        "proposed": simulate(runs, proposed, start, end, max_steps).as_dict(),
+    }
 
 
 def _ms(bucket: dict[str, Any]) -> int:
@@ -485,7 +494,7 @@ def _rate(runs: Iterable[Run]) -> float | None:
 class _Simulation:
     """One policy's replay: the engine's own ``acquire``/``record`` on a private state."""
 
-    def __init__(self, policy: Policy, start: int) -> None:
+    def __init__(self, policy: Policy, start: int, max_steps: int | None = None) -> None:
         # Durations are not in the history: slow calls and timeouts are already failures, and
         # a call's bulkhead slot is free again as soon as it ends.
         self.policy = dataclasses.replace(
@@ -494,6 +503,7 @@ class _Simulation:
         self.state = CircuitState("replay")
         self.outcome = Outcome()
         self.opened_at = start
+        self.steps_left = math.inf if max_steps is None else max_steps
 
     def note(self, transitions: Sequence[Transition]) -> None:
         for transition in transitions:
@@ -550,6 +560,9 @@ class _Simulation:
         return j
 
     def call(self, run: Run, i: int) -> None:
+        self.steps_left -= 1
+        if self.steps_left < 0:
+            raise ReplayTooLarge("more calls to replay one by one than the replay may take")
         at = run.at(i)
         ticket = engine.acquire(self.state, self.policy, at)
         self.note(ticket.transitions)
@@ -561,14 +574,16 @@ class _Simulation:
         self.note(engine.record(self.state, self.policy, at, ticket, not failed, 0))
 
 
-def simulate(runs: Sequence[Run], policy: Policy, start: int, end: int) -> Outcome:
+def simulate(
+    runs: Sequence[Run], policy: Policy, start: int, end: int, max_steps: int | None = None
+) -> Outcome:
     """What a circuit under ``policy`` does with ``runs`` (``layout``) over ``[start, end)``.
 
     The replay starts closed with empty counters; calls are instantaneous (a trial ends as
     it starts). A kill switch's refusals stay refused; ``forced_open`` refuses everything and
     ``disabled`` nothing, as the call path does before the engine is asked.
     """
-    sim = _Simulation(policy, start)
+    sim = _Simulation(policy, start, max_steps)
     outcome = sim.outcome
     mode = policy.mode
     for run in runs:
