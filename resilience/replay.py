@@ -141,14 +141,15 @@ def replay(
     the policy the history was recorded under (it tells how long the real circuit stayed
     open); ``actual["replayed"]`` is ``current`` replayed the same way as ``proposed``, a
     measure of how far the replay is from what happened. See docs/replay.md. ``max_steps``:
-    ``ReplayTooLarge`` rather than more calls one by one through the engine (each policy's).
+    ``ReplayTooLarge`` rather than more runs of calls laid out, or more calls one by one
+    through the engine (each policy's): both grow with the failures among many calls.
     """
     if not buckets:
         empty = Outcome().as_dict()
         return {"actual": {**empty, "rejected_bulkhead": 0, "replayed": empty}, "proposed": empty}
     start, end = _period(buckets)
     spans, open_ms = timeline(changes, start, end, current)
-    runs = layout(buckets, spans, current)
+    runs = layout(buckets, spans, current, max_steps)
     actual = {
         "opened": sum(1 for c in changes if c.kind == "opened" and start <= c.at_ms < end),
         "open_seconds": round(open_ms / 1000, 3),
@@ -253,14 +254,19 @@ def _emit(spans: list[Span], real: _Real, at: int, ends: str, policy: Policy) ->
 # --- laying the recorded counts out in time -----------------------------------------------------
 
 
-def layout(buckets: Sequence[dict[str, Any]], spans: Sequence[Span], policy: Policy) -> list[Run]:
+def layout(
+    buckets: Sequence[dict[str, Any]],
+    spans: Sequence[Span],
+    policy: Policy,
+    max_runs: int | None = None,
+) -> list[Run]:
     """Every recorded call as runs in time order, placed in the real circuit's spans.
 
     Admitted calls go where the real circuit admitted calls (closed spans; a half-open span's
     trial), refused ones where it refused them; within a span calls are evenly spaced and
     failures spread evenly among successes, except the failures that ended in an opening (a
     trial's failure, a closed span's last ``failure_threshold`` failures) which come last.
-    Refused calls get estimated outcomes (``estimate``).
+    Refused calls get estimated outcomes (``estimate``). ``ReplayTooLarge`` past ``max_runs``.
     """
     runs: list[Run] = []
     for bucket in buckets:
@@ -271,7 +277,13 @@ def layout(buckets: Sequence[dict[str, Any]], spans: Sequence[Span], policy: Pol
         failures = min(calls, _count(bucket, "failures"))
         refused = _count(bucket, "rejected_open", "rejected")
         runs += _bucket_runs(pieces, begin, finish, calls, failures, refused, policy)
-    return estimate(runs)
+        _within(len(runs), max_runs)
+    return estimate(runs, max_runs)
+
+
+def _within(runs: int, max_runs: int | None) -> None:
+    if max_runs is not None and runs > max_runs:
+        raise ReplayTooLarge(f"more than {max_runs} runs of calls to lay out")
 
 
 def _clip(spans: Sequence[Span], begin: int, finish: int) -> list[Span]:
@@ -430,7 +442,7 @@ def _spread(n: int, k: int) -> list[tuple[int, bool]]:
     return [(length, failed) for length, failed in blocks if length]
 
 
-def estimate(runs: list[Run]) -> list[Run]:
+def estimate(runs: list[Run], max_runs: int | None = None) -> list[Run]:
     """Give the refused calls outcomes: each stretch of refused calls fails at a rate going
     linearly from that of the admitted calls just before it to that of those just after it
     (``_rate``; one side alone when the other has none; 100% with none at all)."""
@@ -445,6 +457,7 @@ def estimate(runs: list[Run]) -> list[Run]:
         while j < len(runs) and runs[j].code in (UNKNOWN, FORCED):
             j += 1
         result += _guess(runs, i, j)
+        _within(len(result), max_runs)
         i = j
     return result
 
