@@ -229,3 +229,31 @@ def test_a_call_ending_while_the_backend_is_replaced_is_counted_once(clock, sett
     thread.join(10)
     protected("h-swap", clock)()
     assert newest("h-swap")["calls"] == 2
+
+
+class _TickingClock:
+    """A real clock's one property a ManualClock lacks: every reading is a moment later."""
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def now_ms(self):
+        self.clock.advance(0.001)
+        return self.clock.now_ms()
+
+
+def test_a_call_just_before_history_is_in_it_across_a_bucket_boundary(clock, settings):
+    """history() sends this process's counts first; they go into the bucket of the moment
+    they are sent, so the range read must reach that moment (a boundary may pass)."""
+    settings.RESILIENCE = {
+        "BACKEND": "resilience.backends.memory.MemoryBackend",
+        "OPTIONS": {"clock": _TickingClock(clock)},
+    }
+    call = protected("h-edge", clock)
+    call()
+    clock.set(fine_end(clock.now_ms()) - 2)  # the range ends 1 ms before a boundary
+    assert sum(b["calls"] for b in breaker("h-edge").history(minutes=1)) == 1
+
+
+def fine_end(ms):
+    return ms // series.FINE_MS * series.FINE_MS + series.FINE_MS
