@@ -495,8 +495,9 @@ class Breaker:
         10-second buckets up to 360 minutes, else 1-minute ones. This process's own calls are
         sent to the backend first; ``TypeError``/``ValueError`` for a bad ``minutes``."""
         backend = get_backend()
+        series.window(minutes, 0)  # a bad ``minutes`` sends nothing
+        backend.flush()  # first: its counts go into the bucket of its own moment, then read
         since_ms, until_ms = series.window(minutes, backend.clock.now_ms())
-        backend.flush()
         return backend.history(self.name, since_ms, until_ms)
 
     def reset(self, actor: Any = None, reason: str = "") -> dict[str, Any]:

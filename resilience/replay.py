@@ -51,6 +51,10 @@ REPLAYED_FIELDS = (
 )
 
 
+class ReplayTooLarge(Exception):
+    """A replay that would take more than its ``max_steps`` engine steps (``replay``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One real state change or kill-switch action of the circuit (from a ``CircuitEvent``).
@@ -128,6 +132,7 @@ def replay(
     changes: Sequence[Change],
     current: Policy,
     proposed: Policy,
+    max_steps: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``{"actual": ..., "proposed": ...}`` for ``buckets`` (oldest first, the history's shape).
 
@@ -135,14 +140,16 @@ def replay(
     the last ones before the first bucket (they give its state at the start). ``current``:
     the policy the history was recorded under (it tells how long the real circuit stayed
     open); ``actual["replayed"]`` is ``current`` replayed the same way as ``proposed``, a
-    measure of how far the replay is from what happened. See docs/replay.md.
+    measure of how far the replay is from what happened. See docs/replay.md. ``max_steps``:
+    ``ReplayTooLarge`` rather than more runs of calls laid out, or more calls one by one
+    through the engine (each policy's): both grow with the failures among many calls.
     """
     if not buckets:
         empty = Outcome().as_dict()
         return {"actual": {**empty, "rejected_bulkhead": 0, "replayed": empty}, "proposed": empty}
     start, end = _period(buckets)
     spans, open_ms = timeline(changes, start, end, current)
-    runs = layout(buckets, spans, current)
+    runs = layout(buckets, spans, current, max_steps)
     actual = {
         "opened": sum(1 for c in changes if c.kind == "opened" and start <= c.at_ms < end),
         "open_seconds": round(open_ms / 1000, 3),
@@ -150,9 +157,12 @@ def replay(
         "rejected_bulkhead": sum(_count(b, "rejected_bulkhead") for b in buckets),
         "calls": sum(_count(b, "calls") for b in buckets),
         "failures": sum(_count(b, "failures") for b in buckets),
-        "replayed": simulate(runs, current, start, end).as_dict(),
+        "replayed": simulate(runs, current, start, end, max_steps).as_dict(),
     }
-    return {"actual": actual, "proposed": simulate(runs, proposed, start, end).as_dict()}
+    return {
+        "actual": actual,
+        "proposed": simulate(runs, proposed, start, end, max_steps).as_dict(),
+    }
 
 
 def _ms(bucket: dict[str, Any]) -> int:
@@ -244,14 +254,19 @@ def _emit(spans: list[Span], real: _Real, at: int, ends: str, policy: Policy) ->
 # --- laying the recorded counts out in time -----------------------------------------------------
 
 
-def layout(buckets: Sequence[dict[str, Any]], spans: Sequence[Span], policy: Policy) -> list[Run]:
+def layout(
+    buckets: Sequence[dict[str, Any]],
+    spans: Sequence[Span],
+    policy: Policy,
+    max_runs: int | None = None,
+) -> list[Run]:
     """Every recorded call as runs in time order, placed in the real circuit's spans.
 
     Admitted calls go where the real circuit admitted calls (closed spans; a half-open span's
     trial), refused ones where it refused them; within a span calls are evenly spaced and
     failures spread evenly among successes, except the failures that ended in an opening (a
     trial's failure, a closed span's last ``failure_threshold`` failures) which come last.
-    Refused calls get estimated outcomes (``estimate``).
+    Refused calls get estimated outcomes (``estimate``). ``ReplayTooLarge`` past ``max_runs``.
     """
     runs: list[Run] = []
     for bucket in buckets:
@@ -262,7 +277,13 @@ def layout(buckets: Sequence[dict[str, Any]], spans: Sequence[Span], policy: Pol
         failures = min(calls, _count(bucket, "failures"))
         refused = _count(bucket, "rejected_open", "rejected")
         runs += _bucket_runs(pieces, begin, finish, calls, failures, refused, policy)
-    return estimate(runs)
+        _within(len(runs), max_runs)
+    return estimate(runs, max_runs)
+
+
+def _within(runs: int, max_runs: int | None) -> None:
+    if max_runs is not None and runs > max_runs:
+        raise ReplayTooLarge(f"more than {max_runs} runs of calls to lay out")
 
 
 def _clip(spans: Sequence[Span], begin: int, finish: int) -> list[Span]:
@@ -421,7 +442,7 @@ def _spread(n: int, k: int) -> list[tuple[int, bool]]:
     return [(length, failed) for length, failed in blocks if length]
 
 
-def estimate(runs: list[Run]) -> list[Run]:
+def estimate(runs: list[Run], max_runs: int | None = None) -> list[Run]:
     """Give the refused calls outcomes: each stretch of refused calls fails at a rate going
     linearly from that of the admitted calls just before it to that of those just after it
     (``_rate``; one side alone when the other has none; 100% with none at all)."""
@@ -436,6 +457,7 @@ def estimate(runs: list[Run]) -> list[Run]:
         while j < len(runs) and runs[j].code in (UNKNOWN, FORCED):
             j += 1
         result += _guess(runs, i, j)
+        _within(len(result), max_runs)
         i = j
     return result
 
@@ -485,7 +507,7 @@ def _rate(runs: Iterable[Run]) -> float | None:
 class _Simulation:
     """One policy's replay: the engine's own ``acquire``/``record`` on a private state."""
 
-    def __init__(self, policy: Policy, start: int) -> None:
+    def __init__(self, policy: Policy, start: int, max_steps: int | None = None) -> None:
         # Durations are not in the history: slow calls and timeouts are already failures, and
         # a call's bulkhead slot is free again as soon as it ends.
         self.policy = dataclasses.replace(
@@ -494,6 +516,7 @@ class _Simulation:
         self.state = CircuitState("replay")
         self.outcome = Outcome()
         self.opened_at = start
+        self.steps_left = math.inf if max_steps is None else max_steps
 
     def note(self, transitions: Sequence[Transition]) -> None:
         for transition in transitions:
@@ -550,6 +573,9 @@ class _Simulation:
         return j
 
     def call(self, run: Run, i: int) -> None:
+        self.steps_left -= 1
+        if self.steps_left < 0:
+            raise ReplayTooLarge("more calls to replay one by one than the replay may take")
         at = run.at(i)
         ticket = engine.acquire(self.state, self.policy, at)
         self.note(ticket.transitions)
@@ -561,14 +587,16 @@ class _Simulation:
         self.note(engine.record(self.state, self.policy, at, ticket, not failed, 0))
 
 
-def simulate(runs: Sequence[Run], policy: Policy, start: int, end: int) -> Outcome:
+def simulate(
+    runs: Sequence[Run], policy: Policy, start: int, end: int, max_steps: int | None = None
+) -> Outcome:
     """What a circuit under ``policy`` does with ``runs`` (``layout``) over ``[start, end)``.
 
     The replay starts closed with empty counters; calls are instantaneous (a trial ends as
     it starts). A kill switch's refusals stay refused; ``forced_open`` refuses everything and
     ``disabled`` nothing, as the call path does before the engine is asked.
     """
-    sim = _Simulation(policy, start)
+    sim = _Simulation(policy, start, max_steps)
     outcome = sim.outcome
     mode = policy.mode
     for run in runs:

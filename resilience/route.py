@@ -7,6 +7,8 @@ import dataclasses
 import functools
 from typing import TYPE_CHECKING
 
+from django.core.exceptions import ImproperlyConfigured
+
 from resilience import tracing
 from resilience.backends import get_backend
 from resilience.engine_types import FORCED_OPEN, Ticket
@@ -117,6 +119,8 @@ class Route:
         # Only a tracked route touches the backend (a broken backend setting must not break
         # disabled or forced-open circuits).
         backend = get_backend() if action == TRACK else None
+        if action == REJECT:
+            _feed_history()
         self.backend = backend
         self.record = backend.record if backend is not None else None  # type: ignore[assignment]
         self.clock = backend.clock if backend is not None else None  # type: ignore[assignment]
@@ -173,6 +177,16 @@ def _trace(route: Route, name: str) -> None:
     route.acquire = tracing.traced_acquire(route.acquire, name)
     if route.record is not None:  # None: a forced-open route, whose calls never run
         route.record = tracing.traced_record(route.record, name)
+
+
+def _feed_history() -> None:
+    """A forced-open route counts its refusals (``resilience.stats``) without the backend: have
+    ``get_backend()`` build it, so that they reach the outcome history even in a process whose
+    every call is refused (docs/history.md); not if the backend setting is broken."""
+    try:
+        get_backend()
+    except ImproperlyConfigured:
+        pass
 
 
 def _exception_classes(

@@ -65,9 +65,12 @@ class Preview:
     bucket_seconds: int
 
 
-def preview(row: BreakerPolicy, proposed: BreakerPolicy, hours: float) -> Preview:
+def preview(
+    row: BreakerPolicy, proposed: BreakerPolicy, hours: float, max_steps: int | None = None
+) -> Preview:
     """Replay the last ``hours`` of ``row``'s circuit under ``proposed`` (``with_values``, or a
-    form's instance). ``TypeError``/``ValueError`` for ``hours`` outside (0, 168]."""
+    form's instance). ``TypeError``/``ValueError`` for ``hours`` outside (0, 168];
+    ``replay.ReplayTooLarge`` past ``max_steps`` engine steps per policy."""
     buckets = breaker(row.name).history(minutes=hours * 60)
     start = buckets[0]["start"] if buckets else None
     end = None
@@ -75,7 +78,7 @@ def preview(row: BreakerPolicy, proposed: BreakerPolicy, hours: float) -> Previe
         last = buckets[-1]
         end = datetime.fromtimestamp(last["start"].timestamp() + last["seconds"], tz=UTC)
     changes = _changes(row.name, start, end) if start and end else []
-    result = replay.replay(buckets, changes, _engine(row), _engine(proposed))
+    result = replay.replay(buckets, changes, _engine(row), _engine(proposed), max_steps)
     changed = {
         name: getattr(proposed, name)
         for name in settable_fields()

@@ -194,3 +194,66 @@ def test_the_memory_backend_drops_what_it_no_longer_keeps(clock):
     assert 6 * 60 <= len(kept.fine) <= 6 * 60 + 20
     assert len(kept.coarse) == 7 * 60
     assert get_backend().totals(["h-prune"])["h-prune"]["calls"] == 7 * 60
+
+
+def test_refusals_counted_while_no_backend_is_fed_are_not_lost(clock, settings):
+    """A forced-open circuit refuses without asking the backend, so nothing builds it: its
+    refusals (a fresh process, or one whose backend a settings change closed) are sent by
+    the next backend fed, not swallowed into its starting point."""
+    from resilience.testing import force_open
+
+    settings.RESILIENCE = {**settings.RESILIENCE}  # the backend is closed: none is fed now
+    with force_open("h-killed"):
+        call = protected("h-killed", clock)
+        for _ in range(3):
+            with pytest.raises(CircuitOpenError):
+                call()
+    assert newest("h-killed")["rejected_open"] == 3
+    assert get_backend().totals(["h-killed"])["h-killed"]["rejected_open"] == 3
+
+
+def test_a_call_ending_while_the_backend_is_replaced_is_counted_once(clock, settings):
+    use_policies(settings, **{"h-swap": {"slow_call_ms": 10_000}})  # tracked: held by a thread
+    inside, go = threading.Event(), threading.Event()
+
+    @circuit_breaker("h-swap")
+    def held():
+        inside.set()
+        assert go.wait(10)
+
+    thread = threading.Thread(target=held)
+    thread.start()
+    assert inside.wait(10)
+    settings.RESILIENCE = {**settings.RESILIENCE}  # a settings change: the old backend closed
+    go.set()  # the call ends now, counted in this process while no backend is fed
+    thread.join(10)
+    protected("h-swap", clock)()
+    assert newest("h-swap")["calls"] == 2
+
+
+class _TickingClock:
+    """A real clock's one property a ManualClock lacks: every reading is a moment later."""
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def now_ms(self):
+        self.clock.advance(0.001)
+        return self.clock.now_ms()
+
+
+def test_a_call_just_before_history_is_in_it_across_a_bucket_boundary(clock, settings):
+    """history() sends this process's counts first; they go into the bucket of the moment
+    they are sent, so the range read must reach that moment (a boundary may pass)."""
+    settings.RESILIENCE = {
+        "BACKEND": "resilience.backends.memory.MemoryBackend",
+        "OPTIONS": {"clock": _TickingClock(clock)},
+    }
+    call = protected("h-edge", clock)
+    call()
+    clock.set(fine_end(clock.now_ms()) - 2)  # the range ends 1 ms before a boundary
+    assert sum(b["calls"] for b in breaker("h-edge").history(minutes=1)) == 1
+
+
+def fine_end(ms):
+    return ms // series.FINE_MS * series.FINE_MS + series.FINE_MS

@@ -264,3 +264,22 @@ def test_successes_are_counted_in_bulk_exactly():
     # 3 failures, then the 1st success makes 4 calls at 75%: opened; the other 4 refused.
     outcome = simulate(runs, rate, ms(0), ms(10))
     assert (outcome.opened, outcome.calls, outcome.rejected) == (1, 4, 4)
+
+
+def test_a_budget_bounds_the_layout_too_not_only_the_engine_steps():
+    """Mixed buckets are laid out as runs of a few calls each (S F S F ...): 6 hours of an
+    outage at 100 calls/s, half failing, is two million runs in memory before a single engine
+    step. A replay with a budget stops as soon as the layout passes it."""
+    import tracemalloc
+
+    from resilience.replay import ReplayTooLarge
+
+    buckets = [bucket(i, calls=6_000, failures=3_000, seconds=60) for i in range(360)]
+    tracemalloc.start()
+    try:
+        with pytest.raises(ReplayTooLarge):
+            replay(buckets, [], CURRENT, Policy(failure_threshold=3), max_steps=50_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 30_000_000, peak

@@ -127,8 +127,8 @@ def read(name: str, limits: Mapping[str, Any], range_key: str) -> Outcomes:
 
 
 def _buckets(backend: Any, name: str, minutes: int) -> tuple[int, int, list[dict[str, Any]]]:
-    since_ms, until_ms = series.window(minutes, backend.clock.now_ms())
     backend.flush()  # this process's own calls of the last seconds too (as Breaker.history)
+    since_ms, until_ms = series.window(minutes, backend.clock.now_ms())
     return since_ms, until_ms, backend.history(name, since_ms, until_ms)
 
 

@@ -53,6 +53,7 @@ from resilience.conf import settings as conf
 from resilience.engine_types import DISABLED, ENFORCED, FORCED_OPEN, MONITOR
 from resilience.exceptions import BackendError
 from resilience.models import BreakerPolicy, CircuitEvent, EventKind, RevisionSource
+from resilience.replay import ReplayTooLarge
 
 if TYPE_CHECKING:
     from typing import TypedDict
@@ -67,6 +68,10 @@ if TYPE_CHECKING:
 RECENT_EVENTS = 20
 # The change form's Preview button (a submit button of the form itself) and its period.
 PREVIEW, PREVIEW_HOURS = "_preview", "_preview_hours"
+# A replay runs a busy circuit's failures one by one through the engine (docs/replay.md,
+# "Cost"): the Preview stops after this many engine steps per policy (about 2 s each on one
+# core) rather than hold a worker for minutes; the command has no limit.
+PREVIEW_MAX_STEPS = 500_000
 PREVIEW_CHOICES = ((1, _("1 hour")), (6, _("6 hours")), (24, _("24 hours")), (168, _("7 days")))
 PREVIEW_ROWS = (
     (_("openings"), "opened"),
@@ -378,11 +383,17 @@ def _preview_context(request: HttpRequest, obj: BreakerPolicy, adminform: Any) -
     if not getattr(getattr(adminform, "form", None), "previewable", False) or stored is None:
         return context
     try:
-        result = whatif.preview(stored, obj, hours)
+        result = whatif.preview(stored, obj, hours, PREVIEW_MAX_STEPS)
     except BackendError as exc:
         context["preview_error"] = _("The history could not be read (%(error)s).") % {
             "error": type(exc).__name__
         }
+        return context
+    except ReplayTooLarge:
+        context["preview_error"] = _(
+            "Too many calls to replay within a page request over the last %(hours)s h: choose "
+            "a shorter period, or run manage.py resilience replay %(name)s --hours %(hours)s."
+        ) % {"hours": hours, "name": stored.name}
         return context
     report = result.report
     actual, proposed = report["actual"], report["proposed"]

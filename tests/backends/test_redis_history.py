@@ -274,3 +274,73 @@ def test_a_long_outage_keeps_the_last_fifteen_minutes_of_buckets(redis_proc, set
     calls = [b["calls"] for b in backend.history("long-outage", first, clock.now_ms())]
     assert calls[-MAX_UNSENT:] == [1] * MAX_UNSENT  # the newest, each in its own bucket
     assert sum(calls) == MAX_UNSENT + calls[0]  # the first send may have landed (0 or 1)
+
+
+_KILLED_ONLY = """
+import django
+django.setup()
+from resilience import CircuitOpenError, circuit_breaker
+from resilience.policies import registry
+registry.background = False
+
+@circuit_breaker("killed-only")
+def call():
+    return "never"
+
+for _ in range(7):
+    try:
+        call()
+    except CircuitOpenError:
+        pass
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_whose_only_calls_are_refused_by_a_kill_switch_sends_them(redis_url):
+    """A forced-open circuit refuses without asking the backend: a worker whose calls all go
+    to a kill-switched circuit (an incident) must still put its refusals in the history."""
+    import subprocess
+    import sys
+
+    resilience = {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        "OPTIONS": {"url": redis_url, "prefix": "killed", "socket_timeout": 2.0},
+        "POLICIES": {"killed-only": {"mode": "forced_open"}},
+    }
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.support.procsettings",
+        "RESILIENCE_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
+        "RESILIENCE_TEST_SETTINGS": json.dumps(resilience),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_ONLY], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    backend = make_backend(redis_url, None, prefix="killed")
+    try:
+        assert backend.totals(["killed-only"])["killed-only"]["rejected_open"] == 7
+    finally:
+        backend.close()
+
+
+def test_a_closed_feed_sends_nothing_more(redis_url, clock, settings):
+    """The feed thread takes the list of feeds, then flushes each: a backend closed meanwhile
+    (a settings change) must not have its feed send again what the new backend sends."""
+    settings.RESILIENCE = {
+        "BACKEND": "resilience.backends.redis.RedisBackend",
+        "OPTIONS": {"url": redis_url, "clock": clock, "socket_timeout": 2.0, "prefix": "late"},
+    }
+    old = get_backend()
+    feed = old._history_feed  # what the thread holds while the backend is replaced
+
+    @circuit_breaker("late-flush")
+    def call():
+        return "ok"
+
+    call()
+    settings.RESILIENCE = {**settings.RESILIENCE}  # closes `old`, which sends its count
+    call()  # builds the new backend
+    feed.flush()  # the thread, late: the old feed is closed
+    get_backend().flush()
+    assert get_backend().totals(["late-flush"])["late-flush"]["calls"] == 2
