@@ -58,8 +58,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         for path, limit, source in PATH_LIMITS:
             rows.append(
                 _row(
-                    f"memory backend, {path} path ({flavour}), {source}",
-                    f"overhead <= {limit:g}x circuitbreaker's",
+                    f"memory backend, {path} path ({flavour})",
+                    f"overhead <= {limit:g}x circuitbreaker's ({source})",
                     _vs(results, flavour, path, "circuitbreaker"),
                     limit,
                     "x",
