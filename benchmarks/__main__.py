@@ -125,7 +125,7 @@ def _run_in(
     t0 = time.monotonic()
     size = harness.SIZES[size_name]
     harness.setup_django(state_dir, migrate=True)
-    from benchmarks import admin_render, inprocess, scale
+    from benchmarks import admin_render, inprocess, scale, threads
 
     results: dict[str, Any] = {"meta": _meta(size_name, argv)}
     steps = [
@@ -138,6 +138,7 @@ def _run_in(
         _redis_sections(results, size, wanted, t0)
     steps = [
         ("scale:memory", "circuits.memory", lambda: scale.circuits_and_windows(size, None)),
+        ("scale:threads", "threads.memory", lambda: threads.measure(size, None)),
         ("admin:memory", "admin.memory", lambda: admin_render.measure(size, None)),
     ]
     _run_steps(results, steps, wanted, t0)
@@ -163,7 +164,7 @@ def _healthy(fn: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def _redis_sections(results: dict, size: harness.Size, wanted: set[str], t0: float) -> None:
-    from benchmarks import admin_render, propagation, redis_cost, scale, stampede
+    from benchmarks import admin_render, propagation, redis_cost, scale, stampede, threads
 
     try:
         server = harness.redis_server().start()
@@ -177,6 +178,7 @@ def _redis_sections(results: dict, size: harness.Size, wanted: set[str], t0: flo
         ("redis", "redis", _healthy(lambda: redis_cost.measure(url, size))),
         ("stampede", "stampede", lambda: stampede.run(url, size)),
         ("scale:throughput", "throughput", lambda: scale.throughput(url, size)),
+        ("scale:threads", "threads.redis", lambda: threads.measure(size, url)),
         ("scale:redis", "circuits.redis", _healthy(lambda: scale.circuits_and_windows(size, url))),
         ("propagation", "propagation", _healthy(lambda: propagation.run(size))),
         ("admin:redis", "admin.redis", _healthy(lambda: admin_render.measure(size, url))),

@@ -28,6 +28,8 @@ class Size:
     processes: tuple[int, ...]
     threads: tuple[int, ...]
     seconds: float  # duration of one throughput measurement
+    thread_seconds: float  # threads of one process on one circuit (benchmarks/threads.py)
+    thread_repeats: int
     circuits: tuple[int, ...]
     windows: tuple[int, ...]
     stampede: tuple[int, ...]
@@ -43,19 +45,22 @@ class Size:
 SIZES = {
     "smoke": Size(
         batch=300, repeats=3, redis_batch=50, redis_repeats=2,
-        processes=(2,), threads=(1,), seconds=0.2, circuits=(1, 10), windows=(60,),
+        processes=(2,), threads=(1,), seconds=0.2, thread_seconds=0.05, thread_repeats=1,
+        circuits=(1, 10), windows=(60,),
         stampede=(2,), stampede_calls=10, workers=(2,), rounds=1, policies=(10,), renders=2,
         filler=0, settle=0.05,
     ),
     "quick": Size(
         batch=3_000, repeats=7, redis_batch=300, redis_repeats=5,
-        processes=(1, 2, 4), threads=(1, 4), seconds=1.0, circuits=(1, 100, 10_000),
+        processes=(1, 2, 4), threads=(1, 4), seconds=1.0, thread_seconds=0.3, thread_repeats=5,
+        circuits=(1, 100, 10_000),
         windows=(1, 60, 3600), stampede=(8,), stampede_calls=30, workers=(4,), rounds=3,
         policies=(10, 100), renders=5, filler=10_000, settle=0.15,
     ),
     "full": Size(
         batch=10_000, repeats=15, redis_batch=1_000, redis_repeats=9,
-        processes=(1, 2, 4, 8), threads=(1, 4), seconds=2.0,
+        processes=(1, 2, 4, 8), threads=(1, 4), seconds=2.0, thread_seconds=0.5,
+        thread_repeats=11,
         circuits=(1, 10, 100, 1_000, 10_000), windows=(1, 60, 3600),
         stampede=(8, 16), stampede_calls=50, workers=(2, 4, 8), rounds=5,
         policies=(10, 100, 1_000), renders=11, filler=10_000, settle=0.15,

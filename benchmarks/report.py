@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks import threads
 from benchmarks.peers import OURS
 from benchmarks.targets import evaluate
 
@@ -53,6 +54,10 @@ def render(results: dict[str, Any]) -> str:
     out += _inprocess(results)
     out += _redis(results)
     out += _scale(results)
+    out += [
+        f"## Threads of one process on one circuit ({b})\n\n" + threads.table(d)
+        for b, d in (results.get("threads") or {}).items()
+    ]
     out += _stampede(results)
     out += _propagation(results)
     out += _admin(results)
@@ -260,13 +265,24 @@ def _admin(results: dict[str, Any]) -> list[str]:
                 r["sql_queries"],
                 r["redis_round_trips"],
                 r["redis_commands"],
+                r.get("most_script_keys", "-"),
+                r.get("longest_script_us", "-"),
             ]
             for r in data["rows"]
         ]
         out.append(f"## Admin changelist ({backend} backend)\n")
         out.append(
             _table(
-                ["policies", "rows shown", "ms", "SQL queries", "Redis round trips", "commands"],
+                [
+                    "policies",
+                    "rows shown",
+                    "ms",
+                    "SQL queries",
+                    "Redis round trips",
+                    "commands",
+                    "most keys in one script",
+                    "longest script (µs, SLOWLOG)",
+                ],
                 rows,
             )
         )

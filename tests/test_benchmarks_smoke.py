@@ -34,7 +34,15 @@ def test_smoke_run_writes_every_section(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
     assert "errors" not in results
-    for section in ("inprocess", "redis", "throughput", "circuits", "stampede", "propagation"):
+    for section in (
+        "inprocess",
+        "redis",
+        "throughput",
+        "threads",
+        "circuits",
+        "stampede",
+        "propagation",
+    ):
         assert results.get(section), section
     assert set(results["inprocess"]) == {"sync", "async"}
     assert results["redis"]["results"]["ours"]["open"]["round_trips"] == 0
