@@ -111,19 +111,8 @@ class Route:
         # What a forced-open circuit answers every call (see ``Breaker._refused``).
         self.refusal = Ticket(breaker.name, False, FORCED_OPEN, 0) if action == REJECT else None  # type: ignore[assignment]
         self.retries = bool(resolved is not None and resolved.retry_attempts)
-        self.not_failures, self.recorded = _exception_classes(breaker, resolved)
-        # ``judge``'s answers per exception class, when isinstance() depends on the class alone
-        # (plain classes: no metaclass with its own __instancecheck__).
-        self.verdicts = {}
-        self.by_type = all(type(c) is type for c in self.not_failures + self.recorded)
-        # Only a tracked route touches the backend (a broken backend setting must not break
-        # disabled or forced-open circuits).
-        backend = get_backend() if action == TRACK else None
-        if action == REJECT:
-            _feed_history()
-        self.backend = backend
-        self.record = backend.record if backend is not None else None  # type: ignore[assignment]
-        self.clock = backend.clock if backend is not None else None  # type: ignore[assignment]
+        self._set_exception_rules(breaker, resolved)
+        self._bind_backend(action)
         # A tracked call (a cap or a deadline) holds a bulkhead slot, is watched while it runs
         # (resilience.watchdog) and is timed on the backend's clock (tests drive slow calls
         # with a ManualClock); only it needs a duration. ``timeout`` (seconds, 0 = none)
@@ -138,9 +127,28 @@ class Route:
         # retries, no is_failure); a lane of a closed backend is no longer live, and they then
         # go through ``Breaker._enter``.
         plain = not (self.tracked or self.retries or breaker.is_failure is not None)
-        self.lane, self.acquire = _admission(backend, breaker.name, plain)
+        self.lane, self.acquire = _admission(self.backend, breaker.name, plain)
         if action != PASS and tracing.enabled():  # decided here, never per call
             _trace(self, breaker.name)
+
+    def _bind_backend(self, action: int) -> None:
+        """The backend, its ``record`` and its clock; None unless the route tracks calls."""
+        # Only a tracked route touches the backend (a broken backend setting must not break
+        # disabled or forced-open circuits).
+        backend = get_backend() if action == TRACK else None
+        if action == REJECT:
+            _feed_history()
+        self.backend = backend
+        self.record = backend.record if backend is not None else None  # type: ignore[assignment]
+        self.clock = backend.clock if backend is not None else None  # type: ignore[assignment]
+
+    def _set_exception_rules(self, breaker: _Breaker, resolved: ResolvedPolicy | None) -> None:
+        """Which exceptions are not failures, which alone are recorded, and the cache of
+        ``judge``'s answers per exception class: used when isinstance() depends on the class
+        alone (plain classes: no metaclass with its own __instancecheck__)."""
+        self.not_failures, self.recorded = _exception_classes(breaker, resolved)
+        self.verdicts = {}
+        self.by_type = all(type(c) is type for c in self.not_failures + self.recorded)
 
     def judge(self, exc: BaseException) -> bool:
         """Whether ``exc`` counts as a failure: ``CallTimeoutError`` always; else not when it
