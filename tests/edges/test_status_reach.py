@@ -11,7 +11,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from resilience import breaker
-from resilience.management.commands.resilience import PER_PROCESS_NOTE, Command
+from resilience.management.commands.resilience import Command
+from resilience.management.subcommands.shared import PER_PROCESS_NOTE
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = pytest.mark.usefixtures("breaker_db")

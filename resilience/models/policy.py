@@ -1,15 +1,12 @@
-"""Database models: one ``BreakerPolicy`` per circuit and the append-only ``CircuitEvent`` log."""
+"""``BreakerPolicy``: the thresholds and mode of one circuit, edited live in the admin."""
 
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -19,6 +16,7 @@ from resilience import recorder
 from resilience.backends import get_backend
 from resilience.compat import check_constraint
 from resilience.conf import settings as conf
+from resilience.models.bounds import BOUNDS, bounded, number_problem
 from resilience.policies import ResolvedPolicy, registry
 from resilience.revisions import (
     SCHEDULE_FIELDS,
@@ -46,48 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("resilience")
 
-DAY = 86_400
-HOUR_MS = 3_600_000
-
-# (field, minimum, maximum): used by the validators, the CheckConstraints and the settings checks.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "failure_threshold": (0, 1_000_000),
-    "failure_rate_threshold": (0, 100),
-    "window_seconds": (1, DAY),
-    "minimum_calls": (1, 1_000_000),
-    "slow_call_ms": (0, HOUR_MS),
-    "max_concurrent_calls": (0, 100_000),
-    "call_timeout_ms": (0, HOUR_MS),
-    "recovery_timeout": (0.001, DAY),
-    "backoff_multiplier": (1.0, 100.0),
-    "max_recovery_timeout": (0.001, 7 * DAY),
-    "half_open_max_calls": (1, 1000),
-    "success_threshold": (1, 1000),
-    "retry_attempts": (0, 10),
-    "retry_backoff_ms": (0, HOUR_MS),
-    "retry_max_backoff_ms": (0, HOUR_MS),
-    "alert_cooldown_seconds": (0, 7 * DAY),
-}
-
-
-def _bounded(field: str) -> list:
-    low, high = BOUNDS[field]
-    return [MinValueValidator(low), MaxValueValidator(high)]
-
-
-__all__ = [
-    "SCHEDULE_FIELDS",
-    "AlertDelivery",
-    "AlertStatus",
-    "BreakerPolicy",
-    "CircuitEvent",
-    "EventKind",
-    "MaintenanceWindow",
-    "Mode",
-    "PolicyRevision",
-    "RevisionSource",
-]
-
 
 class Mode(models.TextChoices):
     ENFORCED = "enforced", _("Enforced")
@@ -111,33 +67,6 @@ class BreakerPolicyQuerySet(models.QuerySet):
         registry.invalidate()
         transaction.on_commit(registry.invalidate, robust=True)
         return count
-
-
-def _number_problem(
-    field: models.IntegerField | models.FloatField, value: Any
-) -> Sequence[str | Promise]:
-    """The messages for ``value`` in number field ``field`` (none when Django's own
-    ``clean_fields`` may judge it: also a missing value, which Django reports itself)."""
-    if value is None:
-        return []
-    if isinstance(value, bool):
-        return [_("Enter a number, not %(value)s.") % {"value": value}]
-    if (
-        isinstance(field, models.IntegerField)
-        and isinstance(value, float)
-        and math.isfinite(value)
-        and not value.is_integer()
-    ):
-        return [_("Enter a whole number, not %(value)s.") % {"value": value}]
-    try:
-        if value in field.empty_values:  # "" or [] is never a number (forms send None)
-            raise TypeError
-        field.to_python(value)
-    except ValidationError as exc:
-        return exc.messages
-    except (OverflowError, TypeError, ValueError):
-        return [_("Enter a finite number within the allowed range.")]
-    return []
 
 
 class BreakerPolicy(models.Model):
@@ -182,31 +111,31 @@ class BreakerPolicy(models.Model):
     failure_threshold = models.PositiveIntegerField(
         _("failure threshold"),
         default=5,
-        validators=_bounded("failure_threshold"),
+        validators=bounded("failure_threshold"),
         help_text=_("Consecutive failures that open the circuit. 0 turns this rule off."),
     )
     failure_rate_threshold = models.PositiveSmallIntegerField(
         _("failure rate threshold (%)"),
         default=0,
-        validators=_bounded("failure_rate_threshold"),
+        validators=bounded("failure_rate_threshold"),
         help_text=_("Percent of failed calls in the window that opens the circuit. 0 = off."),
     )
     window_seconds = models.PositiveIntegerField(
         _("window (seconds)"),
         default=60,
-        validators=_bounded("window_seconds"),
+        validators=bounded("window_seconds"),
         help_text=_("Length of the sliding window for the failure rate, in seconds."),
     )
     minimum_calls = models.PositiveIntegerField(
         _("minimum calls"),
         default=10,
-        validators=_bounded("minimum_calls"),
+        validators=bounded("minimum_calls"),
         help_text=_("Calls needed in the window before the failure rate can open the circuit."),
     )
     slow_call_ms = models.PositiveIntegerField(
         _("slow call (ms)"),
         default=0,
-        validators=_bounded("slow_call_ms"),
+        validators=bounded("slow_call_ms"),
         help_text=_(
             "A call running longer than this many milliseconds counts as a failure at that "
             "moment, while it is still running (see docs/engine.md). 0 = off."
@@ -215,7 +144,7 @@ class BreakerPolicy(models.Model):
     max_concurrent_calls = models.PositiveIntegerField(
         _("max concurrent calls"),
         default=0,
-        validators=_bounded("max_concurrent_calls"),
+        validators=bounded("max_concurrent_calls"),
         help_text=_(
             "Bulkhead: the most calls of this circuit in flight at once, counted across every "
             "process sharing the backend; a call over the cap is refused at once. 0 = no cap."
@@ -224,7 +153,7 @@ class BreakerPolicy(models.Model):
     call_timeout_ms = models.PositiveIntegerField(
         _("call timeout (ms)"),
         default=0,
-        validators=_bounded("call_timeout_ms"),
+        validators=bounded("call_timeout_ms"),
         help_text=_(
             "The longest a protected call may take, in milliseconds: sent as the request "
             "timeout by the HTTP adapters, enforced on coroutines, judged at the deadline for "
@@ -235,31 +164,31 @@ class BreakerPolicy(models.Model):
     recovery_timeout = models.FloatField(
         _("recovery timeout (seconds)"),
         default=60.0,
-        validators=[validate_finite, *_bounded("recovery_timeout")],
+        validators=[validate_finite, *bounded("recovery_timeout")],
         help_text=_("Seconds the circuit stays open before a trial call is let through."),
     )
     backoff_multiplier = models.FloatField(
         _("backoff multiplier"),
         default=1.0,
-        validators=[validate_finite, *_bounded("backoff_multiplier")],
+        validators=[validate_finite, *bounded("backoff_multiplier")],
         help_text=_("Each re-trip without full recovery multiplies the open time by this."),
     )
     max_recovery_timeout = models.FloatField(
         _("max recovery timeout (seconds)"),
         default=600.0,
-        validators=[validate_finite, *_bounded("max_recovery_timeout")],
+        validators=[validate_finite, *bounded("max_recovery_timeout")],
         help_text=_("Upper bound in seconds for the open time after backoff."),
     )
     half_open_max_calls = models.PositiveIntegerField(
         _("half-open trial calls"),
         default=1,
-        validators=_bounded("half_open_max_calls"),
+        validators=bounded("half_open_max_calls"),
         help_text=_("Trial calls allowed at the same time while half-open."),
     )
     success_threshold = models.PositiveIntegerField(
         _("success threshold"),
         default=1,
-        validators=_bounded("success_threshold"),
+        validators=bounded("success_threshold"),
         help_text=_("Successful trial calls that close the circuit again."),
     )
 
@@ -279,19 +208,19 @@ class BreakerPolicy(models.Model):
     retry_attempts = models.PositiveSmallIntegerField(
         _("retry attempts"),
         default=0,
-        validators=_bounded("retry_attempts"),
+        validators=bounded("retry_attempts"),
         help_text=_("Extra attempts inside the breaker; one logical call is one outcome."),
     )
     retry_backoff_ms = models.PositiveIntegerField(
         _("retry backoff (ms)"),
         default=100,
-        validators=_bounded("retry_backoff_ms"),
+        validators=bounded("retry_backoff_ms"),
         help_text=_("First retry delay in milliseconds; doubles each attempt, with jitter."),
     )
     retry_max_backoff_ms = models.PositiveIntegerField(
         _("max retry backoff (ms)"),
         default=2000,
-        validators=_bounded("retry_max_backoff_ms"),
+        validators=bounded("retry_max_backoff_ms"),
         help_text=_("Upper bound for one retry delay, in milliseconds."),
     )
 
@@ -311,7 +240,7 @@ class BreakerPolicy(models.Model):
         _("alert cooldown (seconds)"),
         null=True,
         blank=True,
-        validators=_bounded("alert_cooldown_seconds"),
+        validators=bounded("alert_cooldown_seconds"),
         help_text=_(
             "Repeat openings within this many seconds are summarised, not mailed. "
             "Empty: ALERTS['COOLDOWN_SECONDS']."
@@ -448,16 +377,29 @@ class BreakerPolicy(models.Model):
         """
         now = now or registry.now()
         changed = 0
-        due = cls.objects.filter(window_next_at__lte=now).values_list("pk", "name")
-        for policy_id, name in due:
-            windows = MaintenanceWindow.objects.filter(policy_id=policy_id, ended=False)
+        for policy in cls.objects.filter(window_next_at__lte=now).only("pk", "name"):
+            windows = policy.maintenance_windows.filter(ended=False)  # models.maintenance
             for window in windows.order_by("starts_at", "pk"):
                 if window.ends_at <= now:
-                    changed += window._end(name)
+                    changed += window.end(policy.name)
                 elif window.starts_at <= now and not window.started:
-                    changed += window._start(name)
-            MaintenanceWindow.reschedule(policy_id)
+                    changed += window.start(policy.name)
+            policy.reschedule_windows()
         return changed
+
+    def reschedule_windows(self) -> None:
+        """Store when this policy's maintenance windows next start or end (what the refresh
+        sweep reads)."""
+        upcoming = [
+            window.ends_at if window.started else window.starts_at
+            for window in self.maintenance_windows.filter(ended=False)
+        ]
+        row = type(self).objects.filter(pk=self.pk)
+        value = min(upcoming, default=None)
+        if row.exclude(window_next_at=value).exists() or (
+            value is None and row.filter(window_next_at__isnull=False).exists()
+        ):
+            row.update(window_next_at=value)
 
     @classmethod
     def release_expired(cls, now: datetime | None = None) -> list[str]:
@@ -537,7 +479,7 @@ class BreakerPolicy(models.Model):
                 field, models.IntegerField | models.FloatField
             ):
                 continue
-            problem = _number_problem(field, getattr(self, field.attname))
+            problem = number_problem(field, getattr(self, field.attname))
             if problem:
                 errors[field.name] = problem
         try:
@@ -586,257 +528,6 @@ class BreakerPolicy(models.Model):
     @property
     def recorded(self) -> list[str]:
         return split_lines(self.record_exceptions)
-
-
-WINDOW_MODES = (Mode.FORCED_OPEN, Mode.MONITOR, Mode.DISABLED)
-
-
-class MaintenanceWindow(models.Model):
-    """A provider's announced downtime: the circuit runs in ``mode`` from ``starts_at`` to
-    ``ends_at``. Windows of one policy never overlap (``clean``; the admin checks a whole
-    inline submission too)."""
-
-    policy = models.ForeignKey(
-        BreakerPolicy,
-        verbose_name=_("policy"),
-        on_delete=models.CASCADE,
-        related_name="maintenance_windows",
-    )
-    starts_at = models.DateTimeField(_("starts at"))
-    ends_at = models.DateTimeField(_("ends at"))
-    mode = models.CharField(
-        _("mode"),
-        max_length=20,
-        choices=[(m.value, m.label) for m in WINDOW_MODES],
-        default=Mode.MONITOR,
-        help_text=_("How the circuit runs during the window."),
-    )
-    reason = models.TextField(_("reason"), blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("created by"),
-        null=True,
-        blank=True,
-        editable=False,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
-    started = models.BooleanField(_("started"), default=False, editable=False)
-    ended = models.BooleanField(_("ended"), default=False, editable=False)
-
-    class Meta:
-        ordering = ["policy", "starts_at"]
-        verbose_name = _("maintenance window")
-        verbose_name_plural = _("maintenance windows")
-        indexes = [models.Index(fields=["policy", "starts_at"], name="resilience_window_idx")]
-        constraints = [
-            check_constraint(Q(ends_at__gt=F("starts_at")), "resilience_window_ends_after_start"),
-            check_constraint(
-                Q(mode__in=[m.value for m in WINDOW_MODES]), "resilience_window_mode_valid"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.policy_id}: {self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%Y-%m-%d %H:%M}"
-
-    def save(self, *args, **kwargs) -> None:
-        super().save(*args, **kwargs)
-        self.reschedule(self.policy_id)
-
-    def delete(self, *args, **kwargs):
-        if self.started and not self.ended:  # deleted while in force: it ends now
-            self._end(self.policy.name, reason=str(_("window deleted")))
-        result = super().delete(*args, **kwargs)
-        self.reschedule(self.policy_id)
-        return result
-
-    def clean(self) -> None:
-        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
-            raise ValidationError({"ends_at": _("The window must end after it starts.")})
-        if self.policy_id and self.starts_at and self.ends_at:
-            clash = self.overlapping(self.policy.maintenance_windows.exclude(pk=self.pk)).first()
-            if clash is not None:
-                raise ValidationError(
-                    _("Overlaps the window from %(start)s to %(end)s of this policy.")
-                    % {"start": clash.starts_at.isoformat(), "end": clash.ends_at.isoformat()}
-                )
-
-    def overlapping(self, windows: models.QuerySet) -> models.QuerySet:
-        """The windows of ``windows`` sharing a moment with this one (touching ends do not)."""
-        return windows.filter(starts_at__lt=self.ends_at, ends_at__gt=self.starts_at)
-
-    @staticmethod
-    def reschedule(policy_id: int) -> None:
-        """Store when the policy's windows next start or end (what the refresh sweep reads)."""
-        upcoming = [
-            window.ends_at if window.started else window.starts_at
-            for window in MaintenanceWindow.objects.filter(policy_id=policy_id, ended=False)
-        ]
-        policy = BreakerPolicy.objects.filter(pk=policy_id)
-        value = min(upcoming, default=None)
-        if policy.exclude(window_next_at=value).exists() or (
-            value is None and policy.filter(window_next_at__isnull=False).exists()
-        ):
-            policy.update(window_next_at=value)
-
-    def _start(self, name: str) -> int:
-        with transaction.atomic():
-            if not MaintenanceWindow.objects.filter(pk=self.pk, started=False).update(started=True):
-                return 0  # another process started it a moment ago
-            BreakerPolicy.objects.filter(pk=self.policy_id).update(window_mode=self.mode)
-            recorder.record_action(
-                name,
-                EventKind.MAINTENANCE_STARTED,
-                reason=f"{self.reason} [{self.mode} until {self.ends_at.isoformat()}]".strip(),
-                from_state=Mode.ENFORCED,
-                to_state=self.mode,
-            )
-        self.started = True
-        return 1
-
-    def _end(self, name: str, reason: str = "") -> int:
-        with transaction.atomic():
-            if not MaintenanceWindow.objects.filter(pk=self.pk, ended=False).update(ended=True):
-                return 0
-            if not self.started:
-                return 1  # over before anyone started it: nothing was in force
-            BreakerPolicy.objects.filter(pk=self.policy_id).update(window_mode="")
-            recorder.record_action(
-                name,
-                EventKind.MAINTENANCE_ENDED,
-                reason=reason or self.reason,
-                from_state=self.mode,
-                to_state=Mode.ENFORCED,
-            )
-        self.ended = True
-        return 1
-
-
-class EventKind(models.TextChoices):
-    OPENED = "opened", _("Opened")
-    HALF_OPENED = "half_opened", _("Half-opened")
-    CLOSED = "closed", _("Closed")
-    RESET = "reset", _("Reset")
-    FORCED_OPEN = "forced_open", _("Forced open")
-    RELEASED = "released", _("Released")
-    POLICY_CHANGED = "policy_changed", _("Policy changed")
-    MAINTENANCE_STARTED = "maintenance_started", _("Maintenance started")
-    MAINTENANCE_ENDED = "maintenance_ended", _("Maintenance ended")
-
-
-class AlertStatus(models.TextChoices):
-    NONE = "none", _("No alert")
-    PENDING = "pending", _("Pending")
-    SENT = "sent", _("Sent")
-    SUPPRESSED = "suppressed", _("Suppressed (cooldown)")
-    FAILED = "failed", _("Failed")
-
-
-ALERT_FIELDS = frozenset({"alert_status", "alert_sent_at", "alert_attempts", "alert_claimed_at"})
-
-
-class CircuitEvent(models.Model):
-    """One state change or manual action; rows are never edited except their alert bookkeeping."""
-
-    transition_id = models.CharField(
-        _("transition id"),
-        max_length=80,
-        unique=True,
-        null=True,
-        blank=True,
-        editable=False,
-        help_text=_("Idempotency key: the same transition is stored once."),
-    )
-    circuit = models.CharField(_("circuit"), max_length=100, db_index=True)
-    policy = models.ForeignKey(
-        BreakerPolicy,
-        verbose_name=_("policy"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="events",
-    )
-    kind = models.CharField(_("kind"), max_length=20, choices=EventKind.choices)
-    from_state = models.CharField(_("from state"), max_length=20, blank=True)
-    to_state = models.CharField(_("to state"), max_length=20, blank=True)
-    failure_count = models.PositiveIntegerField(_("failure count"), default=0)
-    failure_rate = models.FloatField(_("failure rate (%)"), null=True, blank=True)
-    error = models.TextField(_("last error"), blank=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("actor"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    reason = models.TextField(_("reason"), blank=True)
-    origin = models.CharField(_("origin"), max_length=255, blank=True)
-    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
-    alert_status = models.CharField(
-        _("alert status"), max_length=20, choices=AlertStatus.choices, default=AlertStatus.NONE
-    )
-    alert_sent_at = models.DateTimeField(_("alert sent at"), null=True, blank=True)
-    alert_attempts = models.PositiveIntegerField(_("alert attempts"), default=0)
-    alert_claimed_at = models.DateTimeField(_("alert claimed at"), null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        verbose_name = _("circuit event")
-        verbose_name_plural = _("circuit events")
-        indexes = [
-            models.Index(fields=["circuit", "-created_at"], name="resilience_event_circuit_idx"),
-            models.Index(fields=["alert_status", "created_at"], name="resilience_event_alert_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.circuit}: {self.kind} at {self.created_at:%Y-%m-%d %H:%M:%S}"
-
-    def save(self, *args, **kwargs) -> None:
-        if self.pk is not None and not self._state.adding:
-            update_fields = kwargs.get("update_fields")
-            if update_fields is None or not set(update_fields) <= ALERT_FIELDS:
-                raise ValueError("CircuitEvent rows are append-only; only alert fields may change.")
-        super().save(*args, **kwargs)
-
-
-class AlertDelivery(models.Model):
-    """The alert of one event through one channel: its own status, attempts and claim.
-
-    Created with the event's alert decision (one row per configured channel, at most one per
-    channel: the unique constraint), so a channel that is down never holds up another.
-    """
-
-    event = models.ForeignKey(
-        CircuitEvent, verbose_name=_("event"), on_delete=models.CASCADE, related_name="deliveries"
-    )
-    channel = models.CharField(_("channel"), max_length=50)
-    status = models.CharField(
-        _("status"), max_length=20, choices=AlertStatus.choices, default=AlertStatus.PENDING
-    )
-    attempts = models.PositiveIntegerField(_("attempts"), default=0)
-    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
-    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
-    last_error = models.TextField(_("last error"), blank=True)
-    created_at = models.DateTimeField(_("created"), default=timezone.now)
-
-    class Meta:
-        ordering = ["event", "id"]
-        verbose_name = _("alert delivery")
-        verbose_name_plural = _("alert deliveries")
-        constraints = [
-            models.UniqueConstraint(
-                fields=["event", "channel"], name="resilience_delivery_once_per_channel"
-            )
-        ]
-        indexes = [
-            models.Index(fields=["status", "created_at"], name="resilience_dlv_status_idx"),
-            models.Index(fields=["channel", "status"], name="resilience_dlv_channel_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.event_id} via {self.channel}: {self.status}"
 
 
 # The policy registry caches BreakerPolicy rows; it sits below this module and is handed the model.
