@@ -60,14 +60,19 @@ class BackgroundQueue:
         self._retry_at = 0.0
         self._backoff = RETRY_MIN_SECONDS
         self._last_log = -LOG_EVERY_SECONDS
+        # discard() starts a new generation: items queued before it are dropped when taken,
+        # and the failures of a batch that was in hand are not kept for a retry.
+        self._generation = 0
+        self._handling = False  # the thread is inside handler() with a batch
 
     def put(self, item: Any) -> bool:
         """Queue ``item``; False (and a rate-limited warning) when the queue is full."""
         self._ensure_thread()
         with self._lock:
             self._unfinished += 1
+            generation = self._generation
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait((generation, item))
         except queue.Full:
             with self._idle:
                 self._unfinished -= 1
@@ -87,16 +92,27 @@ class BackgroundQueue:
                 self._idle.wait(min(remaining, 0.05))
         return True
 
-    def discard(self) -> None:
-        """Drop everything queued or waiting for a retry (tests)."""
-        with self._lock:
+    def discard(self, timeout: float = 10.0) -> None:
+        """Drop everything queued or waiting for a retry (tests, between tests).
+
+        The batch being handled now is not retried, and this waits (at most ``timeout``
+        seconds) for it to end: nothing dropped is handled after this returns, unless that
+        batch outlasts the timeout. The retry backoff starts afresh.
+        """
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            self._generation += 1
             self._failed.clear()
+            self._retry_at = 0.0
+            self._backoff = RETRY_MIN_SECONDS
             while True:
                 try:
                     self._queue.get_nowait()
                 except queue.Empty:
                     break
                 self._unfinished -= 1
+            while self._handling and time.monotonic() < deadline:
+                self._idle.wait(min(deadline - time.monotonic(), 0.05))
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -113,38 +129,44 @@ class BackgroundQueue:
         with self._idle:
             self._unfinished = max(0, self._unfinished - new)
             self._retrying = 0
+            self._handling = False
             self._idle.notify_all()
 
-    def _take(self) -> tuple[list[Any], int]:
+    def _take(self) -> tuple[list[Any], int, int]:
         """Block until there is work (new items, or failed ones whose retry is due).
 
-        Returns the items and how many of them are new (the rest are retries).
+        Returns the items, how many were taken from the queue (the rest are retries; queued
+        items from before a ``discard()`` are counted but dropped), and the generation.
         """
         while True:
             with self._lock:
                 due = bool(self._failed) and time.monotonic() >= self._retry_at
                 wait = max(0.0, self._retry_at - time.monotonic()) if self._failed else None
-            items: list[Any] = []
+            taken: list[tuple[int, Any]] = []
             if not due:
                 try:
-                    items.append(self._queue.get(timeout=wait))
+                    taken.append(self._queue.get(timeout=wait))
                 except queue.Empty:
                     continue
-            while len(items) < BATCH:
+            while len(taken) < BATCH:
                 try:
-                    items.append(self._queue.get_nowait())
+                    taken.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            new = len(items)
             with self._lock:
+                generation = self._generation
+                items = [item for born, item in taken if born == generation]
                 if due or (self._failed and time.monotonic() >= self._retry_at):
                     items = self._failed + items
                     self._retrying, self._failed = len(self._failed), []
-            return items, new
+                self._handling = bool(items)
+            if items:
+                return items, len(taken), generation
+            self._done(len(taken))  # only discarded items
 
     def _run(self) -> None:
         while True:
-            items, new = self._take()
+            items, new, generation = self._take()
             try:
                 failed = list(self.handler(items))
             except Exception as exc:
@@ -156,6 +178,8 @@ class BackgroundQueue:
                     describe_error(exc),
                 )
             with self._idle:
+                if generation != self._generation:
+                    failed = []  # discarded while in hand: not retried
                 if failed:
                     self._failed = (self._failed + failed)[-self.maxsize :]
                     self._retry_at = time.monotonic() + self._backoff
