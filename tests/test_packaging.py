@@ -103,7 +103,9 @@ def test_sdist_has_the_sources_and_no_local_files(dist):
 
 
 # The README's "Install in your project", in a project made by startproject: SQLite with the
-# README's options, no Celery (DELIVERY "sync"), alert e-mails written as files.
+# README's options, no Celery (DELIVERY "sync"), alert e-mails written as files: through the
+# EMAIL_* settings, or on Django 6.1+ (whose startproject writes MAILERS, which forbids them)
+# through MAILERS["default"].
 README_SETTINGS = """
 INSTALLED_APPS += ["resilience"]
 DATABASES["default"]["OPTIONS"] = {{"transaction_mode": "IMMEDIATE", "timeout": 20}}
@@ -115,9 +117,17 @@ RESILIENCE = {{
         "DELIVERY": "sync",
     }},
 }}
+"""
+EMAIL_SETTINGS = """
 EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = {mail!r}
 EMAIL_TIMEOUT = 10
+"""
+MAILERS_SETTINGS = """
+MAILERS["default"] = {{
+    "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+    "OPTIONS": {{"file_path": {mail!r}}},
+}}
 """
 TRIP = trip_script("payments-api", 5)  # the built-in policy's failure_threshold
 
@@ -140,8 +150,10 @@ def test_wheel_in_a_fresh_virtualenv_gives_a_new_project_its_first_alert(dist, t
     run(str(venv / "bin" / "django-admin"), "startproject", "mysite", cwd=tmp_path)
     site = tmp_path / "mysite"
     mail = tmp_path / "mail"
+    mailers = run(python, "-c", "import django; print(django.VERSION >= (6, 1))").stdout.strip()
     with open(site / "mysite" / "settings.py", "a") as settings:
-        settings.write(README_SETTINGS.format(mail=str(mail)))
+        email = MAILERS_SETTINGS if mailers == "True" else EMAIL_SETTINGS
+        settings.write((README_SETTINGS + email).format(mail=str(mail)))
     env = clean_env(PATH=f"{venv / 'bin'}:/usr/bin:/bin")
     out = run(python, "manage.py", "migrate", cwd=site, env=env).stdout
     assert "Applying resilience.0001_initial... OK" in out
