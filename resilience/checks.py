@@ -18,7 +18,13 @@ from django.utils.module_loading import import_string
 from resilience import channels
 from resilience.backends import build_backend
 from resilience.backends.base import Backend
-from resilience.conf import DEFAULTS, DELIVERY_CHOICES, NESTED, ON_BACKEND_ERROR_CHOICES
+from resilience.conf import (
+    DEFAULTS,
+    DELIVERY_CHOICES,
+    NESTED,
+    ON_BACKEND_ERROR_CHOICES,
+    POLICY_REFRESH_MAX_SECONDS,
+)
 from resilience.models import BOUNDS, BreakerPolicy
 from resilience.rules import Problem, boolean, choice, dict_of, list_of_strings, number, show
 from resilience.sanitize import compile_patterns, redact
@@ -148,7 +154,7 @@ def _top_level_values(raw: dict[str, Any]) -> list[Problem]:
             "POLICY_REFRESH_SECONDS",
             raw["POLICY_REFRESH_SECONDS"],
             0,
-            3600,
+            POLICY_REFRESH_MAX_SECONDS,
             low_open=True,
             hint="Seconds; the default is 1.0.",
         )
