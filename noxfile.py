@@ -1,15 +1,23 @@
 """The Django version matrix: one nox session per supported Django (README, *Tested versions*).
 
-    nox                          # the matrix; a session whose Python is missing is SKIPPED, loudly
-    nox -s django-6.1            # one session
+    scripts/matrix.sh                # what .ci/run runs after scripts/test.sh: nox + a summary
+    nox                              # the same sessions, without the summary
+    nox -s django-6.1                # one session
     nox -s django-4.2 -- -k admin    # pytest arguments after --
-    nox -s full                  # the newest Django with every test but browser and packaging
 
-Each session installs ``.[test]`` with that Django into its own virtualenv (``.nox/``) and runs
-pytest on SQLite (or on ``DATABASE_URL``): the core subset, without the browser, packaging and
-slow tests (about 2 minutes a session). ``.ci/run`` runs the matrix after ``scripts/test.sh``,
-which runs the whole suite on the Django that pip resolves for ``.venv``. ``full`` takes about
-7 minutes more and is run by hand (docs/releasing.md).
+Each session installs ``.[test]`` (``.[test,health-check]`` from Django 5.2 on) with that
+Django into its own virtualenv (``.nox/``) and runs pytest on SQLite (or on ``DATABASE_URL``):
+
+- the newest Django (``NEWEST``) runs the whole suite: browser (Chromium), packaging and slow
+  tests included;
+- the others run the core subset (``CORE``): the tests of what touches Django (models,
+  migrations, admin, e-mail and alerts, events, views, middleware, commands, checks, the
+  clients' adapters, security), without the browser, packaging and slow tests, and without
+  the folders that exercise only the engine and Redis (``engine/``, ``backends/``,
+  ``isolation/``, ``faults/``), whose code does not depend on the Django version.
+
+A session whose Python is missing is SKIPPED: a banner says so when it runs, and
+scripts/matrix.sh repeats it in the summary (``RESILIENCE_MATRIX_STRICT=1`` makes it fail).
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from pathlib import Path
 
 import nox
 
-CORE = ["-m", "not browser and not packaging and not slow"]
-BROAD = ["-m", "not browser and not packaging"]
 # Django series -> the Python it runs on. Django 6.x needs Python 3.12+.
 MATRIX = {"4.2": "3.11", "5.2": "3.11", "6.0": "3.12", "6.1": "3.13"}
 NEWEST = "6.1"
+CORE = [
+    "-m",
+    "not browser and not packaging and not slow",
+    *(f"--ignore=tests/{folder}" for folder in ("engine", "backends", "isolation", "faults")),
+]
 
 nox.options.sessions = [f"django-{series}" for series in MATRIX]
 nox.options.reuse_existing_virtualenvs = True
@@ -58,7 +69,8 @@ def banner(message: str) -> None:
     print(f"\n{line}\n!!! {message}\n{line}\n", file=sys.stderr, flush=True)
 
 
-def define(name: str, series: str, version: str, selection: list[str]) -> None:
+def define(series: str, version: str) -> None:
+    name = f"django-{series}"
     python = find_python(version)
 
     if python is None:
@@ -70,20 +82,23 @@ def define(name: str, series: str, version: str, selection: list[str]) -> None:
 
         return
 
+    newest = series == NEWEST
+    # django-health-check 4 (resilience.health_check) needs Django 5.2+.
+    extras = "test,health-check" if tuple(map(int, series.split("."))) >= (5, 2) else "test"
+    selection = [] if newest else CORE
+
     @nox.session(name=name, python=python)
     def tests(session: nox.Session) -> None:
-        # django-health-check 4 (resilience.health_check) needs Django 5.2+.
-        extras = "test,health-check" if tuple(map(int, series.split("."))) >= (5, 2) else "test"
         session.install(f".[{extras}]", f"django=={series}.*")
         got = session.run(
             "python", "-c", "import django; print(django.get_version())", silent=True
         ).strip()
         if not got.startswith(f"{series}."):
             session.error(f"wanted Django {series}, pip installed {got}")
-        session.log(f"Django {got} on Python {version} ({python})")
+        what = "the whole suite" if newest else "the core subset"
+        session.log(f"Django {got} on Python {version} ({python}): {what}")
         session.run("python", "-m", "pytest", *selection, *session.posargs)
 
 
 for _series, _version in MATRIX.items():
-    define(f"django-{_series}", _series, _version, CORE)
-define("full", NEWEST, MATRIX[NEWEST], BROAD)
+    define(_series, _version)

@@ -13,19 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
-from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.utils.module_loading import import_string
 
-from resilience import alerts
+from resilience import alerts, compat
 from resilience.conf import settings as conf
 from resilience.models import AlertDelivery, CircuitEvent, EventKind
 from resilience.rules import Problem, number, show
 from resilience.sanitize import describe_error, one_line
 
-DEFAULT_SEND_TIMEOUT = 30.0  # seconds per SMTP operation when EMAIL_TIMEOUT is None
+DEFAULT_SEND_TIMEOUT = 30.0  # seconds per SMTP operation when the mailer sets no timeout
 DEFAULT_HTTP_TIMEOUT = 10.0  # seconds per socket operation of a webhook POST
 RESPONSE_MAX = 64 * 1024  # bytes of a webhook's answer read (and thrown away)
 SIGNATURE_HEADER = "X-Resilience-Signature"
@@ -90,18 +88,18 @@ class EmailChannel(Channel):
     """The alert e-mail to the policy's recipients (``ALERTS["RECIPIENTS"]``, then ``ADMINS``)."""
 
     def budget(self) -> float:
-        """Connect, DATA and QUIT, each bounded by ``EMAIL_TIMEOUT``."""
+        """Connect, DATA and QUIT, each bounded by the mailer's timeout (``send_timeout``)."""
         return 3 * send_timeout()
 
     def send(self, event: CircuitEvent, delivery: AlertDelivery) -> None:
         message = alerts.build_message(event)
-        # The message's own connection, made here (EmailMessage.get_connection() is gone in
-        # Django 6.1): an SMTP connection without a timeout gets one.
-        connection = message.connection or mail.get_connection(fail_silently=False)
-        if isinstance(connection, SMTPBackend) and connection.timeout is None:  # never forever
-            connection.timeout = send_timeout()
-        message.connection = connection
-        message.send()
+        # The project's default mailer hands the message over (Django 6.1 deprecates both
+        # get_connection() and EmailMessage.connection, see compat.default_mailer); an SMTP
+        # mailer without a timeout gets one, so a hung server cannot hold the sender forever.
+        mailer = compat.default_mailer()
+        if isinstance(mailer, SMTPBackend) and mailer.timeout is None:
+            mailer.timeout = DEFAULT_SEND_TIMEOUT
+        mailer.send_messages([message])
 
     def is_transient(self, exc: BaseException) -> bool:
         """SMTP 4xx, lost connections and timeouts may pass; 5xx and everything else will not."""
@@ -116,7 +114,16 @@ class EmailChannel(Channel):
 
 
 def send_timeout() -> float:
-    return float(getattr(settings, "EMAIL_TIMEOUT", None) or DEFAULT_SEND_TIMEOUT)
+    """Seconds per SMTP operation: the default SMTP mailer's ``timeout`` (``EMAIL_TIMEOUT``, or
+    the ``timeout`` option of ``MAILERS["default"]`` on Django 6.1+), else
+    ``DEFAULT_SEND_TIMEOUT``. A mailer that cannot be built gets the default here; its sends
+    fail and say why."""
+    try:
+        mailer = compat.default_mailer()
+    except (ImportError, ValueError, ImproperlyConfigured):
+        return DEFAULT_SEND_TIMEOUT
+    timeout = mailer.timeout if isinstance(mailer, SMTPBackend) else None
+    return float(timeout or DEFAULT_SEND_TIMEOUT)
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

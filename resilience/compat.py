@@ -1,6 +1,8 @@
 """Small shims across the supported Django versions (4.2 LTS to the newest)."""
 
 import django
+from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import models
 
 
@@ -10,3 +12,15 @@ def check_constraint(condition: models.Q, name: str) -> models.CheckConstraint:
         return models.CheckConstraint(condition=condition, name=name)
     # django-stubs describe the newest Django, which no longer has ``check``.
     return models.CheckConstraint(check=condition, name=name)  # type: ignore[call-arg]  # pragma: no cover
+
+
+def default_mailer() -> BaseEmailBackend:
+    """A new, unconnected instance of the project's default e-mail backend.
+
+    Django 6.1 configures e-mail with ``MAILERS`` and hands out backends as ``mail.mailers``
+    (``mailers.default`` is built from the ``EMAIL_*`` settings while a project has not moved
+    to ``MAILERS``); ``mail.get_connection()`` is deprecated there.
+    """
+    if django.VERSION >= (6, 1):
+        return mail.mailers.default
+    return mail.get_connection(fail_silently=False)

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
 # Keys whose value is a dict merged over the default dict (so a user can set one sub-key).
 NESTED = ("ALERTS", "HEALTH", "REDACT", "METRICS")
 ON_BACKEND_ERROR_CHOICES = ("local", "allow", "deny")
+POLICY_REFRESH_MAX_SECONDS = 3600  # POLICY_REFRESH_SECONDS is a number in (0, this]
 DELIVERY_CHOICES = ("celery", "sync")
 
 

@@ -220,10 +220,11 @@ def flush(timeout: float = 5.0) -> bool:
     return _writer.flush(timeout) and _dispatcher.flush(max(0.0, deadline - time.monotonic()))
 
 
-def discard() -> None:
-    """Drop whatever this process has not written or dispatched yet (tests; sweeper recovers)."""
-    _writer.discard()
-    _dispatcher.discard()
+def discard(timeout: float = 10.0) -> None:
+    """Drop whatever this process has not written or dispatched yet (tests; the sweeper
+    recovers it), waiting at most ``timeout`` seconds per thread for a batch in hand to end."""
+    _writer.discard(timeout)  # first: a batch it finishes may still hand alerts to the dispatcher
+    _dispatcher.discard(timeout)
 
 
 # --- storing --------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from django.db import close_old_connections, connection
 from django.db.models import Count, Max, Min, Sum
 from django.utils.module_loading import import_string
 
+from resilience.conf import DEFAULTS, POLICY_REFRESH_MAX_SECONDS
 from resilience.conf import settings as conf
 from resilience.engine import Policy
+from resilience.rules import is_number
 from resilience.validators import split_lines
 
 logger = logging.getLogger("resilience")
@@ -80,6 +82,16 @@ def _exception_types(text: str) -> tuple[type[BaseException], ...]:
 # its row (then it runs under the defaults until the row is read). No wait inside an event
 # loop, without the background thread (tests), or while a read is already stuck.
 FIRST_LOAD_WAIT_SECONDS = 0.05
+
+
+def refresh_seconds() -> float:
+    """``POLICY_REFRESH_SECONDS``, or its default when it is not a number in (0, 3600]
+    (``manage.py check`` reports that as resilience.E014): the refresh thread keeps running
+    whatever the setting (an infinite wait made ``Event.wait`` raise and killed it)."""
+    value = conf.POLICY_REFRESH_SECONDS
+    if is_number(value) and 0 < value <= POLICY_REFRESH_MAX_SECONDS:
+        return float(value)
+    return float(DEFAULTS["POLICY_REFRESH_SECONDS"])
 
 
 def _in_event_loop() -> bool:
@@ -327,8 +339,7 @@ class PolicyRegistry:
     def _run(self) -> None:
         failures = 0
         while True:
-            interval = conf.POLICY_REFRESH_SECONDS
-            self._wake.wait(timeout=max(0.05, float(interval)) / 2)
+            self._wake.wait(timeout=max(0.05, refresh_seconds()) / 2)
             self._wake.clear()
             if not self.background:
                 continue

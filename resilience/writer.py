@@ -69,14 +69,21 @@ class BackgroundQueue:
         self._failed: list[Any] = []  # waiting for their retry
         self._retrying = 0  # failed items being handled again
         self._last_log = -LOG_EVERY_SECONDS
+        # discard() starts a new generation: items queued before it are dropped when taken,
+        # the failures of a batch in hand are not kept for a retry, and the retry waits start
+        # afresh (``_fresh``: the thread ends its tenacity loop at the next step).
+        self._generation = 0
+        self._handling = False  # the thread is inside handler() with a batch
+        self._fresh = False
 
     def put(self, item: Any) -> bool:
         """Queue ``item``; False (and a rate-limited warning) when the queue is full."""
         self._ensure_thread()
         with self._lock:
             self._unfinished += 1
+            generation = self._generation
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait((generation, item))
         except queue.Full:
             with self._idle:
                 self._unfinished -= 1
@@ -96,16 +103,26 @@ class BackgroundQueue:
                 self._idle.wait(min(remaining, 0.05))
         return True
 
-    def discard(self) -> None:
-        """Drop everything queued or waiting for a retry (tests)."""
-        with self._lock:
+    def discard(self, timeout: float = 10.0) -> None:
+        """Drop everything queued or waiting for a retry (tests, between tests).
+
+        The batch being handled now is not retried, and this waits (at most ``timeout``
+        seconds) for it to end: nothing dropped is handled after this returns, unless that
+        batch outlasts the timeout. The retry waits start afresh.
+        """
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            self._generation += 1
             self._failed.clear()
+            self._fresh = True
             while True:
                 try:
                     self._queue.get_nowait()
                 except queue.Empty:
                     break
                 self._unfinished -= 1
+            while self._handling and time.monotonic() < deadline:
+                self._idle.wait(min(deadline - time.monotonic(), 0.05))
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -121,38 +138,51 @@ class BackgroundQueue:
 
     def _run(self) -> None:
         while True:
-            self._episode(self._queue.get())
+            with self._lock:
+                pending = bool(self._failed)  # left by an episode that discard() ended
+            self._episode(None if pending else self._queue.get())
 
     def _episode(self, item: Any) -> None:
-        """Handle ``item`` and what is queued with it; while any of them failed, tenacity waits
-        (new items are handled meanwhile) and retries the failed ones, until none is left."""
-        new = [item]
+        """Handle ``item`` (None: none, retry the failed ones) and what is queued with it;
+        while any of them failed, tenacity waits (new items are handled meanwhile) and retries
+        the failed ones, until none is left or ``discard()`` asks for a fresh start."""
+        new = [] if item is None else [item]
 
         def attempt() -> bool:
-            return self._handle_new(new.pop()) if new else self._retry_failed()
+            if new:
+                return self._handle_new(new.pop())
+            with self._lock:
+                fresh, self._fresh = self._fresh, False
+            return False if fresh else self._retry_failed()
 
         Retrying(wait=RETRY_WAIT, retry=retry_if_result(bool), sleep=self._handle_new_for)(attempt)
 
     def _handle_new(self, first: Any) -> bool:
         """Handle ``first`` and whatever else is queued (up to ``BATCH``), on their first try;
         True when failed items wait for a retry."""
-        items = [first]
-        while len(items) < BATCH:
+        taken = [first]
+        while len(taken) < BATCH:
             try:
-                items.append(self._queue.get_nowait())
+                taken.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        failed = self._call(items)
+        with self._lock:
+            generation = self._generation
+            items = [item for born, item in taken if born == generation]
+            self._handling = bool(items)
+        failed = self._call(items) if items else []
         with self._idle:
-            self._failed = (self._failed + failed)[-self.maxsize :]
-            self._unfinished = max(0, self._unfinished - len(items))
+            if generation == self._generation:  # else discarded while in hand: not retried
+                self._failed = (self._failed + failed)[-self.maxsize :]
+            self._unfinished = max(0, self._unfinished - len(taken))
+            self._handling = False
             self._idle.notify_all()
             return bool(self._failed)
 
     def _handle_new_for(self, seconds: float) -> None:
         """tenacity's sleep between retries: new items are handled meanwhile, as they come."""
         deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
+        while (remaining := deadline - time.monotonic()) > 0 and not self._fresh:
             try:
                 first = self._queue.get(timeout=remaining)
             except queue.Empty:
@@ -164,10 +194,14 @@ class BackgroundQueue:
         with self._lock:
             items, self._failed = self._failed, []
             self._retrying = len(items)
+            generation = self._generation
+            self._handling = bool(items)
         failed = self._call(items) if items else []
         with self._idle:
-            self._failed = (failed + self._failed)[-self.maxsize :]
+            if generation == self._generation:  # else discarded while in hand: not retried
+                self._failed = (failed + self._failed)[-self.maxsize :]
             self._retrying = 0
+            self._handling = False
             self._idle.notify_all()
             return bool(self._failed)
 

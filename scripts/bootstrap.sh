@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Shared set-up for scripts/demo.sh and scripts/test.sh: a virtualenv with the project installed.
+# Shared set-up for scripts/demo.sh, scripts/test.sh and scripts/matrix.sh: a virtualenv with
+# the project installed.
 # Usage: source scripts/bootstrap.sh EXTRA   (EXTRA is a pyproject extra: demo or dev)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,4 +25,13 @@ apt_install() {
   echo "==> apt-get install $*"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+install_test_tools() {
+  # What the tests start besides Python: private Redis servers and Sentinels, Chromium.
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }

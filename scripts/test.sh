@@ -2,12 +2,7 @@
 # One command for the whole test suite: set up, then run it on SQLite and on PostgreSQL.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k admin).
 source "$(dirname "$0")/bootstrap.sh" dev
-
-missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
-[ -x /usr/bin/chromium ] || missing+=(chromium)
-[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+install_test_tools
 
 echo "==> lint"
 lint=0

@@ -37,13 +37,34 @@ def _isolated_resilience():
 
 @pytest.fixture(autouse=True)
 def _no_leftover_events(request):
-    """Events a test emitted are written during that test (or dropped), never into the next."""
+    """Events a test emitted are written during that test (or dropped), never into the next.
+
+    The writer thread stores events on its own database connection. A test that runs inside a
+    transaction (``django_db`` without ``transaction=True``, or ``db``) holds SQLite's write
+    lock until it rolls back, so what it emitted would be stored after the rollback: committed
+    rows, and alerts, in the tests that follow. Such a test fails here; mark it
+    ``django_db(transaction=True)``.
+    """
     from resilience import events
 
     yield
-    if request.node.get_closest_marker("django_db") or "transactional_db" in request.fixturenames:
-        events.flush(timeout=2)
-    events.discard()
+    marker = request.node.get_closest_marker("django_db")
+    names = request.fixturenames
+    transactional = (marker is not None and marker.kwargs.get("transaction", False)) or any(
+        name in names for name in ("transactional_db", "live_server")
+    )
+    if not (transactional or marker is not None or "db" in names):
+        events.discard()  # no database: nothing can be written anyway
+        return
+    written = events.flush(timeout=2)
+    events.discard(timeout=10 if transactional else 0)
+    if not (written or transactional):
+        pytest.fail(
+            "this test emitted events inside its transaction: the writer thread could store "
+            "them only after the rollback, into the next tests; use "
+            "@pytest.mark.django_db(transaction=True)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ urlpatterns = [
     path("ht/names/", HealthCheckView.as_view(checks=[(PLUGIN, {"show_names": True})])),
     path("ht/lb/", HealthCheckView.as_view(checks=[(PLUGIN, {"critical_only": True})])),
 ]
-pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
+# Tripping a circuit stores events from the writer thread: outside a test transaction.
+pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db(transaction=True)]
 
 
 def health(client, url="/ht/"):

@@ -137,9 +137,15 @@ def test_a_new_project_following_getting_started_gets_its_first_alert(dist, tmp_
     site = tmp_path / "mysite"
     settings = walkthrough("settings")
     assert "EMAIL_PORT = 8025" in settings
+    newer = run("python", "-c", "import django; print(django.VERSION >= (6, 1))", env=env)
+    if newer.stdout.strip() == "True":  # startproject wrote MAILERS: the page's other block
+        lines = [line for line in settings.splitlines() if not line.startswith("EMAIL_")]
+        settings = "\n".join(lines) + "\n" + walkthrough("mailers")
+        assert '"port": 8025' in settings
     with SMTPServer() as smtp:
         with open(site / "mysite" / "settings.py", "a") as file:
-            file.write("\n" + settings.replace("EMAIL_PORT = 8025", f"EMAIL_PORT = {smtp.port}"))
+            port = settings.replace("EMAIL_PORT = 8025", f"EMAIL_PORT = {smtp.port}")
+            file.write("\n" + port.replace('"port": 8025', f'"port": {smtp.port}'))
         out = run("python", "manage.py", "migrate", cwd=site, env=env).stdout
         assert "Applying resilience.0001_initial... OK" in out
         check = run("python", "manage.py", "check", cwd=site, env=env)

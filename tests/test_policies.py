@@ -5,11 +5,12 @@ import time
 
 import pytest
 from django.db import OperationalError, connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from resilience import circuit_breaker
 from resilience.models import BreakerPolicy
-from resilience.policies import FIRST_LOAD_WAIT_SECONDS, registry
+from resilience.policies import FIRST_LOAD_WAIT_SECONDS, refresh_seconds, registry
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = pytest.mark.django_db
@@ -187,6 +188,31 @@ def test_inside_an_event_loop_a_first_call_does_not_wait():
         return registry.get("async-first").policy.failure_threshold
 
     assert asyncio.run(first_call()) == 5
+
+
+@pytest.mark.parametrize("bad", [float("inf"), 1e9, 0, "1", True])
+def test_a_bad_refresh_interval_falls_back_to_the_default(settings, bad):
+    """``manage.py check`` reports it (E014); a running site refreshes every second anyway."""
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": bad}
+    assert refresh_seconds() == 1.0
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": 0.5}
+    assert refresh_seconds() == 0.5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_infinite_refresh_interval_does_not_stop_the_background_thread(settings):
+    """Event.wait(inf) raises OverflowError: the thread died, and no edit applied any more."""
+    settings.RESILIENCE = {"POLICY_REFRESH_SECONDS": float("inf")}
+    registry.clear()
+    registry.background = True
+    registry.get("warm-up")  # the background thread is running, on the bad value
+    policy = BreakerPolicyFactory(name="edited-later", failure_threshold=2)
+    BreakerPolicy.objects.filter(pk=policy.pk).update(failure_threshold=4, version=F("version") + 1)
+    deadline = time.monotonic() + 10
+    while registry.get("edited-later").policy.failure_threshold != 4:
+        assert time.monotonic() < deadline, "the background thread never read the row"
+        time.sleep(0.05)
+    assert registry._thread is not None and registry._thread.is_alive()
 
 
 def test_missing_rows_of_1000_names_are_created_in_a_few_queries(settings, caplog):

@@ -235,8 +235,12 @@ class CircuitControlMixin:
     def release_circuits(self, request: HttpRequest, queryset: Any) -> None:
         self._bulk(request, queryset, "release")
 
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)  # type: ignore[misc]
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict:
+        # Django 6.1 says where the actions are shown (``action_location``: the change list or,
+        # new there, the change form) and warns about an override without the parameter;
+        # earlier versions call get_actions(request).
+        where = {} if action_location is None else {"action_location": action_location}
+        actions = super().get_actions(request, **where)  # type: ignore[misc]
         # QuerySet.delete() skips BreakerPolicy.delete() and with it the policy-cache
         # invalidation; single deletes (the delete view) go through the model and stay.
         actions.pop("delete_selected", None)

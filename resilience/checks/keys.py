@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resilience.conf import DEFAULTS, NESTED, ON_BACKEND_ERROR_CHOICES
+from resilience.conf import DEFAULTS, NESTED, ON_BACKEND_ERROR_CHOICES, POLICY_REFRESH_MAX_SECONDS
 from resilience.rules import Problem, boolean, choice, dict_of, number
 
 DOCS = "See docs/settings.md."
@@ -62,7 +62,7 @@ def check_top_level_values(raw: dict[str, Any]) -> list[Problem]:
             "POLICY_REFRESH_SECONDS",
             raw["POLICY_REFRESH_SECONDS"],
             0,
-            3600,
+            POLICY_REFRESH_MAX_SECONDS,
             low_open=True,
             hint="Seconds; the default is 1.0.",
         )

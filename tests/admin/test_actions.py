@@ -1,12 +1,15 @@
 """Bulk reset / force open / release: row by row, audited, invalidating, no bulk delete."""
 
+import django
 import pytest
+from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 
 from resilience import breaker
 from resilience.models import BreakerPolicy, CircuitEvent
 from resilience.policies import registry
 from tests.factories import BreakerPolicyFactory
+from tests.support.deprecations import package_deprecations
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +79,27 @@ def test_bulk_delete_is_not_offered(superuser, client_for, three):
     assert "delete_selected" not in client.get(CHANGELIST).content.decode()
     run(client, "delete_selected", three)
     assert BreakerPolicy.objects.count() == 3
+
+
+def test_the_actions_override_takes_each_django_s_signature(superuser, rf):
+    """Django 6.1 calls get_actions(request, action_location=...) and warns about an override
+    without the parameter; earlier versions call get_actions(request)."""
+    model_admin = admin.site._registry[BreakerPolicy]
+    request = rf.get(CHANGELIST)
+    request.user = superuser
+    with package_deprecations() as found:
+        names = [name for name, _label in model_admin.get_action_choices(request)]
+        by_name = set(model_admin.get_actions(request))
+    assert found == []
+    assert "delete_selected" not in names and "delete_selected" not in by_name
+    assert {"reset_circuits", "force_open_circuits", "release_circuits"} <= set(names) & by_name
+    if django.VERSION >= (6, 1):
+        from django.contrib.admin.options import ActionLocation
+
+        for where in ActionLocation:
+            with package_deprecations() as found:
+                actions = model_admin.get_actions(request, action_location=where)
+            assert found == [] and "delete_selected" not in actions
 
 
 def test_single_delete_goes_through_the_model_and_invalidates(superuser, client_for, three):

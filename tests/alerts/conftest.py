@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from resilience import CircuitOpenError, circuit_breaker, events
+from resilience import CircuitOpenError, circuit_breaker, delivery, events
 from resilience.backends import get_backend
+from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
 from tests.support.smtp import SMTPServer
 
 RECIPIENT = "oncall@example.com"
@@ -66,3 +67,18 @@ def open_circuit(name: str, failures: int = 3) -> None:
             call()
     with pytest.raises(CircuitOpenError):
         call()
+
+
+def opened_event(name: str) -> CircuitEvent:
+    """The ``opened`` event of ``name``, once this process has stored it and sent its alerts."""
+    assert events.flush(timeout=20)
+    return CircuitEvent.objects.get(circuit=name, kind="opened")
+
+
+def pending_delivery(name: str) -> AlertDelivery:
+    """The e-mail delivery of the opened event of ``name`` (a policy with ``alert_on_open``
+    off), made pending by hand: the test sends it when it wants."""
+    event = opened_event(name)
+    CircuitEvent.objects.filter(pk=event.pk).update(alert_status=AlertStatus.PENDING)
+    assert delivery.plan(event) == AlertStatus.PENDING
+    return AlertDelivery.objects.get(event=event, channel="email")

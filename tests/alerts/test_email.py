@@ -8,15 +8,10 @@ from django.db.models import F
 
 from resilience import channels, delivery, events
 from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
-from tests.alerts.conftest import RECIPIENT, open_circuit
+from tests.alerts.conftest import RECIPIENT, open_circuit, opened_event, pending_delivery
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_alerts")]
-
-
-def opened_event(name):
-    assert events.flush(timeout=20)
-    return CircuitEvent.objects.get(circuit=name, kind="opened")
 
 
 def test_opening_sends_one_complete_email(smtp):
@@ -113,14 +108,6 @@ def test_transient_rejections_are_retried_into_one_email(smtp):
     event = opened_event("pay")
     event.refresh_from_db()
     assert (event.alert_status, event.alert_attempts, smtp.attempts) == ("sent", 4, 4)
-
-
-def pending_delivery(name):
-    """The e-mail delivery of the opened event of ``name``, made pending by hand."""
-    event = opened_event(name)
-    CircuitEvent.objects.filter(pk=event.pk).update(alert_status=AlertStatus.PENDING)
-    assert delivery.plan(event) == AlertStatus.PENDING
-    return AlertDelivery.objects.get(event=event, channel="email")
 
 
 def test_a_claimed_alert_is_never_sent_twice_until_the_claim_is_stale(smtp):

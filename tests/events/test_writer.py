@@ -143,3 +143,34 @@ def test_a_hung_handler_loses_nothing_queued_meanwhile():
     go.set()
     assert queue.flush(10)
     assert sorted(handled) == list(range(251))
+
+
+def test_discard_drops_the_batch_being_handled_and_starts_the_waits_afresh():
+    """What a handler is working on when ``discard()`` runs is not kept for a retry, and the
+    next work starts from the shortest wait: nothing of the discarded work reaches what is
+    queued afterwards (tests discard between tests)."""
+    busy, release = threading.Event(), threading.Event()
+    calls = []
+
+    def failing(items):
+        calls.append(list(items))
+        if items == ["old"]:
+            busy.set()
+            assert release.wait(5)
+            return items
+        return [] if len(calls) > 2 else items  # "new" fails once, then succeeds
+
+    queue = BackgroundQueue("test-discard-in-flight", failing)
+    queue.put("old")
+    assert busy.wait(5)  # the thread is handling "old" (and will fail it)
+    discarding = threading.Thread(target=queue.discard)
+    discarding.start()
+    discarding.join(0.2)
+    assert discarding.is_alive()  # discard waits for the batch in hand...
+    release.set()
+    discarding.join(5)
+    assert not discarding.is_alive()
+    assert queue.flush(0.1)  # ...and drops it: "old" is not retried
+    queue.put("new")
+    assert queue.flush(5)  # retried after tenacity's first wait (0.5 s)
+    assert calls == [["old"], ["new"], ["new"]]

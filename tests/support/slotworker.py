@@ -34,9 +34,10 @@ def _session() -> Any:
     return session
 
 
-def callers(url: str, threads: int, seconds: float, start: Any, results: Any) -> None:
-    """``threads`` threads call ``url`` back to back for ``seconds`` after ``start``; reports
-    ``{"ok": n, "refused": n, ...}`` (``refused``: BulkheadFullError) or ``{"error": ...}``."""
+def callers(url: str, threads: int, seconds: float, start: Any, results: Any, enough: Any) -> None:
+    """``threads`` threads call ``url`` back to back after ``start``, until the ``enough`` event
+    is set (at most ``seconds``); reports ``{"ok": n, "refused": n, ...}`` (``refused``:
+    BulkheadFullError) or ``{"error": ...}``."""
     try:
         _setup()
         from resilience import BulkheadFullError
@@ -46,7 +47,7 @@ def callers(url: str, threads: int, seconds: float, start: Any, results: Any) ->
 
         def loop(end: float) -> None:
             session = _session()
-            while time.monotonic() < end:
+            while time.monotonic() < end and not enough.is_set():
                 try:
                     session.get(url, timeout=10).raise_for_status()
                     outcome = "ok"

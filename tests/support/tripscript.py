@@ -1,11 +1,11 @@
 """A ``manage.py shell -c`` script that opens a circuit in a project of its own (the demo's
-copy) and waits for its alert e-mail file."""
+copy, a new project) and waits until its alert e-mail is recorded as sent (wherever the
+project's mailer puts it: the ``EMAIL_*`` settings or, on Django 6.1+, ``MAILERS``)."""
 
 TEMPLATE = """
 import time
-from pathlib import Path
-from django.conf import settings
 from resilience import breaker, events
+from resilience.models import AlertDelivery
 for _ in range({failures}):
     try:
         with breaker({circuit!r}):
@@ -14,7 +14,8 @@ for _ in range({failures}):
         pass
 events.flush(timeout=30)
 deadline = time.monotonic() + 30  # "sync" delivery sends from a background thread
-while not list(Path(settings.EMAIL_FILE_PATH).glob("*.log")) and time.monotonic() < deadline:
+sent = AlertDelivery.objects.filter(channel="email", status="sent")
+while not sent.exists() and time.monotonic() < deadline:
     time.sleep(0.1)
 """
 
