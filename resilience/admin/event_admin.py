@@ -6,14 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.utils import quote
 from django.http import HttpRequest
 from django.template.defaultfilters import linebreaksbr
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from resilience.admin.logs import CircuitParameter, ReadOnlyLog
 from resilience.models import AlertDelivery, CircuitEvent
 from resilience.sanitize import one_line
 
@@ -28,11 +27,8 @@ def clipped(text: str, limit: int) -> tuple[str, int]:
     return text[:limit], max(0, len(text) - limit)
 
 
-class CircuitFilter(admin.SimpleListFilter):
+class CircuitFilter(CircuitParameter):
     """Circuits with events in the last week (bounded); any ``?circuit=`` value still filters."""
-
-    title = _("circuit")
-    parameter_name = "circuit"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         since = timezone.now() - timedelta(days=7)
@@ -46,10 +42,6 @@ class CircuitFilter(admin.SimpleListFilter):
         if value and value not in names:
             names.insert(0, value)
         return [(name, name) for name in names]
-
-    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
-        value = self.value()
-        return queryset.filter(circuit=value) if value else queryset
 
 
 class AlertDeliveryInline(admin.TabularInline):
@@ -78,7 +70,7 @@ class AlertDeliveryInline(admin.TabularInline):
 
 
 @admin.register(CircuitEvent)
-class CircuitEventAdmin(admin.ModelAdmin):
+class CircuitEventAdmin(ReadOnlyLog):
     list_display = (
         "created_at",
         "circuit_link",
@@ -118,26 +110,6 @@ class CircuitEventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).select_related("policy", "actor")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description=_("circuit"), ordering="circuit")
-    def circuit_link(self, obj: CircuitEvent) -> str:
-        if obj.policy_id is None:
-            return obj.circuit
-        url = reverse(
-            "admin:resilience_breakerpolicy_change",
-            args=[quote(obj.policy_id)],
-            current_app=self.admin_site.name,
-        )
-        return format_html('<a href="{}">{}</a>', url, obj.circuit)
 
     # Also read-only fields of the detail page, where Django does not fill in its empty value.
 

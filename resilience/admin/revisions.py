@@ -13,12 +13,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from resilience.admin.control import REASON_MAX
+from resilience.admin.logs import CircuitParameter, ReadOnlyLog
 from resilience.models import PolicyRevision, RevisionSource
 from resilience.revisions import audit, revert
 
@@ -149,24 +150,19 @@ def _messages(exc: ValidationError) -> list[str]:
     return [f"{prefix} {message}" for message in exc.messages]
 
 
-class RevisionCircuitFilter(admin.SimpleListFilter):
-    """``?circuit=name`` (the policy page links here); offers the circuits on the page."""
-
-    title = _("circuit")
-    parameter_name = "circuit"
+class RevisionCircuitFilter(CircuitParameter):
+    """``?circuit=name`` (the policy page links here); offers the circuit asked for."""
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         value = self.value()
         return [(value, value)] if value else []
 
-    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
-        value = self.value()
-        return queryset.filter(circuit=value) if value else queryset
-
 
 @admin.register(PolicyRevision)
-class PolicyRevisionAdmin(admin.ModelAdmin):
+class PolicyRevisionAdmin(ReadOnlyLog):
     """Every revision of every policy, read-only: reverting happens on the policy page."""
+
+    policy_anchor = "#revisions"
 
     list_display = ("created_at", "circuit_link", "version", "source", "actor", "changes_cell")
     list_filter = (RevisionCircuitFilter, "source", "created_at")
@@ -187,26 +183,6 @@ class PolicyRevisionAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("resilience/admin.css",)}
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description=_("circuit"), ordering="circuit")
-    def circuit_link(self, obj: PolicyRevision) -> str:
-        if obj.policy_id is None:
-            return obj.circuit
-        url = reverse(
-            "admin:resilience_breakerpolicy_change",
-            args=[quote(obj.policy_id)],
-            current_app=self.admin_site.name,
-        )
-        return format_html('<a href="{}#revisions">{}</a>', url, obj.circuit)
 
     @admin.display(description=_("changes"))
     def changes_cell(self, obj: PolicyRevision) -> str:
