@@ -135,3 +135,12 @@ def test_an_unknown_circuit(capsys):
     assert status == 1
     assert "Unknown circuit(s): 'no-such-circuit'" in err
     assert not BreakerPolicy.objects.exists()
+
+
+def test_a_huge_value_is_not_echoed_back_in_full(capsys):
+    """Django's validation messages quote the value given: a 100 kB one stays out of the error."""
+    BreakerPolicyFactory(name=NAME, **replaystory.POLICY)
+    status, err = exit_code(capsys, "replay", NAME, "--set", "failure_threshold=" + "x" * 100_000)
+    assert status == 2
+    assert "failure_threshold:" in err
+    assert len(err) < 1_000

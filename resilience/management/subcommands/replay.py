@@ -33,7 +33,7 @@ def run(command: BaseCommand, options: dict[str, Any]) -> None:
         proposed = whatif.with_values(row, values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{field}: {' '.join(str(m) for m in messages)}"
+            f"{field}: {' '.join(_bounded(str(m)) for m in messages)}"
             for field, messages in exc.message_dict.items()
         )
         raise CommandError(f"--set: {problems}", returncode=2) from None
@@ -48,6 +48,12 @@ def run(command: BaseCommand, options: dict[str, Any]) -> None:
     else:
         for line in replay_lines(result):
             command.stdout.write(line)
+
+
+def _bounded(message: str, limit: int = 200) -> str:
+    """A validation message as long as a terminal line or two: Django's messages quote the
+    value given, which may be huge."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def _hours(text: str) -> float:
