@@ -87,19 +87,19 @@ def policy_from_values(values: dict[str, Any]) -> Policy:
     return Policy.from_mapping(values)
 
 
-def read_backend(read: Callable[[Any], Any]) -> tuple[Any, str | None]:
+def read_backend(read: Callable[[Any], Any], failed: Any = None) -> tuple[Any, str | None]:
     """``read(backend)`` and a warning for the operator when what it read is not the shared
-    truth. Never raises: a failing backend gives ``None`` (the states show as unknown)."""
+    truth. Never raises: a failing backend gives ``None`` and the warning ``failed`` (with
+    ``%(error)s``; by default: the states show as unknown)."""
     try:
         backend = get_backend()
         value = read(backend)
         health = backend.health()  # in-process bookkeeping, no round trip
     except Exception as exc:  # the admin is the incident console: it must render anyway
-        logger.warning("resilience: admin could not read circuit states: %s", describe_error(exc))
-        warning = _("could not read the states (%(error)s); they show as unknown") % {
-            "error": type(exc).__name__
-        }
-        return None, warning
+        logger.warning("resilience: the admin could not read the backend: %s", describe_error(exc))
+        if failed is None:
+            failed = _("could not read the states (%(error)s); they show as unknown")
+        return None, failed % {"error": type(exc).__name__}
     if health.get("degraded"):
         return value, _(
             "the backend is degraded (%(reason)s): these are this process's local states, "

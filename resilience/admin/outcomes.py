@@ -89,7 +89,10 @@ def read(name: str, limits: Mapping[str, Any], range_key: str) -> Outcomes:
     Never raises on a backend failure: the buckets are then empty and ``warning`` says why.
     """
     minutes, _label = RANGES[range_key]
-    got, warning = read_backend(lambda backend: _buckets(backend, name, minutes))
+    got, warning = read_backend(
+        lambda backend: _buckets(backend, name, minutes),
+        _("could not read the outcome history (%(error)s)"),
+    )
     if got is None:
         until_ms = int(timezone.now().timestamp() * 1000)
         got = (until_ms - minutes * 60_000, until_ms, [])
