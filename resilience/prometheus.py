@@ -267,9 +267,12 @@ def _transition_counts() -> list[tuple[str, str, int]]:
 
 def _totals(names: list[str]) -> dict[str, dict[str, Any]]:
     """``Backend.totals``, after sending this process's latest counts (the other processes'
-    are at most one history feed interval old); empty (logged) when the backend cannot answer."""
+    are at most one history feed interval old); empty (logged) when the backend cannot answer,
+    and at once during an outage the overview has just met (``health()``: no round trip)."""
     try:
         backend = get_backend()
+        if backend.health().get("degraded"):  # a known outage: no second wait for a timeout
+            return {}
         backend.flush()
         return backend.totals(names)
     except Exception as exc:  # a scrape answers without the cluster series, never 500

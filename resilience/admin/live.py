@@ -352,7 +352,7 @@ def in_flight(live: Live, cap: int | None, empty: str) -> str:
     count = live.get("in_flight")
     if count is None:
         if live.snapshot is None:
-            return ""
+            return empty  # the state is unknown (Django 4.2 shows "" as it is, 5.x as empty)
         return format_html(
             '<span title="{}">{}</span>', _("not counted: no cap, no deadline"), empty
         )

@@ -35,7 +35,8 @@ def preview(client, policy, **changes):
 
 
 def table(response):
-    return {label: (actual, proposed) for label, actual, proposed in ROW.findall(response.text)}
+    rows = ROW.findall(response.content.decode())
+    return {label: (actual, proposed) for label, actual, proposed in rows}
 
 
 def stored(policy):
@@ -46,7 +47,7 @@ def test_preview_shows_the_replay_and_saves_nothing(policy, superuser, client_fo
     before = stored(policy)
     response = preview(client_for(superuser), policy, failure_threshold=3, recovery_timeout=80)
     assert response.status_code == 200
-    assert "Preview (not saved)" in response.text
+    assert "Preview (not saved)" in response.content.decode()
     # What happened next to tests/test_replay.py's hand-worked stricter policy.
     assert table(response) == {
         "openings": ("1", "1"),
@@ -55,10 +56,10 @@ def test_preview_shows_the_replay_and_saves_nothing(policy, superuser, client_fo
         "calls run": ("49", "28"),
         "failures among them": ("9", "3"),
     }
-    assert "failure threshold = 3" in response.text
+    assert "failure threshold = 3" in response.content.decode()
     # The form keeps the edited values, so Save stores exactly what was previewed.
-    assert re.search(r'name="failure_threshold" value="3"', response.text)
-    assert 'class="errornote"' not in response.text
+    assert re.search(r'name="failure_threshold" value="3"', response.content.decode())
+    assert 'class="errornote"' not in response.content.decode()
     assert stored(policy) == before
     assert not LogEntry.objects.exists()
     assert not CircuitEvent.objects.filter(kind="policy_changed").exists()
@@ -69,25 +70,25 @@ def test_preview_of_the_current_values_reproduces_what_happened(policy, superuse
     response = preview(client_for(superuser), policy)
     rows = table(response)
     assert all(actual == proposed for actual, proposed in rows.values())
-    assert "nothing (the current policy)" in response.text
+    assert "nothing (the current policy)" in response.content.decode()
 
 
 def test_invalid_values_show_the_form_errors(policy, superuser, client_for):
     before = stored(policy)
     response = preview(client_for(superuser), policy, failure_threshold=-1, recovery_timeout="nan")
     assert response.status_code == 200
-    assert 'class="errornote"' in response.text
-    assert "Ensure this value is greater than or equal to 0." in response.text
-    assert 'id="preview"' not in response.text
+    assert 'class="errornote"' in response.content.decode()
+    assert "Ensure this value is greater than or equal to 0." in response.content.decode()
+    assert 'id="preview"' not in response.content.decode()
     assert stored(policy) == before
 
 
 def test_the_button_is_for_those_who_may_change(policy, make_user, client_for):
     editor = client_for(make_user("editor", "resilience.change_breakerpolicy"))
     viewer = client_for(make_user("viewer", "resilience.view_breakerpolicy"))
-    assert 'name="_preview"' in editor.get(url(policy)).text
-    assert 'name="_preview"' not in viewer.get(url(policy)).text
-    assert "calls refused" in preview(editor, policy, failure_threshold=3).text
+    assert 'name="_preview"' in editor.get(url(policy)).content.decode()
+    assert 'name="_preview"' not in viewer.get(url(policy)).content.decode()
+    assert "calls refused" in preview(editor, policy, failure_threshold=3).content.decode()
 
 
 def test_preview_needs_the_change_permission(policy, make_user, client_for):
@@ -107,13 +108,13 @@ def test_preview_needs_the_csrf_token(policy, superuser, client_for):
     token = client.cookies["csrftoken"].value
     data = form_data(policy, failure_threshold=3, _preview="Preview", csrfmiddlewaretoken=token)
     response = client.post(url(policy), data)
-    assert response.status_code == 200 and 'id="preview"' in response.text
+    assert response.status_code == 200 and 'id="preview"' in response.content.decode()
     assert stored(policy) == before
 
 
 def test_no_inline_script_or_style(policy, superuser, client_for):
     response = preview(client_for(superuser), policy, failure_threshold=3)
-    section = response.text[response.text.index('id="preview"') :]
+    section = response.content.decode()[response.content.decode().index('id="preview"') :]
     section = section[: section.index("</section>")]
     assert "<script" not in section and "style=" not in section and "<style" not in section
 
@@ -140,6 +141,6 @@ def test_a_week_of_a_busy_circuit_does_not_hold_the_request(
     response = client_for(superuser).post(url(busy), data)
     took = time.monotonic() - began
     assert response.status_code == 200
-    assert "Too many calls to replay within a page request" in response.text
-    assert "manage.py resilience replay preview-busy --hours 168" in response.text
+    assert "Too many calls to replay within a page request" in response.content.decode()
+    assert "manage.py resilience replay preview-busy --hours 168" in response.content.decode()
     assert took < 15, took  # unbounded: about 20 s on the CI machine

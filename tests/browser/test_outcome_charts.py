@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from resilience import BulkheadFullError, CircuitOpenError, circuit_breaker, events
 from resilience.admin import outcomes
@@ -192,9 +193,8 @@ def test_the_admin_pages_run_under_a_strict_content_security_policy(new_page, me
     with page.expect_response(lambda r: "/outcomes/?range=day" in r.url) as answer:
         page.click("#outcomes .rs-ranges a[data-range=day]")
     assert answer.value.status == 200
-    page.wait_for_function(
-        "document.querySelector('#outcomes .rs-unit[data-unit=per]').textContent === 'per minute'"
-    )
+    # Waits under this CSP go through locators: wait_for_function's polling evaluates strings.
+    expect(page.locator("#outcomes .rs-unit[data-unit=per]").first).to_have_text("per minute")
     assert page.url.endswith("?range=day#outcomes")
     # The theme toggle (admin's own script) and the charts' redraw under the dark theme.
     page.click("button.theme-toggle")
@@ -205,7 +205,10 @@ def test_the_admin_pages_run_under_a_strict_content_security_policy(new_page, me
 
     # The policy is in force: an inline style attribute added now is reported.
     page.evaluate("document.body.insertAdjacentHTML('beforeend', '<b style=\"color: red\">x</b>')")
-    page.wait_for_function("window.__violations.length > 0")
+    for _ in range(100):
+        if page.evaluate("window.__violations.length"):
+            break
+        page.wait_for_timeout(50)
     assert page.evaluate("window.__violations")[0].startswith("style-src")
 
 

@@ -16,7 +16,7 @@ from resilience.contrib.requests import CircuitBreakerAdapter
 from resilience.engine import Policy
 from resilience.policies import registry
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # events are written by a thread
 IDLE = 600
 
 

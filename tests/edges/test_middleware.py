@@ -107,7 +107,7 @@ def test_other_exceptions_are_left_alone(client):
     assert client.get("/boom/").status_code == 500
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # its events are written by a thread
 def test_a_real_open_circuit_in_a_view(client):
     BreakerPolicyFactory(name="payments-api", mode="forced_open", recovery_timeout=42)
     response = client.get("/checkout/", headers={"accept": "application/json"})

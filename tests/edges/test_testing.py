@@ -26,7 +26,7 @@ def fail():
     raise ConnectionError("down")
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # events are written by a thread
 def test_force_open_rejects_without_touching_the_database(django_assert_num_queries):
     with force_open("payments-api", retry_after=30), django_assert_num_queries(0):
         with pytest.raises(CircuitOpenError) as info:
@@ -35,7 +35,7 @@ def test_force_open_rejects_without_touching_the_database(django_assert_num_quer
     assert info.value.retry_after == 30
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # events are written by a thread
 def test_override_beats_the_row_and_is_undone(django_assert_num_queries):
     BreakerPolicyFactory(name="payments-api", failure_threshold=5, recovery_timeout=60)
     with override_policy("payments-api", failure_threshold=1, recovery_timeout=7) as resolved:
