@@ -5,6 +5,10 @@ from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import models
 
+# Django 6.1's admin puts the object-tools block in one row with the page title (before, it
+# opened the content): the app's panels then render at the start of the content block instead.
+PANELS_IN_CONTENT = django.VERSION >= (6, 1)
+
 
 def check_constraint(condition: models.Q, name: str) -> models.CheckConstraint:
     """``CheckConstraint`` whose keyword became ``condition`` in Django 5.1 (``check`` before)."""

@@ -19,7 +19,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
-from resilience import events, whatif
+from resilience import compat, events, whatif
 from resilience.admin import timeline, trends
 from resilience.admin.control import CircuitControlMixin, ReasonForm
 from resilience.admin.forms import (
@@ -196,6 +196,7 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
         context = {
             "overview": Overview(request, self.get_empty_value_display()),
             "resilience_enabled": conf.ENABLED,
+            "panels_in_content": compat.PANELS_IN_CONTENT,
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
@@ -352,6 +353,7 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
         return {
             "live": live,
             "live_badge": badge(live),
+            "panels_in_content": compat.PANELS_IN_CONTENT,
             "live_warning": warning,
             "live_facts": _facts(live, row or {}, self.get_empty_value_display()),
             "controls": controls,
