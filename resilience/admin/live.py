@@ -23,6 +23,7 @@ from resilience.engine_types import (
     MONITOR,
     OPEN,
 )
+from resilience.exceptions import BackendError
 from resilience.models import BreakerPolicy
 from resilience.policies import ENGINE_FIELDS
 from resilience.sanitize import describe_error, one_line
@@ -87,12 +88,18 @@ def policy_from_values(values: dict[str, Any]) -> Policy:
     return Policy.from_mapping(values)
 
 
-def read_backend(read: Callable[[Any], Any], failed: Any = None) -> tuple[Any, str | None]:
+def read_backend(
+    read: Callable[[Any], Any], failed: Any = None, shared_only: bool = False
+) -> tuple[Any, str | None]:
     """``read(backend)`` and a warning for the operator when what it read is not the shared
     truth. Never raises: a failing backend gives ``None`` and the warning ``failed`` (with
-    ``%(error)s``; by default: the states show as unknown)."""
+    ``%(error)s``; by default: the states show as unknown). ``shared_only``: a read that has
+    no local fallback (the outcome history) is not tried during a known outage: the page must
+    not wait for one more socket timeout (``health()`` costs no round trip)."""
     try:
         backend = get_backend()
+        if shared_only and backend.health().get("degraded"):
+            raise BackendError("the backend is in an outage")
         value = read(backend)
         health = backend.health()  # in-process bookkeeping, no round trip
     except Exception as exc:  # the admin is the incident console: it must render anyway

@@ -92,6 +92,7 @@ def read(name: str, limits: Mapping[str, Any], range_key: str) -> Outcomes:
     got, warning = read_backend(
         lambda backend: _buckets(backend, name, minutes),
         _("could not read the outcome history (%(error)s)"),
+        shared_only=True,
     )
     if got is None:
         until_ms = int(timezone.now().timestamp() * 1000)

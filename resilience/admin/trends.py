@@ -49,7 +49,9 @@ def read(names: Iterable[str]) -> dict[str, Trend] | None:
     names = list(names)
     if not names:
         return {}
-    vectors, _warning = read_backend(lambda backend: _read_minutes(backend, names))
+    vectors, _warning = read_backend(
+        lambda backend: _read_minutes(backend, names), shared_only=True
+    )
     if vectors is None:
         return None
     return {name: _bin(vectors[name]) for name in names}
