@@ -538,7 +538,7 @@ class RedisBackend(RedisSweep, RedisReads, RedisHistory, Backend):
         """Send deferred successes, waiting slot give-backs and the history's counts now."""
         super().flush()
         self._deferred.flush_all()
-        waiting = self._returns.take_all()
+        waiting = self._returns.drain()
         if waiting:
             self._send_returns(waiting)
 

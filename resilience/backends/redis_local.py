@@ -428,6 +428,12 @@ class SlotReturns:
             waiting, self._by_name = self._by_name, {}
         return waiting
 
+    def drain(self) -> dict[str, list[str]]:
+        """``take_all`` once the background thread's send in progress, if any, has landed: a
+        flush (at exit too) must not return while a give-back is still on its way."""
+        with self.sending:
+            return self.take_all()
+
     def restore(self, waiting: dict[str, list[str]]) -> None:
         """Keep slots whose give-back did not reach Redis (down): the next acquire of their
         circuit, or the next background send, carries them (ZREM is idempotent)."""

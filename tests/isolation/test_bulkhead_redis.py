@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -128,3 +129,35 @@ def test_a_slot_given_back_during_an_outage_is_back_once_redis_is(redis_proc, pr
     finally:
         redis_proc.resume()
         backend.close()
+
+
+def test_a_flush_waits_for_a_give_back_already_on_its_way(redis_url, prefix):
+    """A call that ends just before its process exits: the background thread had taken the
+    slot and was sending it when the exit's flush ran; the flush found nothing waiting and
+    returned, the process exited mid-send and the slot stayed taken for the other processes
+    until its lease ran out (seen in CI: tests/isolation/test_hang_across_processes.py)."""
+    backend = RedisBackend(url=redis_url, prefix=prefix, socket_timeout=5.0)
+    other = RedisBackend(url=redis_url, prefix=prefix, socket_timeout=5.0)  # another process
+    on_its_way, land = threading.Event(), threading.Event()
+    send = backend._send_returns
+
+    def slow_send(waiting):
+        on_its_way.set()
+        land.wait(10)
+        send(waiting)
+
+    backend._returns._send = lambda: slow_send
+    try:
+        backend.return_slot(backend.acquire("exiting", CAPPED), CAPPED)
+        assert on_its_way.wait(5), "the background thread never sent the slot"
+        flush = threading.Thread(target=backend.flush)
+        flush.start()
+        flush.join(0.3)
+        assert flush.is_alive(), "the flush returned while the slot was still on its way"
+        land.set()
+        flush.join(5)
+        assert other.snapshot("exiting", CAPPED)["in_flight"] == 0
+    finally:
+        land.set()
+        backend.close()
+        other.close()
