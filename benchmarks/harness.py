@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +157,37 @@ def redis_server() -> Any:
     from tests.support.redisproc import RedisProcess
 
     return RedisProcess()
+
+
+def run_section(
+    name: str,
+    measure: Callable[[str | None], dict[str, Any]],
+    table: Callable[[dict[str, Any]], str],
+    *,
+    out: Path | None = None,
+    memory_only: bool = False,
+) -> dict[str, Any]:
+    """Run one section alone (``python -m benchmarks.<name>``): ``measure(url)`` on the memory
+    backend (``None``), then on a private Redis, in a fresh Django state; prints each table and
+    writes the results as JSON to ``out``."""
+    state = Path(tempfile.mkdtemp(prefix=f"resilience-{name}-"))
+    try:
+        setup_django(state, migrate=True)
+        results = {"memory": measure(None)}
+        if not memory_only:
+            server = redis_server().start()
+            try:
+                with redis_backend(server.url):
+                    results["redis"] = measure(server.url)
+            finally:
+                server.close()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    for result in results.values():
+        print(table(result))
+    if out:
+        out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    return results
 
 
 # --- timing -------------------------------------------------------------------------------------

@@ -17,9 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
-import shutil
-import tempfile
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -149,22 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     size = harness.SIZES["quick"]
     counts = tuple(args.counts)
-    state = Path(tempfile.mkdtemp(prefix="resilience-scale-"))
-    try:
-        harness.setup_django(state, migrate=True)
-        results = {"memory": measure(size, None, counts)}
-        server = harness.redis_server().start()
-        try:
-            with harness.redis_backend(server.url):
-                results["redis"] = measure(size, server.url, counts)
-        finally:
-            server.close()
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
-    for result in results.values():
-        print(table(result))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    harness.run_section("scale", lambda url: measure(size, url, counts), table, out=args.out)
 
 
 if __name__ == "__main__":

@@ -171,9 +171,6 @@ def table(result: dict[str, Any]) -> str:
 def main() -> None:
     """``python -m benchmarks.threads [--quick] [--memory-only]``: this section alone."""
     import argparse
-    import json
-    import shutil
-    import tempfile
     from pathlib import Path
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.threads", description=__doc__)
@@ -182,23 +179,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     size = harness.SIZES["quick" if args.quick else "full"]
-    state = Path(tempfile.mkdtemp(prefix="resilience-threads-"))
-    try:
-        harness.setup_django(state, migrate=True)
-        results = {"memory": measure(size, None)}
-        if not args.memory_only:
-            server = harness.redis_server().start()
-            try:
-                with harness.redis_backend(server.url):
-                    results["redis"] = measure(size, server.url)
-            finally:
-                server.close()
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
-    for result in results.values():
-        print(table(result))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    harness.run_section(
+        "threads",
+        lambda url: measure(size, url),
+        table,
+        out=args.out,
+        memory_only=args.memory_only,
+    )
 
 
 if __name__ == "__main__":
