@@ -5,7 +5,6 @@ out of its box, the new markers readable (WCAG contrast). Screenshots go to
 import os
 from pathlib import Path
 
-import django
 import pytest
 
 from resilience.models import CircuitEvent
@@ -73,11 +72,7 @@ def assert_in_view(page, selector, width):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_the_changelist_shows_every_column(new_page, scene, shots, width, request):
-    if width == 1366 and django.VERSION >= (6, 1):  # known, docs/admin.md: layout on 6.1
-        request.applymarker(
-            pytest.mark.xfail(reason="Django 6.1's admin: the table is ~18 px too wide at 1366 px")
-        )
+def test_the_changelist_shows_every_column(new_page, scene, shots, width):
     page = open_page(new_page, width)
     page.goto(CHANGELIST)
     page.screenshot(path=shots / f"layout-changelist-{width}.png", full_page=True)
