@@ -1,6 +1,8 @@
 """Fixtures shared by the whole suite."""
 
 import itertools
+import logging
+import logging.config
 import os
 import socket
 
@@ -70,7 +72,7 @@ def _no_leftover_events(request):
 @pytest.fixture
 def memory_backend(clock, settings):
     """The memory backend on the manual clock (``clock.advance(s)`` moves circuit time);
-    untraced like tests.settings (tests/edges/test_otel.py turns TRACING on)."""
+    untraced like tests.settings (tests/observability/test_otel.py turns TRACING on)."""
     from resilience.backends import get_backend
 
     settings.RESILIENCE = {
@@ -79,6 +81,47 @@ def memory_backend(clock, settings):
         "TRACING": False,
     }
     return get_backend()
+
+
+@pytest.fixture
+def breaker_db(transactional_db, memory_backend):
+    """Policies in a real database; events (written by a background thread, on its own
+    connection, hence a transactional test) are flushed before the tables are emptied."""
+    from resilience import events
+
+    yield memory_backend
+    assert events.flush(timeout=10)
+
+
+class DefaultLogging:
+    """Django's default ``LOGGING`` is in force: what reached ``django.request`` at ERROR."""
+
+    def __init__(self, caplog) -> None:
+        self.caplog = caplog
+
+    def request_errors(self) -> list[logging.LogRecord]:
+        return [
+            r
+            for r in self.caplog.records
+            if r.name == "django.request" and r.levelno >= logging.ERROR
+        ]
+
+
+@pytest.fixture
+def default_logging(settings, caplog, mailoutbox):
+    """Django's default LOGGING (``mail_admins`` on ``django``), DEBUG off and ADMINS set: a
+    record at ERROR on ``django.request`` is an e-mail to the admins (in ``mailoutbox``)."""
+    from django.utils.log import DEFAULT_LOGGING, AdminEmailHandler
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.DEBUG = False
+    django_logger = logging.getLogger("django")
+    saved = django_logger.handlers[:], django_logger.level, django_logger.propagate
+    logging.config.dictConfig(DEFAULT_LOGGING)
+    assert any(isinstance(h, AdminEmailHandler) for h in django_logger.handlers)
+    caplog.set_level(logging.DEBUG)
+    yield DefaultLogging(caplog)
+    django_logger.handlers[:], django_logger.level, django_logger.propagate = saved
 
 
 # --- Redis: private servers only (never the system one on 6379) ---------------------------------

@@ -125,7 +125,7 @@ def test_keys_deleted_and_evicted(tmp_path, smtp, proxy, admin_redis):
     assert admin_redis.info("stats")["evicted_keys"] > 0
 
 
-@pytest.mark.urls("tests.edges.urls")
+@pytest.mark.urls("tests.support.site_urls")
 def test_health_endpoint_reports_the_outage_and_the_recovery(settings, proxy, client):
     settings.RESILIENCE = settings_for(proxy.url())
     call = circuit_breaker("probed")(lambda: "ok")

@@ -10,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from resilience import breaker, circuit_breaker, events
 from resilience.models import CircuitEvent
-from tests.edges.test_command import run_json
+from tests.commands.helpers import run_json
 from tests.factories import BreakerPolicyFactory, UserFactory
 
-pytestmark = [pytest.mark.urls("tests.edges.urls"), pytest.mark.usefixtures("breaker_db")]
+pytestmark = [pytest.mark.urls("tests.support.site_urls"), pytest.mark.usefixtures("breaker_db")]
 
 
 @circuit_breaker("pay")

@@ -7,7 +7,7 @@ import pytest
 from resilience import breaker, circuit_breaker
 from tests.support.webservers import asgi_server, wsgi_server
 
-pytestmark = pytest.mark.urls("tests.edges.stream_urls")
+pytestmark = pytest.mark.urls("tests.http.stream_urls")
 JSON = {"accept": "application/json"}
 ROWS = "row 0\nrow 1\nrow 2\n"
 CHUNKS = "chunk 0\nchunk 1\nchunk 2\n"

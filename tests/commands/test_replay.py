@@ -1,35 +1,15 @@
 """manage.py resilience replay: a recorded story replayed (memory backend), output, bad input."""
 
-import json
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 
-from resilience.management.commands.resilience import Command
 from resilience.models import BreakerPolicy, CircuitEvent
 from resilience.policies import registry
+from tests.commands.helpers import exit_code, run, run_json
 from tests.factories import BreakerPolicyFactory
 from tests.support import replaystory
 
 pytestmark = pytest.mark.usefixtures("breaker_db")
 NAME = "replay-story"
-
-
-def run(*args):
-    out, err = StringIO(), StringIO()
-    call_command("resilience", *args, stdout=out, stderr=err)
-    return out.getvalue()
-
-
-def run_json(*args):
-    return json.loads(run(*args, "--json"))
-
-
-def exit_code(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        Command().run_from_argv(["manage.py", "resilience", *args])
-    return info.value.code, capsys.readouterr().err
 
 
 @pytest.fixture

@@ -1,35 +1,14 @@
 """manage.py resilience: every subcommand, --json output, exit codes and unknown circuits."""
 
-import json
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 
 from resilience import breaker, events
-from resilience.management.commands.resilience import Command
 from resilience.models import BreakerPolicy, CircuitEvent
 from resilience.policies import registry
+from tests.commands.helpers import exit_code, run, run_json
 from tests.factories import BreakerPolicyFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("breaker_db")
-
-
-def run(*args):
-    out = StringIO()
-    call_command("resilience", *args, stdout=out)
-    return out.getvalue()
-
-
-def run_json(*args):
-    return json.loads(run(*args, "--json"))
-
-
-def exit_code(capsys, *args):
-    """Run as from the command line; returns (exit status, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        Command().run_from_argv(["manage.py", "resilience", *args])
-    return info.value.code, capsys.readouterr().err
 
 
 def trip(name):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from resilience.models import BreakerPolicy, CircuitEvent, PolicyRevision
-from tests.edges.test_command import exit_code, run, run_json
+from tests.commands.helpers import exit_code, run, run_json
 from tests.factories import BreakerPolicyFactory, UserFactory
 
 pytestmark = pytest.mark.usefixtures("breaker_db")

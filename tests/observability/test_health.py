@@ -11,7 +11,7 @@ from resilience.backends import get_backend
 from tests.factories import BreakerPolicyFactory, UserFactory
 from tests.support.redisproc import REDIS_SERVER, RedisProcess
 
-pytestmark = [pytest.mark.urls("tests.edges.urls"), pytest.mark.usefixtures("breaker_db")]
+pytestmark = [pytest.mark.urls("tests.support.site_urls"), pytest.mark.usefixtures("breaker_db")]
 URL = "/resilience/health/"
 TOKEN = "monitoring-token-0123456789"
 

@@ -10,8 +10,8 @@ import requests
 from resilience import CircuitOpenError, breaker
 from resilience.contrib.requests import CircuitBreakerAdapter
 from resilience.policies import registry
-from tests.edges.conftest import HANG, HANG_BODY
 from tests.factories import BreakerPolicyFactory
+from tests.http.helpers import HANG, HANG_BODY
 
 pytestmark = pytest.mark.usefixtures("breaker_db")
 

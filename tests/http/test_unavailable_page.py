@@ -8,7 +8,7 @@ import pytest
 
 from resilience.middleware import STYLESHEET
 
-pytestmark = pytest.mark.urls("tests.edges.urls")
+pytestmark = pytest.mark.urls("tests.support.site_urls")
 BROWSER = "text/html,application/xhtml+xml"
 
 

@@ -9,8 +9,8 @@ import pytest
 from resilience import CircuitOpenError, breaker
 from resilience.contrib.httpx import AsyncCircuitBreakerTransport, CircuitBreakerTransport
 from resilience.policies import registry
-from tests.edges.conftest import HANG
 from tests.factories import BreakerPolicyFactory
+from tests.http.helpers import HANG
 
 pytestmark = pytest.mark.usefixtures("breaker_db")
 

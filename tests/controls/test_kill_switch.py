@@ -9,7 +9,7 @@ from django.contrib.admin.models import LogEntry
 from resilience import breaker, events
 from resilience.models import BreakerPolicy, CircuitEvent
 from resilience.policies import registry
-from tests.edges.test_command import exit_code, run
+from tests.commands.helpers import exit_code, run
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = pytest.mark.usefixtures("breaker_db")

@@ -11,7 +11,7 @@ from resilience.exceptions import CircuitOpenError
 from resilience.middleware import CircuitBreakerMiddleware, retry_after_seconds, wants_json
 from tests.factories import BreakerPolicyFactory
 
-pytestmark = pytest.mark.urls("tests.edges.urls")
+pytestmark = pytest.mark.urls("tests.support.site_urls")
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 SECRETS = ("secret-circuit", "retry after", "CircuitOpenError", "Traceback")
 

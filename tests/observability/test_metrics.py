@@ -22,7 +22,7 @@ from resilience.prometheus import ResilienceCollector
 from resilience.watchdog import watchdog
 from tests.factories import BreakerPolicyFactory, UserFactory
 
-pytestmark = [pytest.mark.urls("tests.edges.urls"), pytest.mark.usefixtures("breaker_db")]
+pytestmark = [pytest.mark.urls("tests.support.site_urls"), pytest.mark.usefixtures("breaker_db")]
 URL = "/resilience/metrics/"
 TOKEN = "metrics-token-0123456789"
 
