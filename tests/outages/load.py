@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import connection
 
-from tests.faults.loadworker import FAILED, LEAK, OK, REJECTED
+from tests.outages.loadworker import FAILED, LEAK, OK, REJECTED
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTCOMES = {OK: "ok", FAILED: "failed", REJECTED: "rejected", LEAK: "leak"}
@@ -144,7 +144,7 @@ class Load:
             self._logs.append(log)
             self.procs.append(
                 subprocess.Popen(  # noqa: S603 - fixed argv
-                    [sys.executable, "-m", "tests.faults.loadworker", str(path)],
+                    [sys.executable, "-m", "tests.outages.loadworker", str(path)],
                     cwd=ROOT,
                     env=env,
                     stdout=log,

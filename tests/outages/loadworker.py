@@ -1,6 +1,6 @@
 """One load process: threads making protected calls through ``@circuit_breaker``, measured.
 
-Run by ``tests.faults.load.Load`` as ``python -m tests.faults.loadworker CONFIG.json`` with
+Run by ``tests.outages.load.Load`` as ``python -m tests.outages.loadworker CONFIG.json`` with
 ``DJANGO_SETTINGS_MODULE=tests.support.procsettings``. Every call's start, duration and outcome,
 the backend's ``health()["degraded"]`` over time, every transition handed to the events layer
 and every exception that is not the upstream's own or ``CircuitOpenError`` (a "leak") are

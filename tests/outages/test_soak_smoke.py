@@ -22,7 +22,7 @@ def test_a_short_soak_reconciles():
     env.pop("DATABASE_URL", None)  # its own SQLite file: the soak migrates a fresh database
     args = ["--seconds", "6", "--processes", "2", "--threads", "2", "--circuits", "4"]
     run = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-m", "tests.faults.soak", *args, "--seed", "7"],
+        [sys.executable, "-m", "tests.outages.soak", *args, "--seed", "7"],
         cwd=ROOT,
         env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -1,11 +1,11 @@
 """On-demand soak: thousands of transitions and alerts under random Redis faults, reconciled.
 
-    .venv/bin/python -m tests.faults.soak --seconds 300 [--processes 3] [--threads 4]
+    .venv/bin/python -m tests.outages.soak --seconds 300 [--processes 3] [--threads 4]
 
 Starts a private redis-server behind a fault proxy and a private SMTP server, runs load
-processes (``tests/faults/loadworker.py``) over many fast-cycling circuits with sync alerts, and
+processes (``tests/outages/loadworker.py``) over many fast-cycling circuits with sync alerts, and
 injects a random fault every few seconds. Then it sweeps the outboxes (``events.drain()``) and
-reconciles (tests/faults/reconcile.py): every transition handed to a caller is stored as exactly
+reconciles (tests/outages/reconcile.py): every transition handed to a caller is stored as exactly
 one ``CircuitEvent``, every sent alert arrived exactly once, nothing is left pending, and no caller
 saw a backend error.
 Prints a report; exits 1 if anything does not reconcile. SQLite in a temp dir by default;
@@ -123,14 +123,14 @@ def main(argv: list[str] | None = None) -> int:
 
         from resilience import events
         from resilience.models import BreakerPolicy, CircuitEvent
-        from tests.faults.load import Load
-        from tests.faults.reconcile import (
+        from tests.outages.load import Load
+        from tests.outages.reconcile import (
             alert_problems,
             alerts_settings,
             smtp_env,
             transition_problems,
         )
-        from tests.faults.scenario import SOCKET_TIMEOUT, settings_for
+        from tests.outages.scenario import SOCKET_TIMEOUT, settings_for
 
         resilience = settings_for(proxy.url(), prefix="soak")
         resilience["ALERTS"] = alerts_settings()

@@ -7,7 +7,7 @@ from typing import Any
 
 from resilience import alerts
 from resilience.models import AlertStatus, CircuitEvent
-from tests.faults.load import Result
+from tests.outages.load import Result
 from tests.support.smtp import SMTPServer
 
 

@@ -2,7 +2,7 @@
 
 Master + replica + three sentinels on loopback (tests/support/sentinel.py); 2 processes × 4
 threads call ``@circuit_breaker`` through the Sentinel-discovered master while it is failed over
-or killed. The guarantees are those of tests/faults/scenario.py, plus: the trip made after the
+or killed. The guarantees are those of tests/outages/scenario.py, plus: the trip made after the
 failover is stored on the new master.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import redis as redis_py
 
-from tests.faults.scenario import assert_survived, run_scenario
+from tests.outages.scenario import assert_survived, run_scenario
 from tests.support.redisproc import REDIS_SERVER
 from tests.support.sentinel import SentinelDeployment
 

@@ -1,6 +1,6 @@
 """A fresh Django process whose database hangs: times the first protected calls.
 
-``python -m tests.faults.hungdb_worker`` with ``DATABASE_URL`` pointing at a hung database
+``python -m tests.outages.hungdb_worker`` with ``DATABASE_URL`` pointing at a hung database
 prints one JSON line: the result and duration of the first call of two new circuits.
 """
 

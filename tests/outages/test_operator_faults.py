@@ -17,14 +17,14 @@ from django.test import Client
 from resilience import circuit_breaker
 from resilience.models import CircuitEvent
 from tests.factories import BreakerPolicyFactory, UserFactory
-from tests.faults.scenario import settings_for
+from tests.outages.scenario import settings_for
 
 # A longer timeout than the other fault tests: the bounds must tell "one timeout" from "two"
 # apart even when a loaded 2-core machine adds a few hundred milliseconds to a page.
 SOCKET_TIMEOUT = 1.0
 SLACK = 0.5
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.faults.urls")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.outages.urls")]
 
 ADMIN = "/admin/resilience/breakerpolicy/"
 

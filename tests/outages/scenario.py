@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.factories import BreakerPolicyFactory
-from tests.faults.load import Load, Result
-from tests.faults.loadworker import FAILED
-from tests.faults.reconcile import alert_problems, alerts_settings, smtp_env, transition_problems
+from tests.outages.load import Load, Result
+from tests.outages.loadworker import FAILED
+from tests.outages.reconcile import alert_problems, alerts_settings, smtp_env, transition_problems
 from tests.support.smtp import SMTPServer
 
 SOCKET_TIMEOUT = 0.25

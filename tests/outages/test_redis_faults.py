@@ -23,7 +23,7 @@ from collections.abc import Callable
 import pytest
 
 from resilience import circuit_breaker
-from tests.faults.scenario import (
+from tests.outages.scenario import (
     MARGIN,
     RECOVERY,
     SOCKET_TIMEOUT,

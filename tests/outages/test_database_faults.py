@@ -39,7 +39,7 @@ def test_a_new_process_does_not_wait_for_a_hung_database_at_its_first_call():
             "DATABASE_URL": f"postgres://postgres@{proxy.host}:{proxy.port}/h3_hung",
         }
         done = subprocess.run(
-            [sys.executable, "-m", "tests.faults.hungdb_worker"],
+            [sys.executable, "-m", "tests.outages.hungdb_worker"],
             env=env,
             capture_output=True,
             text=True,
