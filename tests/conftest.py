@@ -7,10 +7,13 @@ import os
 import socket
 
 import pytest
+import redis as redis_py
 
 from resilience.clock import ManualClock
+from tests.alerts.helpers import RECIPIENT
 from tests.support.celeryworker import make_default
 from tests.support.redisproc import REDIS_SERVER, RedisProcess
+from tests.support.smtp import SMTPServer
 
 # Shared tasks resolve to the suite's eager app in every thread, never Celery's fallback app
 # (which would connect to amqp://localhost).
@@ -174,3 +177,50 @@ def redis_proc():
     _require_redis_server()
     with RedisProcess() as server:
         yield server
+
+
+@pytest.fixture
+def admin_redis(redis_proc):
+    """A direct client to ``redis_proc`` (not through a fault proxy), for SCRIPT FLUSH, DEL, ..."""
+    client = redis_py.Redis(host=redis_proc.host, port=redis_proc.port, decode_responses=True)
+    yield client
+    client.close()
+
+
+# --- E-mail: a private SMTP server, alerts sent from this process -------------------------------
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    with SMTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp(smtp_server, settings):
+    """The SMTP server, emptied, as this process's e-mail backend (worker processes mail there
+    through tests.support.procsettings, see outages/reconcile.py's ``smtp_env``)."""
+    smtp_server.clear()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = smtp_server.host
+    settings.EMAIL_PORT = smtp_server.port
+    settings.EMAIL_TIMEOUT = 5
+    settings.DEFAULT_FROM_EMAIL = "resilience@example.com"
+    yield smtp_server
+    smtp_server.release()
+
+
+@pytest.fixture
+def sync_alerts(memory_backend, settings, smtp):
+    """Memory backend on the manual clock; alerts sent from this process's background thread."""
+    from resilience import events
+    from resilience.backends import get_backend
+
+    settings.RESILIENCE = {
+        **settings.RESILIENCE,
+        "ALERTS": {"DELIVERY": "sync", "RECIPIENTS": [RECIPIENT],
+                   "SITE_URL": "https://ops.example.com"},
+    }  # fmt: skip
+    yield get_backend()  # rebuilt for the new settings, on the same manual clock
+    events.flush(timeout=10)
+    events.discard()

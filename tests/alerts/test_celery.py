@@ -16,7 +16,7 @@ from django.test import Client
 from resilience import CircuitOpenError, events
 from resilience.backends import get_backend
 from resilience.models import AlertStatus, CircuitEvent
-from tests.alerts.conftest import RECIPIENT, UpstreamDown, make_call, open_circuit
+from tests.alerts.helpers import RECIPIENT, UpstreamDown, make_call, open_circuit
 from tests.factories import BreakerPolicyFactory
 from tests.support.celeryworker import ROOT, CeleryWorker, broker_client
 from tests.support.faultproxy import FaultProxy

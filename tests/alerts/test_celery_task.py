@@ -13,17 +13,10 @@ from django.db import connection
 from resilience import CircuitOpenError, circuit_breaker
 from tests.factories import BreakerPolicyFactory
 from tests.support.celeryworker import CeleryWorker, broker_client
-from tests.support.redisproc import RedisProcess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 RECOVERY = 3.0  # seconds the circuit stays open
-
-
-@pytest.fixture
-def broker():
-    with RedisProcess() as server:
-        yield server
 
 
 def runs(path, count: int, timeout: float = 30.0) -> list[dict]:
@@ -36,7 +29,9 @@ def runs(path, count: int, timeout: float = 30.0) -> list[dict]:
     raise AssertionError(f"{count} runs expected, got {path.read_text() if path.exists() else 0}")
 
 
-def test_an_open_circuit_retries_the_task_after_retry_after(broker, redis_url, settings, tmp_path):
+def test_an_open_circuit_retries_the_task_after_retry_after(
+    redis_proc, redis_url, settings, tmp_path
+):
     state = {
         "BACKEND": "resilience.backends.redis.RedisBackend",
         "OPTIONS": {"url": redis_url, "prefix": "celerytask"},
@@ -59,10 +54,10 @@ def test_an_open_circuit_retries_the_task_after_retry_after(broker, redis_url, s
         "RESILIENCE_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
         "RESILIENCE_TEST_SETTINGS": json.dumps(state),
     }
-    worker = CeleryWorker(broker.url, env).start()
+    worker = CeleryWorker(redis_proc.url, env).start()
     try:
         log = tmp_path / "runs.jsonl"
-        with broker_client(broker.url) as client:
+        with broker_client(redis_proc.url) as client:
             client.send_task("tests.support.celerytasks.charge", (42, str(log)))
             first, second = runs(log, 2)
         time.sleep(0.5)

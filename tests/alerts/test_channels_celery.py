@@ -11,7 +11,7 @@ from django.db import connection
 
 from resilience import events
 from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
-from tests.alerts.conftest import RECIPIENT, open_circuit
+from tests.alerts.helpers import RECIPIENT, open_circuit
 from tests.factories import BreakerPolicyFactory
 from tests.support.celeryworker import CeleryWorker, broker_client
 from tests.support.hooks import HookServer
@@ -25,12 +25,6 @@ SECRET = "whsec-celery-test"  # noqa: S105 - a test value
 @pytest.fixture
 def hooks():
     with HookServer() as server:
-        yield server
-
-
-@pytest.fixture
-def broker():
-    with RedisProcess() as server:
         yield server
 
 
@@ -85,13 +79,13 @@ def wait_status(row: AlertDelivery, status: str, timeout: float = 30.0) -> None:
 
 @pytest.mark.usefixtures("celery_channels")
 def test_a_hung_webhook_never_delays_the_email_and_redelivery_never_posts_twice(
-    broker, smtp, hooks
+    redis_proc, smtp, hooks
 ):
-    worker = start_worker(broker, smtp, hooks)
+    worker = start_worker(redis_proc, smtp, hooks)
     try:
         BreakerPolicyFactory(name="pay", failure_threshold=3)
         hooks.hold_next()  # the webhook receiver takes the POST and does not answer
-        with broker_client(broker.url) as client:
+        with broker_client(redis_proc.url) as client:
             open_circuit("pay")
             assert len(hooks.wait_for(1)) == 1  # held
             assert len(smtp.wait_for(1, timeout=30)) == 1, worker.output()[-4000:]
@@ -119,19 +113,19 @@ def test_a_hung_webhook_never_delays_the_email_and_redelivery_never_posts_twice(
 
 
 @pytest.mark.usefixtures("celery_channels")
-def test_worker_killed_mid_post_delivers_with_at_most_one_duplicate(broker, smtp, hooks):
-    worker = start_worker(broker, smtp, hooks)
+def test_worker_killed_mid_post_delivers_with_at_most_one_duplicate(redis_proc, smtp, hooks):
+    worker = start_worker(redis_proc, smtp, hooks)
     try:
         BreakerPolicyFactory(name="pay", failure_threshold=3)
         hooks.hold_next()
-        with broker_client(broker.url):
+        with broker_client(redis_proc.url):
             open_circuit("pay")
             assert len(hooks.wait_for(1)) == 1
             worker.kill()  # dies holding the claim, before it could mark the row
             hooks.release()
             row = webhook_row("pay")
             assert row.status == AlertStatus.PENDING
-            worker = start_worker(broker, smtp, hooks)
+            worker = start_worker(redis_proc, smtp, hooks)
             wait_status(row, AlertStatus.SENT, timeout=60)  # once the dead claim is stale
         accepted = hooks.settle(quiet=1.0)
         assert 1 <= len(accepted) <= 2

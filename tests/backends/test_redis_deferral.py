@@ -17,13 +17,26 @@ from resilience import engine
 from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
 from tests.backends.contract import fail, succeed
-from tests.backends.redis_helpers import (
-    cost,
-    make_backend,
-    stored_fields,
-    wait_until,
-)
+from tests.backends.redis_helpers import cost, make_backend, stored_fields
 from tests.engine.test_properties import agrees_with_time_order, late_operations
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture
+def two_processes(redis_url):
+    """``here, elsewhere = two_processes(**options)``: backends of two processes sharing one
+    prefix (``here`` built with ``options``, ``elsewhere`` recording at once); closed after."""
+    made = []
+
+    def pair(**options):
+        here = make_backend(redis_url, **options)
+        elsewhere = make_backend(redis_url, prefix=here.prefix, defer_successes=False)
+        made.extend((here, elsewhere))
+        return here, elsewhere
+
+    yield pair
+    for backend in made:
+        backend.close()
 
 
 def test_deferred_successes_reach_redis_within_policy_refresh_seconds(redis_url, settings):

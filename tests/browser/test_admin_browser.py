@@ -11,8 +11,7 @@ from django.contrib.admin.models import LogEntry
 from resilience.admin.live import policy_from_values
 from resilience.backends import get_backend
 from resilience.models import BreakerPolicy, CircuitEvent
-from tests.browser.conftest import login
-from tests.browser.scenes import CHANGELIST, a_busy_day, trip, user
+from tests.browser.scenes import CHANGELIST, a_busy_day, login, trip, user
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

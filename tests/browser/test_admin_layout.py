@@ -9,7 +9,6 @@ import django
 import pytest
 
 from resilience.models import CircuitEvent
-from tests.browser.conftest import login
 from tests.browser.layout import (
     PLACEHOLDER_FITS_JS,
     cells_overflowing,
@@ -17,7 +16,7 @@ from tests.browser.layout import (
     overflow,
     right_edge,
 )
-from tests.browser.scenes import CHANGELIST, a_busy_day, demo_history, user
+from tests.browser.scenes import CHANGELIST, a_busy_day, demo_history, login, user
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -15,13 +15,6 @@ from tests.factories import BreakerPolicyFactory
 pytestmark = pytest.mark.usefixtures("breaker_db")
 
 
-@pytest.fixture
-def pay(breaker_db, clock):
-    registry.clock = clock  # what "now" is for kill switches, here
-    yield BreakerPolicyFactory(name="pay", failure_threshold=2)
-    registry.clock = None
-
-
 def now(clock):
     return datetime.fromtimestamp(clock.now_ms() / 1000, tz=UTC)
 

@@ -8,16 +8,8 @@ import pytest
 from resilience import CircuitOpenError, alerts, breaker, circuit_breaker, events
 from resilience.models import AlertStatus, BreakerPolicy, CircuitEvent, MaintenanceWindow
 from resilience.policies import registry
-from tests.factories import BreakerPolicyFactory
 
 pytestmark = pytest.mark.usefixtures("breaker_db")
-
-
-@pytest.fixture
-def pay(breaker_db, clock):
-    registry.clock = clock
-    yield BreakerPolicyFactory(name="pay", failure_threshold=2)
-    registry.clock = None
 
 
 def now(clock):

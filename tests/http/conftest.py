@@ -35,6 +35,12 @@ def many_hosts():
 
 
 @pytest.fixture
+def middleware(settings):
+    """``CircuitBreakerMiddleware`` installed last in ``MIDDLEWARE``."""
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "resilience.middleware.CircuitBreakerMiddleware"]
+
+
+@pytest.fixture
 def dead_url():
     """A loopback URL where nothing listens: connections are refused."""
     with socket.socket() as sock:

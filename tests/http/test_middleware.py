@@ -11,14 +11,9 @@ from resilience.exceptions import CircuitOpenError
 from resilience.middleware import CircuitBreakerMiddleware, retry_after_seconds, wants_json
 from tests.factories import BreakerPolicyFactory
 
-pytestmark = pytest.mark.urls("tests.support.site_urls")
+pytestmark = [pytest.mark.urls("tests.support.site_urls"), pytest.mark.usefixtures("middleware")]
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 SECRETS = ("secret-circuit", "retry after", "CircuitOpenError", "Traceback")
-
-
-@pytest.fixture(autouse=True)
-def _middleware(settings):
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "resilience.middleware.CircuitBreakerMiddleware"]
 
 
 def assert_private(response):

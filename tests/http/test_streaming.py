@@ -14,8 +14,7 @@ CHUNKS = "chunk 0\nchunk 1\nchunk 2\n"
 
 
 @pytest.fixture(autouse=True)
-def _streams(breaker_db, settings):
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "resilience.middleware.CircuitBreakerMiddleware"]
+def _streams(breaker_db, middleware, settings):
     # From settings: the async view reads no policy row from the event loop.
     policy = {"failure_threshold": 1, "recovery_timeout": 30}
     settings.RESILIENCE = {**settings.RESILIENCE, "POLICIES": {"feed": policy, "afeed": policy}}

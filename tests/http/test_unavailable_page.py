@@ -8,13 +8,8 @@ import pytest
 
 from resilience.middleware import STYLESHEET
 
-pytestmark = pytest.mark.urls("tests.support.site_urls")
+pytestmark = [pytest.mark.urls("tests.support.site_urls"), pytest.mark.usefixtures("middleware")]
 BROWSER = "text/html,application/xhtml+xml"
-
-
-@pytest.fixture(autouse=True)
-def _middleware(settings):
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "resilience.middleware.CircuitBreakerMiddleware"]
 
 
 def page(client):

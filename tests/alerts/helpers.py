@@ -1,47 +1,14 @@
-"""Fixtures for alert tests: a real SMTP server, and a circuit that opens on demand."""
+"""Helpers of the alert tests: a circuit that opens on demand, its opened event and delivery.
+(The SMTP server and ``sync_alerts`` are fixtures of tests/conftest.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
 from resilience import CircuitOpenError, circuit_breaker, delivery, events
-from resilience.backends import get_backend
 from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
-from tests.support.smtp import SMTPServer
 
 RECIPIENT = "oncall@example.com"
-
-
-@pytest.fixture(scope="session")
-def smtp_server():
-    with SMTPServer() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp(smtp_server, settings):
-    """The SMTP server, emptied, as this process's e-mail backend."""
-    smtp_server.clear()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = smtp_server.host
-    settings.EMAIL_PORT = smtp_server.port
-    settings.EMAIL_TIMEOUT = 5
-    settings.DEFAULT_FROM_EMAIL = "resilience@example.com"
-    yield smtp_server
-    smtp_server.release()
-
-
-@pytest.fixture
-def sync_alerts(memory_backend, settings, smtp):
-    """Memory backend on the manual clock; alerts sent from this process's background thread."""
-    settings.RESILIENCE = {
-        **settings.RESILIENCE,
-        "ALERTS": {"DELIVERY": "sync", "RECIPIENTS": [RECIPIENT],
-                   "SITE_URL": "https://ops.example.com"},
-    }  # fmt: skip
-    yield get_backend()  # rebuilt for the new settings, on the same manual clock
-    events.flush(timeout=10)
-    events.discard()
 
 
 class UpstreamDown(Exception):
