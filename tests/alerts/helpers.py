@@ -7,6 +7,7 @@ import pytest
 
 from resilience import CircuitOpenError, circuit_breaker, delivery, events
 from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
+from tests.support.waiting import wait_until
 
 RECIPIENT = "oncall@example.com"
 
@@ -49,3 +50,14 @@ def pending_delivery(name: str) -> AlertDelivery:
     CircuitEvent.objects.filter(pk=event.pk).update(alert_status=AlertStatus.PENDING)
     assert delivery.plan(event) == AlertStatus.PENDING
     return AlertDelivery.objects.get(event=event, channel="email")
+
+
+def sweep_until(condition, timeout: float = 60.0, interval: float = 0.5) -> bool:
+    """Run the sweeper (Celery beat / ``manage.py resilience drain``) every ``interval`` s until
+    ``condition()`` (True) or ``timeout`` s passed (False)."""
+
+    def swept() -> bool:
+        events.drain()
+        return bool(condition())
+
+    return wait_until(swept, timeout, interval)

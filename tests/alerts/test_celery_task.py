@@ -5,7 +5,6 @@ Redis broker, shared Redis state) after the circuit's ``retry_after``, without u
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from django.db import connection
@@ -13,20 +12,21 @@ from django.db import connection
 from resilience import CircuitOpenError, circuit_breaker
 from tests.factories import BreakerPolicyFactory
 from tests.support.celeryworker import CeleryWorker, broker_client
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 RECOVERY = 3.0  # seconds the circuit stays open
 
 
+def lines(path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def runs(path, count: int, timeout: float = 30.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count:
-            return [json.loads(line) for line in lines]
-        time.sleep(0.05)
-    raise AssertionError(f"{count} runs expected, got {path.read_text() if path.exists() else 0}")
+    got = wait_until(lambda: len(lines(path)) >= count, timeout, 0.05)
+    assert got, f"{count} runs expected, got {lines(path)}"
+    return [json.loads(line) for line in lines(path)]
 
 
 def test_an_open_circuit_retries_the_task_after_retry_after(
@@ -60,8 +60,8 @@ def test_an_open_circuit_retries_the_task_after_retry_after(
         with broker_client(redis_proc.url) as client:
             client.send_task("tests.support.celerytasks.charge", (42, str(log)))
             first, second = runs(log, 2)
-        time.sleep(0.5)
-        assert len(runs(log, 2)) == 2, worker.output()[-4000:]  # no third run
+        third = wait_until(lambda: len(lines(log)) > 2, 0.5, 0.05)  # within half a second
+        assert not third, worker.output()[-4000:]
         output = worker.output()
     finally:
         worker.close()

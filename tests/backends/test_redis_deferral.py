@@ -55,11 +55,7 @@ def test_deferred_successes_reach_redis_within_policy_refresh_seconds(redis_url,
         succeed(here, "lazy", policy)
         assert here.health()["deferred_successes"] == 1
         assert here.snapshot("lazy", policy)["consecutive_failures"] == 0  # seen locally
-        deadline = time.monotonic() + 4
-        while elsewhere.snapshot("lazy", policy)["consecutive_failures"] and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.02)
+        wait_until(lambda: not elsewhere.snapshot("lazy", policy)["consecutive_failures"], 4, 0.02)
         snap = elsewhere.snapshot("lazy", policy)
         assert (snap["consecutive_failures"], snap["calls_in_window"]) == (0, 3)
         assert here.health()["deferred_successes"] == 0

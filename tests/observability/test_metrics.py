@@ -1,7 +1,6 @@
 """metrics/: prometheus-client's exposition of every circuit, as Prometheus parses it."""
 
 import contextlib
-import time
 
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -21,6 +20,7 @@ from resilience import (
 from resilience.prometheus import ResilienceCollector
 from resilience.watchdog import watchdog
 from tests.factories import BreakerPolicyFactory, UserFactory
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.urls("tests.support.site_urls"), pytest.mark.usefixtures("breaker_db")]
 URL = "/resilience/metrics/"
@@ -64,13 +64,6 @@ def traffic(breaker_db):
     with pytest.raises(CircuitOpenError):
         charge(False)
     assert events.flush(timeout=10)
-
-
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def value(samples, name, **labels):
@@ -185,7 +178,7 @@ def test_bulkhead_refusals_overdue_calls_and_calls_in_flight(scrape, clock):
             pass
         clock.advance(2)  # past slow_call_ms: judged a failure while still running
         watchdog.check()  # (or its own thread, which also looks at least once a second)
-        wait_for(lambda: stats.snapshot()["capped"]["overdue"] == 1)
+        assert wait_until(lambda: stats.snapshot()["capped"]["overdue"] == 1, 10)
         with breaker("watched"), breaker("watched"):  # the second is over the cap, and runs
             text, samples = scrape()
     assert value(samples, "resilience_bulkhead_rejections_total", circuit="capped") == 1

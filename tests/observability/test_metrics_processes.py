@@ -4,7 +4,6 @@ share one private redis-server: the cluster-wide counters agree, the per-process
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
@@ -13,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from resilience.models import BreakerPolicy
 from tests.support.hangscenario import Gunicorn
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 TOKEN = "metrics-token-0123456789"
@@ -118,10 +118,12 @@ def test_two_processes_agree_on_the_cluster_counters(sites):
     assert list(call(b, "fragile", 2, fail=True)) == ["failure"] * 2
     assert list(call(a, "fragile")) == ["rejected"]
     # Without a scrape of a first: its background send (every 5 s) brings its rejection.
-    deadline = time.monotonic() + 15
-    while get(scrape(b), "resilience_cluster_rejections_total", circuit="fragile") != 1:
-        assert time.monotonic() < deadline, "a's counts never reached the shared totals"
-        time.sleep(0.2)
+    shared = wait_until(
+        lambda: get(scrape(b), "resilience_cluster_rejections_total", circuit="fragile") == 1,
+        15,
+        0.2,
+    )
+    assert shared, "a's counts never reached the shared totals"
     from_a, from_b = scrape(a), scrape(b)
     assert cluster(from_a) == cluster(from_b)
     for samples in (from_a, from_b):

@@ -9,6 +9,7 @@ import pytest
 
 from resilience import circuit_breaker
 from resilience.backends import get_backend
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -61,9 +62,7 @@ def test_a_snapshot_waiting_for_a_background_send_costs_one_timeout(proxy):
         assert backend.record(ticket, policy, True, 0) == []  # queued
         sending = threading.Thread(target=backend.flush)  # as the background thread does
         sending.start()
-        deadline = time.monotonic() + 5
-        while not backend._deferred._inflight and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: backend._deferred._inflight, 5, 0.005)
         started = time.monotonic()
         snap = backend.snapshot("waits", policy)
         took = time.monotonic() - started

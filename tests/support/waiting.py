@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def wait_until(
@@ -18,3 +21,20 @@ def wait_until(
             return False
         time.sleep(interval)
     return True
+
+
+def wait_for(
+    fetch: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.01
+) -> T | None:
+    """Poll ``fetch`` every ``interval`` s until it returns something (that, not None) or
+    ``timeout`` s passed (None): a row another process or thread writes, a file it appends to."""
+    found: list[T] = []
+
+    def fetched() -> bool:
+        value = fetch()
+        if value is None:
+            return False
+        found.append(value)
+        return True
+
+    return found[0] if wait_until(fetched, timeout, interval) else None
