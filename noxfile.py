@@ -14,7 +14,7 @@ Django into its own virtualenv (``.nox/``) and runs pytest on SQLite (or on ``DA
   migrations, admin, e-mail and alerts, events, views, middleware, commands, checks, the
   clients' adapters, security), without the browser, packaging and slow tests, and without
   the folders that exercise only the engine and Redis (``engine/``, ``backends/``,
-  ``isolation/``, ``faults/``), whose code does not depend on the Django version.
+  ``isolation/``, ``outages/``), whose code does not depend on the Django version.
 
 A session whose Python is missing is SKIPPED: a banner says so when it runs, and
 scripts/matrix.sh repeats it in the summary (``RESILIENCE_MATRIX_STRICT=1`` makes it fail).
@@ -36,7 +36,7 @@ NEWEST = "6.1"
 CORE = [
     "-m",
     "not browser and not packaging and not slow",
-    *(f"--ignore=tests/{folder}" for folder in ("engine", "backends", "isolation", "faults")),
+    *(f"--ignore=tests/{folder}" for folder in ("engine", "backends", "isolation", "outages")),
 ]
 
 nox.options.sessions = [f"django-{series}" for series in MATRIX]

@@ -1,14 +1,19 @@
 """Fixtures shared by the whole suite."""
 
 import itertools
+import logging
+import logging.config
 import os
 import socket
 
 import pytest
+import redis as redis_py
 
 from resilience.clock import ManualClock
+from tests.alerts.helpers import RECIPIENT
 from tests.support.celeryworker import make_default
 from tests.support.redisproc import REDIS_SERVER, RedisProcess
+from tests.support.smtp import SMTPServer
 
 # Shared tasks resolve to the suite's eager app in every thread, never Celery's fallback app
 # (which would connect to amqp://localhost).
@@ -70,7 +75,7 @@ def _no_leftover_events(request):
 @pytest.fixture
 def memory_backend(clock, settings):
     """The memory backend on the manual clock (``clock.advance(s)`` moves circuit time);
-    untraced like tests.settings (tests/edges/test_otel.py turns TRACING on)."""
+    untraced like tests.settings (tests/observability/test_otel.py turns TRACING on)."""
     from resilience.backends import get_backend
 
     settings.RESILIENCE = {
@@ -79,6 +84,47 @@ def memory_backend(clock, settings):
         "TRACING": False,
     }
     return get_backend()
+
+
+@pytest.fixture
+def breaker_db(transactional_db, memory_backend):
+    """Policies in a real database; events (written by a background thread, on its own
+    connection, hence a transactional test) are flushed before the tables are emptied."""
+    from resilience import events
+
+    yield memory_backend
+    assert events.flush(timeout=10)
+
+
+class DefaultLogging:
+    """Django's default ``LOGGING`` is in force: what reached ``django.request`` at ERROR."""
+
+    def __init__(self, caplog) -> None:
+        self.caplog = caplog
+
+    def request_errors(self) -> list[logging.LogRecord]:
+        return [
+            r
+            for r in self.caplog.records
+            if r.name == "django.request" and r.levelno >= logging.ERROR
+        ]
+
+
+@pytest.fixture
+def default_logging(settings, caplog, mailoutbox):
+    """Django's default LOGGING (``mail_admins`` on ``django``), DEBUG off and ADMINS set: a
+    record at ERROR on ``django.request`` is an e-mail to the admins (in ``mailoutbox``)."""
+    from django.utils.log import DEFAULT_LOGGING, AdminEmailHandler
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.DEBUG = False
+    django_logger = logging.getLogger("django")
+    saved = django_logger.handlers[:], django_logger.level, django_logger.propagate
+    logging.config.dictConfig(DEFAULT_LOGGING)
+    assert any(isinstance(h, AdminEmailHandler) for h in django_logger.handlers)
+    caplog.set_level(logging.DEBUG)
+    yield DefaultLogging(caplog)
+    django_logger.handlers[:], django_logger.level, django_logger.propagate = saved
 
 
 # --- Redis: private servers only (never the system one on 6379) ---------------------------------
@@ -131,3 +177,50 @@ def redis_proc():
     _require_redis_server()
     with RedisProcess() as server:
         yield server
+
+
+@pytest.fixture
+def admin_redis(redis_proc):
+    """A direct client to ``redis_proc`` (not through a fault proxy), for SCRIPT FLUSH, DEL, ..."""
+    client = redis_py.Redis(host=redis_proc.host, port=redis_proc.port, decode_responses=True)
+    yield client
+    client.close()
+
+
+# --- E-mail: a private SMTP server, alerts sent from this process -------------------------------
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    with SMTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp(smtp_server, settings):
+    """The SMTP server, emptied, as this process's e-mail backend (worker processes mail there
+    through tests.support.procsettings, see outages/reconcile.py's ``smtp_env``)."""
+    smtp_server.clear()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = smtp_server.host
+    settings.EMAIL_PORT = smtp_server.port
+    settings.EMAIL_TIMEOUT = 5
+    settings.DEFAULT_FROM_EMAIL = "resilience@example.com"
+    yield smtp_server
+    smtp_server.release()
+
+
+@pytest.fixture
+def sync_alerts(memory_backend, settings, smtp):
+    """Memory backend on the manual clock; alerts sent from this process's background thread."""
+    from resilience import events
+    from resilience.backends import get_backend
+
+    settings.RESILIENCE = {
+        **settings.RESILIENCE,
+        "ALERTS": {"DELIVERY": "sync", "RECIPIENTS": [RECIPIENT],
+                   "SITE_URL": "https://ops.example.com"},
+    }  # fmt: skip
+    yield get_backend()  # rebuilt for the new settings, on the same manual clock
+    events.flush(timeout=10)
+    events.discard()

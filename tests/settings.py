@@ -68,7 +68,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # TRACING off: the suite runs the call path of a site without the otel extra (its lanes); the
-# tests of resilience.tracing turn it on (tests/edges/test_otel.py).
+# tests of resilience.tracing turn it on (tests/observability/test_otel.py).
 RESILIENCE = {"BACKEND": "resilience.backends.memory.MemoryBackend", "TRACING": False}
 CELERY_TASK_ALWAYS_EAGER = True
 # Never a system broker: the suite's Celery app (tests/support/celeryworker.py) runs tasks eagerly;

@@ -12,6 +12,7 @@ from resilience import circuit_breaker
 from resilience.models import BreakerPolicy
 from resilience.policies import FIRST_LOAD_WAIT_SECONDS, refresh_seconds, registry
 from tests.factories import BreakerPolicyFactory
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -169,10 +170,8 @@ def test_with_the_background_thread_a_first_call_waits_at_most_the_bound():
         elapsed = time.monotonic() - started
     assert len(queries) == 0
     assert elapsed < FIRST_LOAD_WAIT_SECONDS + 0.25  # slack for a loaded machine
-    deadline = time.monotonic() + 10
-    while registry.get("threaded").policy.failure_threshold != 2:
-        assert time.monotonic() < deadline, "the background thread never read the row"
-        time.sleep(0.01)
+    read = wait_until(lambda: registry.get("threaded").policy.failure_threshold == 2, 10)
+    assert read, "the background thread never read the row"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -208,10 +207,8 @@ def test_an_infinite_refresh_interval_does_not_stop_the_background_thread(settin
     registry.get("warm-up")  # the background thread is running, on the bad value
     policy = BreakerPolicyFactory(name="edited-later", failure_threshold=2)
     BreakerPolicy.objects.filter(pk=policy.pk).update(failure_threshold=4, version=F("version") + 1)
-    deadline = time.monotonic() + 10
-    while registry.get("edited-later").policy.failure_threshold != 4:
-        assert time.monotonic() < deadline, "the background thread never read the row"
-        time.sleep(0.05)
+    read = wait_until(lambda: registry.get("edited-later").policy.failure_threshold == 4, 10)
+    assert read, "the background thread never read the row"
     assert registry._thread is not None and registry._thread.is_alive()
 
 

@@ -4,7 +4,6 @@ every revision's values are the row as it was stored, whatever commits in betwee
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection, connections, transaction
@@ -13,6 +12,7 @@ from resilience import events
 from resilience.models import BreakerPolicy, PolicyRevision
 from resilience.revisions import tracked_fields
 from tests.factories import BreakerPolicyFactory
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,17 +27,16 @@ def _row_locks(memory_backend):
 
 def _waiting_for_a_lock(timeout: float = 10.0) -> bool:
     """True once another session of this database waits for a lock (bounded)."""
-    deadline = time.monotonic() + timeout
     with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
+
+        def waiting() -> bool:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE wait_event_type = 'Lock' AND datname = current_database()"
             )
-            if cursor.fetchone()[0]:
-                return True
-            time.sleep(0.02)
-    return False
+            return bool(cursor.fetchone()[0])
+
+        return wait_until(waiting, timeout, 0.02)
 
 
 def _in_thread(target, *args):

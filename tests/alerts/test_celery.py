@@ -16,11 +16,12 @@ from django.test import Client
 from resilience import CircuitOpenError, events
 from resilience.backends import get_backend
 from resilience.models import AlertStatus, CircuitEvent
-from tests.alerts.conftest import RECIPIENT, UpstreamDown, make_call, open_circuit
+from tests.alerts.helpers import RECIPIENT, UpstreamDown, make_call, open_circuit, sweep_until
 from tests.factories import BreakerPolicyFactory
 from tests.support.celeryworker import ROOT, CeleryWorker, broker_client
 from tests.support.faultproxy import FaultProxy
 from tests.support.redisproc import RedisProcess
+from tests.support.waiting import wait_for, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -73,13 +74,9 @@ def slowest_call_while_opening(name: str) -> float:
 
 def stored(name: str, timeout: float = 10.0) -> CircuitEvent:
     """The opened event, written by the background thread within a couple of seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        event = CircuitEvent.objects.filter(circuit=name, kind="opened").first()
-        if event is not None:
-            return event
-        time.sleep(0.02)
-    raise AssertionError(f"no opened event for {name}")
+    event = wait_for(CircuitEvent.objects.filter(circuit=name, kind="opened").first, timeout, 0.02)
+    assert event is not None, f"no opened event for {name}"
+    return event
 
 
 def one_message(smtp, worker: CeleryWorker, timeout: float = 40.0):
@@ -96,9 +93,7 @@ def status(event: CircuitEvent) -> str:
 
 def final_status(event: CircuitEvent, timeout: float = 10.0) -> str:
     """The status once no sender holds the row (the worker marks it just after SMTP said 250)."""
-    deadline = time.monotonic() + timeout
-    while status(event) == AlertStatus.PENDING and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: status(event) != AlertStatus.PENDING, timeout, 0.05)
     return event.alert_status
 
 
@@ -171,10 +166,12 @@ class TestWorker:
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 60
-            while len(list(tmp_path.glob("ready-*"))) < 16 and time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()
-                time.sleep(0.02)
+            wait_until(
+                lambda: len(list(tmp_path.glob("ready-*"))) >= 16 or proc.poll() is not None,
+                60,
+                0.02,
+            )
+            assert proc.poll() is None, proc.communicate()
             (tmp_path / "go").touch()  # all 16 call at the same moment
             out, err = proc.communicate(timeout=60)
         finally:
@@ -203,13 +200,10 @@ def test_broker_outage_never_slows_the_call_and_loses_nothing(outage, redis_proc
             redis_proc.stop() if outage == "stopped" else redis_proc.pause()
             assert slowest_call_while_opening("pay") < CALL_BOUND
             event = stored("pay")  # recorded although alerts cannot be queued
-            time.sleep(1.0)
-            assert status(event) == AlertStatus.PENDING and smtp.messages == []
+            assert smtp.settle(quiet=1.0) == []  # nothing mailed for a second
+            assert status(event) == AlertStatus.PENDING
             redis_proc.start() if outage == "stopped" else redis_proc.resume()
-            deadline = time.monotonic() + 60
-            while not smtp.messages and time.monotonic() < deadline:
-                events.drain()  # the sweeper (Celery beat / manage.py resilience drain)
-                time.sleep(0.5)
+            sweep_until(lambda: smtp.messages)
             assert len(smtp.settle(quiet=1.5)) == 1
         assert final_status(event) == AlertStatus.SENT
     finally:
@@ -240,16 +234,10 @@ def test_network_fault_between_site_and_broker_loses_nothing(
             getattr(proxy, fault)()
             assert slowest_call_while_opening("pay") < CALL_BOUND
             event = stored("pay")  # the writer stores it; only the publish is stuck or refused
-            deadline = time.monotonic() + 30
-            while "cannot dispatch the alert" not in caplog.text and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert "cannot dispatch the alert" in caplog.text
+            assert wait_until(lambda: "cannot dispatch the alert" in caplog.text, 30, 0.1)
             assert status(event) == AlertStatus.PENDING and smtp.messages == []
             proxy.heal()
-            deadline = time.monotonic() + 60
-            while not smtp.messages and time.monotonic() < deadline:
-                events.drain()  # the sweeper (Celery beat / manage.py resilience drain)
-                time.sleep(0.5)
+            sweep_until(lambda: smtp.messages)
             assert len(smtp.settle(quiet=1.5)) == 1, worker.output()[-4000:]
         assert final_status(event) == AlertStatus.SENT
     finally:
@@ -271,10 +259,7 @@ def test_worker_killed_mid_send_delivers_with_at_most_one_duplicate(redis_proc, 
             event = stored("pay")
             assert status(event) == AlertStatus.PENDING
             worker = start_worker(redis_proc, smtp, email_timeout=1)
-            deadline = time.monotonic() + 60
-            while status(event) != AlertStatus.SENT and time.monotonic() < deadline:
-                events.drain()
-                time.sleep(0.5)
+            sweep_until(lambda: status(event) == AlertStatus.SENT)
         messages = smtp.settle(quiet=1.0)
         assert status(event) == AlertStatus.SENT
         assert 1 <= len(messages) <= 2

@@ -5,7 +5,6 @@ Redis broker, shared Redis state) after the circuit's ``retry_after``, without u
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from django.db import connection
@@ -13,30 +12,26 @@ from django.db import connection
 from resilience import CircuitOpenError, circuit_breaker
 from tests.factories import BreakerPolicyFactory
 from tests.support.celeryworker import CeleryWorker, broker_client
-from tests.support.redisproc import RedisProcess
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 RECOVERY = 3.0  # seconds the circuit stays open
 
 
-@pytest.fixture
-def broker():
-    with RedisProcess() as server:
-        yield server
+def lines(path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def runs(path, count: int, timeout: float = 30.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= count:
-            return [json.loads(line) for line in lines]
-        time.sleep(0.05)
-    raise AssertionError(f"{count} runs expected, got {path.read_text() if path.exists() else 0}")
+    got = wait_until(lambda: len(lines(path)) >= count, timeout, 0.05)
+    assert got, f"{count} runs expected, got {lines(path)}"
+    return [json.loads(line) for line in lines(path)]
 
 
-def test_an_open_circuit_retries_the_task_after_retry_after(broker, redis_url, settings, tmp_path):
+def test_an_open_circuit_retries_the_task_after_retry_after(
+    redis_proc, redis_url, settings, tmp_path
+):
     state = {
         "BACKEND": "resilience.backends.redis.RedisBackend",
         "OPTIONS": {"url": redis_url, "prefix": "celerytask"},
@@ -59,14 +54,14 @@ def test_an_open_circuit_retries_the_task_after_retry_after(broker, redis_url, s
         "RESILIENCE_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
         "RESILIENCE_TEST_SETTINGS": json.dumps(state),
     }
-    worker = CeleryWorker(broker.url, env).start()
+    worker = CeleryWorker(redis_proc.url, env).start()
     try:
         log = tmp_path / "runs.jsonl"
-        with broker_client(broker.url) as client:
+        with broker_client(redis_proc.url) as client:
             client.send_task("tests.support.celerytasks.charge", (42, str(log)))
             first, second = runs(log, 2)
-        time.sleep(0.5)
-        assert len(runs(log, 2)) == 2, worker.output()[-4000:]  # no third run
+        third = wait_until(lambda: len(lines(log)) > 2, 0.5, 0.05)  # within half a second
+        assert not third, worker.output()[-4000:]
         output = worker.output()
     finally:
         worker.close()

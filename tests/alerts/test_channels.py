@@ -10,10 +10,10 @@ import pytest
 
 from resilience import delivery, events
 from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
-from tests.alerts.conftest import make_call, open_circuit
-from tests.backends.redis_helpers import wait_until
+from tests.alerts.helpers import make_call, open_circuit
 from tests.factories import BreakerPolicyFactory
 from tests.support.hooks import HookServer
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_alerts")]
 

@@ -4,18 +4,17 @@ own task, so a hung webhook never delays the e-mail, and a redelivered task neve
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from django.db import connection
 
-from resilience import events
 from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
-from tests.alerts.conftest import RECIPIENT, open_circuit
+from tests.alerts.helpers import RECIPIENT, open_circuit, sweep_until
 from tests.factories import BreakerPolicyFactory
 from tests.support.celeryworker import CeleryWorker, broker_client
 from tests.support.hooks import HookServer
 from tests.support.redisproc import RedisProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -25,12 +24,6 @@ SECRET = "whsec-celery-test"  # noqa: S105 - a test value
 @pytest.fixture
 def hooks():
     with HookServer() as server:
-        yield server
-
-
-@pytest.fixture
-def broker():
-    with RedisProcess() as server:
         yield server
 
 
@@ -63,35 +56,29 @@ def start_worker(broker: RedisProcess, smtp, hooks: HookServer) -> CeleryWorker:
 
 
 def webhook_row(name: str, timeout: float = 10.0) -> AlertDelivery:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = AlertDelivery.objects.filter(event__circuit=name, channel="webhook").first()
-        if row is not None:
-            return row
-        time.sleep(0.02)
-    raise AssertionError(f"no webhook delivery for {name}")
+    rows = AlertDelivery.objects.filter(event__circuit=name, channel="webhook")
+    row = wait_for(rows.first, timeout, 0.02)
+    assert row is not None, f"no webhook delivery for {name}"
+    return row
 
 
 def wait_status(row: AlertDelivery, status: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def reached() -> bool:
         row.refresh_from_db()
-        if row.status == status:
-            return
-        events.drain()  # the sweeper (Celery beat / manage.py resilience drain)
-        time.sleep(0.2)
-    raise AssertionError(f"{row} is not {status}")
+        return row.status == status
+
+    assert sweep_until(reached, timeout, 0.2), f"{row} is not {status}"
 
 
 @pytest.mark.usefixtures("celery_channels")
 def test_a_hung_webhook_never_delays_the_email_and_redelivery_never_posts_twice(
-    broker, smtp, hooks
+    redis_proc, smtp, hooks
 ):
-    worker = start_worker(broker, smtp, hooks)
+    worker = start_worker(redis_proc, smtp, hooks)
     try:
         BreakerPolicyFactory(name="pay", failure_threshold=3)
         hooks.hold_next()  # the webhook receiver takes the POST and does not answer
-        with broker_client(broker.url) as client:
+        with broker_client(redis_proc.url) as client:
             open_circuit("pay")
             assert len(hooks.wait_for(1)) == 1  # held
             assert len(smtp.wait_for(1, timeout=30)) == 1, worker.output()[-4000:]
@@ -109,8 +96,8 @@ def test_a_hung_webhook_never_delays_the_email_and_redelivery_never_posts_twice(
             before = len(hooks.posts)
             client.send_task("resilience.tasks.send_delivery", (row.pk,))
             client.send_task("resilience.tasks.send_alert", (row.event_id,))
-            time.sleep(2.0)  # time for any (wrong) second POST to arrive
-            assert len(hooks.settle(quiet=0.5)) == len(accepted) and len(hooks.posts) == before
+            # No (wrong) second POST within 2 s.
+            assert len(hooks.settle(quiet=2.0)) == len(accepted) and len(hooks.posts) == before
         assert len(smtp.settle(quiet=0.5)) == 1
         event = CircuitEvent.objects.get(pk=row.event_id)
         assert event.alert_status == AlertStatus.SENT
@@ -119,19 +106,19 @@ def test_a_hung_webhook_never_delays_the_email_and_redelivery_never_posts_twice(
 
 
 @pytest.mark.usefixtures("celery_channels")
-def test_worker_killed_mid_post_delivers_with_at_most_one_duplicate(broker, smtp, hooks):
-    worker = start_worker(broker, smtp, hooks)
+def test_worker_killed_mid_post_delivers_with_at_most_one_duplicate(redis_proc, smtp, hooks):
+    worker = start_worker(redis_proc, smtp, hooks)
     try:
         BreakerPolicyFactory(name="pay", failure_threshold=3)
         hooks.hold_next()
-        with broker_client(broker.url):
+        with broker_client(redis_proc.url):
             open_circuit("pay")
             assert len(hooks.wait_for(1)) == 1
             worker.kill()  # dies holding the claim, before it could mark the row
             hooks.release()
             row = webhook_row("pay")
             assert row.status == AlertStatus.PENDING
-            worker = start_worker(broker, smtp, hooks)
+            worker = start_worker(redis_proc, smtp, hooks)
             wait_status(row, AlertStatus.SENT, timeout=60)  # once the dead claim is stale
         accepted = hooks.settle(quiet=1.0)
         assert 1 <= len(accepted) <= 2

@@ -6,7 +6,7 @@ import pytest
 
 from resilience import events
 from resilience.models import AlertStatus, CircuitEvent
-from tests.alerts.conftest import UpstreamDown, make_call, open_circuit
+from tests.alerts.helpers import UpstreamDown, make_call, open_circuit
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_alerts")]

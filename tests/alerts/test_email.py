@@ -8,7 +8,7 @@ from django.db.models import F
 
 from resilience import channels, delivery, events
 from resilience.models import AlertDelivery, AlertStatus, CircuitEvent
-from tests.alerts.conftest import RECIPIENT, open_circuit, opened_event, pending_delivery
+from tests.alerts.helpers import RECIPIENT, open_circuit, opened_event, pending_delivery
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sync_alerts")]

@@ -7,7 +7,7 @@ import pytest
 
 from resilience import channels, delivery
 from resilience.compat import default_mailer
-from tests.alerts.conftest import open_circuit, pending_delivery
+from tests.alerts.helpers import open_circuit, pending_delivery
 from tests.factories import BreakerPolicyFactory
 from tests.support.deprecations import package_deprecations
 

@@ -10,23 +10,6 @@ pytest.register_assert_rewrite("tests.backends.contract", "tests.backends.histor
 
 
 @pytest.fixture
-def two_processes(redis_url):
-    """``here, elsewhere = two_processes(**options)``: backends of two processes sharing one
-    prefix (``here`` built with ``options``, ``elsewhere`` recording at once); closed after."""
-    made = []
-
-    def pair(**options):
-        here = make_backend(redis_url, **options)
-        elsewhere = make_backend(redis_url, prefix=here.prefix, defer_successes=False)
-        made.extend((here, elsewhere))
-        return here, elsewhere
-
-    yield pair
-    for backend in made:
-        backend.close()
-
-
-@pytest.fixture
 def redis_backend(redis_url, clock):
     backend = make_backend(redis_url, clock)
     yield backend

@@ -1,13 +1,12 @@
 """Helpers of the RedisBackend tests (tests/backends/test_redis_*.py and others): building a
-backend on a private server, waiting on a condition with a bound, and counting what a call costs
-in round trips and Redis commands. Fixtures built on them (``redis_backend``, ``two_processes``)
-are in tests/backends/conftest.py."""
+backend on a private server, seeing a thread wait for a reply, and counting what a call costs
+in round trips and Redis commands. The ``redis_backend`` fixture built on them
+is in tests/backends/conftest.py."""
 
 from __future__ import annotations
 
 import sys
 import threading
-import time
 import uuid
 
 from resilience.backends.redis import RedisBackend
@@ -28,16 +27,6 @@ def fault_backend(redis_proc, **options):
     options.setdefault("reprobe_interval", 0.2)
     options.setdefault("socket_timeout", 0.25)
     return make_backend(redis_proc.url, ManualClock(), **options)
-
-
-def wait_until(predicate, timeout=5.0):
-    """Poll ``predicate`` until true (True) or ``timeout`` seconds have passed (False)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def waiting_for_reply(thread):

@@ -17,13 +17,26 @@ from resilience import engine
 from resilience.clock import ManualClock
 from resilience.engine import CircuitState, Policy
 from tests.backends.contract import fail, succeed
-from tests.backends.redis_helpers import (
-    cost,
-    make_backend,
-    stored_fields,
-    wait_until,
-)
+from tests.backends.redis_helpers import cost, make_backend, stored_fields
 from tests.engine.test_properties import agrees_with_time_order, late_operations
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture
+def two_processes(redis_url):
+    """``here, elsewhere = two_processes(**options)``: backends of two processes sharing one
+    prefix (``here`` built with ``options``, ``elsewhere`` recording at once); closed after."""
+    made = []
+
+    def pair(**options):
+        here = make_backend(redis_url, **options)
+        elsewhere = make_backend(redis_url, prefix=here.prefix, defer_successes=False)
+        made.extend((here, elsewhere))
+        return here, elsewhere
+
+    yield pair
+    for backend in made:
+        backend.close()
 
 
 def test_deferred_successes_reach_redis_within_policy_refresh_seconds(redis_url, settings):
@@ -42,11 +55,7 @@ def test_deferred_successes_reach_redis_within_policy_refresh_seconds(redis_url,
         succeed(here, "lazy", policy)
         assert here.health()["deferred_successes"] == 1
         assert here.snapshot("lazy", policy)["consecutive_failures"] == 0  # seen locally
-        deadline = time.monotonic() + 4
-        while elsewhere.snapshot("lazy", policy)["consecutive_failures"] and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.02)
+        wait_until(lambda: not elsewhere.snapshot("lazy", policy)["consecutive_failures"], 4, 0.02)
         snap = elsewhere.snapshot("lazy", policy)
         assert (snap["consecutive_failures"], snap["calls_in_window"]) == (0, 3)
         assert here.health()["deferred_successes"] == 0

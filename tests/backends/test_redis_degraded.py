@@ -12,8 +12,9 @@ from resilience.backends.redis_fallback import FallbackTicket
 from resilience.clock import ManualClock
 from resilience.engine import Policy
 from tests.backends.contract import fail
-from tests.backends.redis_helpers import make_backend, wait_until, waiting_for_reply
+from tests.backends.redis_helpers import make_backend, waiting_for_reply
 from tests.support.faultproxy import FaultProxy
+from tests.support.waiting import wait_until
 
 
 def in_thread(function, *args):

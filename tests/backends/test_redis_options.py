@@ -11,10 +11,8 @@ from resilience.clock import ManualClock
 from resilience.engine import Policy
 from resilience.sanitize import describe_error, redact_url
 from tests.backends.contract import fail, succeed
-from tests.backends.redis_helpers import (
-    make_backend,
-    wait_until,
-)
+from tests.backends.redis_helpers import make_backend
+from tests.support.waiting import wait_until
 
 # --- configuration ------------------------------------------------------------------------------
 

@@ -13,12 +13,8 @@ from resilience.backends.redis_fallback import FallbackTicket
 from resilience.clock import ManualClock
 from resilience.engine import Policy
 from tests.backends.contract import fail
-from tests.backends.redis_helpers import (
-    command_calls,
-    fault_backend,
-    make_backend,
-    wait_until,
-)
+from tests.backends.redis_helpers import command_calls, fault_backend, make_backend
+from tests.support.waiting import wait_until
 
 # --- faults -------------------------------------------------------------------------------------
 

@@ -68,14 +68,6 @@ def new_page(django_db_setup, browser, live_server):
         context.close()
 
 
-def login(page, username: str, password: str = "pw") -> None:
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/")
-
-
 @pytest.fixture
 def shared_settings(redis_server, settings):
     """RESILIENCE on the private Redis, for the live server here and for other processes."""

@@ -1,4 +1,4 @@
-"""What the browser tests put on the admin pages: users, tripped circuits, a day of history."""
+"""What the browser tests do in the admin: log in, users, tripped circuits, a day of history."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ from resilience.models import CircuitEvent
 from tests.factories import BreakerPolicyFactory, UserFactory
 
 CHANGELIST = "/admin/resilience/breakerpolicy/"
+
+
+def login(page, username: str, password: str = "pw") -> None:
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
 
 
 def user(username, *perms, superuser=False):

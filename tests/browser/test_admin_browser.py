@@ -2,7 +2,6 @@
 
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,9 @@ from django.contrib.admin.models import LogEntry
 from resilience.admin.live import policy_from_values
 from resilience.backends import get_backend
 from resilience.models import BreakerPolicy, CircuitEvent
-from tests.browser.conftest import login
-from tests.browser.scenes import CHANGELIST, a_busy_day, trip, user
+from tests.browser.scenes import CHANGELIST, a_busy_day, login, trip, user
 from tests.factories import BreakerPolicyFactory
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -22,13 +21,6 @@ SCREENSHOTS = os.environ.get("RESILIENCE_SCREENSHOTS")  # e.g. docs/img to refre
 
 def badge(page):
     return page.locator("#live-state h2 .rs-badge").inner_text()
-
-
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_threshold_edit_trips_another_process_and_reset_readmits_it(new_page, other_process):
@@ -55,7 +47,7 @@ def test_threshold_edit_trips_another_process_and_reset_readmits_it(new_page, ot
         {"result": "failed", "state": "open"},
         {"result": "rejected", "state": "open"},
     ], other_process.stderr()
-    wait_until(lambda: CircuitEvent.objects.filter(kind="opened").exists())  # its writer
+    assert wait_until(CircuitEvent.objects.filter(kind="opened").exists, 10)  # its writer
 
     page.goto(f"{CHANGELIST}{policy.pk}/change/")
     assert badge(page) == "open"
@@ -106,8 +98,8 @@ def test_calls_held_in_another_process_show_against_the_cap(new_page, other_proc
     # (Read through the backend: in this thread Playwright's event loop keeps the policy
     # registry off the database.)
     engine_policy = {"demo-upstream": policy_from_values(policy)}
-    wait_until(
-        lambda: get_backend().snapshot_many(engine_policy)["demo-upstream"]["in_flight"] == 0
+    assert wait_until(
+        lambda: get_backend().snapshot_many(engine_policy)["demo-upstream"]["in_flight"] == 0, 10
     )
     page.reload()
     assert fact.inner_text() == "0 / 2"

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from resilience.models import CircuitEvent
-from tests.browser.conftest import login
 from tests.browser.layout import (
     PLACEHOLDER_FITS_JS,
     cells_overflowing,
@@ -16,7 +15,7 @@ from tests.browser.layout import (
     overflow,
     right_edge,
 )
-from tests.browser.scenes import CHANGELIST, a_busy_day, demo_history, user
+from tests.browser.scenes import CHANGELIST, a_busy_day, demo_history, login, user
 from tests.factories import BreakerPolicyFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -16,7 +16,7 @@ from resilience.admin import outcomes
 from resilience.admin.live import policy_from_values
 from resilience.backends import get_backend
 from resilience.clock import ManualClock
-from tests.browser.conftest import login
+from tests.browser.scenes import login
 from tests.browser.test_admin_browser import CHANGELIST, user
 from tests.factories import BreakerPolicyFactory
 

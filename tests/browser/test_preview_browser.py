@@ -4,7 +4,7 @@ import pytest
 
 from resilience.models import BreakerPolicy
 from resilience.policies import registry
-from tests.browser.conftest import login
+from tests.browser.scenes import login
 from tests.factories import BreakerPolicyFactory, UserFactory
 from tests.support import replaystory
 

@@ -4,7 +4,7 @@ and the reverted values reach another process through the database and Redis."""
 import pytest
 
 from resilience.models import BreakerPolicy, CircuitEvent, PolicyRevision
-from tests.browser.conftest import login
+from tests.browser.scenes import login
 from tests.browser.test_admin_browser import CHANGELIST, user
 from tests.factories import BreakerPolicyFactory
 

@@ -9,7 +9,7 @@ from django.test import Client
 
 from tests.browser.layout import contrast_of
 
-pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.edges.urls")]
+pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.support.site_urls")]
 
 SCREENSHOTS = os.environ.get("RESILIENCE_SCREENSHOTS")
 CSP = "default-src 'self'; style-src 'self'; script-src 'none'"

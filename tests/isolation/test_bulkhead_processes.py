@@ -20,6 +20,7 @@ from resilience.models import BreakerPolicy
 from tests.support.slotworker import CIRCUIT, callers, holder
 from tests.support.spawned import gather, stop
 from tests.support.upstream import HangingUpstream
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -30,9 +31,7 @@ SERVED = 40  # calls the upstream answers before the callers stop
 def _stop_when_served(upstream: HangingUpstream, enough, timeout: float) -> None:
     """Set ``enough`` once ``SERVED`` calls reached the upstream (at most ``timeout`` s): the
     callers run for a number of calls, not for a time a loaded machine may spend starting."""
-    deadline = time.monotonic() + timeout
-    while upstream.hits_since_hang < SERVED and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: upstream.hits_since_hang >= SERVED, timeout, 0.02)
     enough.set()
 
 
@@ -91,9 +90,7 @@ def test_slots_of_a_killed_process_come_back_within_the_lease(monkeypatch, setti
         proc.start()
         try:
             assert results.get(timeout=120) == "started"
-            deadline = time.monotonic() + 30
-            while upstream.in_flight < CAP and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: upstream.in_flight >= CAP, 30, 0.02)
             assert upstream.in_flight == CAP
             assert breaker(CIRCUIT).snapshot()["in_flight"] == CAP
             with pytest.raises(BulkheadFullError):
@@ -102,9 +99,7 @@ def test_slots_of_a_killed_process_come_back_within_the_lease(monkeypatch, setti
             proc.join(10)
             killed = time.monotonic()
             assert breaker(CIRCUIT).snapshot()["in_flight"] == CAP  # still held by the dead
-            until = killed + lease + 3
-            while breaker(CIRCUIT).snapshot()["in_flight"] and time.monotonic() < until:
-                time.sleep(0.05)
+            wait_until(lambda: not breaker(CIRCUIT).snapshot()["in_flight"], lease + 3, 0.05)
             came_back = time.monotonic() - killed
         finally:
             stop([proc])

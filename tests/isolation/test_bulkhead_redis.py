@@ -11,6 +11,7 @@ from django.test import override_settings
 from resilience.backends.redis import RedisBackend
 from resilience.clock import ManualClock
 from resilience.engine import BULKHEAD_FULL, Policy
+from tests.support.waiting import wait_until
 
 CAPPED = Policy(max_concurrent_calls=2, failure_threshold=5)
 
@@ -98,10 +99,7 @@ def test_a_call_ending_after_its_backend_was_closed_still_gives_its_slot_back(re
         old.close()
         assert new.snapshot("swap", policy)["in_flight"] == 1
         old.return_slot(running, policy)  # the call ends
-        deadline = time.monotonic() + 2
-        while new.snapshot("swap", policy)["in_flight"] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert new.snapshot("swap", policy)["in_flight"] == 0
+        assert wait_until(lambda: new.snapshot("swap", policy)["in_flight"] == 0, 2)
         assert new.acquire("swap", policy).admitted
     finally:
         new.close()

@@ -11,6 +11,7 @@ from resilience import breaker, circuit_breaker, events, stats
 from resilience.models import CircuitEvent
 from resilience.watchdog import watchdog
 from tests.factories import BreakerPolicyFactory
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -180,8 +181,6 @@ def test_a_failing_report_does_not_cost_the_other_calls_their_judgement(clock):
         dog.watch(backend, policy, ticket, clock.now_ms(), on_overdue)
     clock.advance(0.1)
     dog.check()  # (its own thread, on the same clock, may have judged them first)
-    deadline = time.monotonic() + 5
-    while not reported and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: reported, 5)
     assert reported == [100]
     backend.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from resilience.backends.redis import RedisBackend
 from resilience.engine import Policy
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW_MS = 300
@@ -45,10 +46,8 @@ def test_a_hang_in_another_process_opens_the_circuit_before_the_call_returns(red
     try:
         assert worker.stdout.readline().strip() == "inside"
         started = time.monotonic()
-        deadline = started + 5
-        while here.snapshot("hang-x", policy)["state"] != "open":
-            assert time.monotonic() < deadline, "the hang never opened the circuit"
-            time.sleep(0.01)
+        opened = wait_until(lambda: here.snapshot("hang-x", policy)["state"] == "open", 5)
+        assert opened, "the hang never opened the circuit"
         opened_after = time.monotonic() - started
         assert worker.poll() is None  # still hanging
         assert opened_after < SLOW_MS / 1000 + 1

@@ -4,14 +4,13 @@ clients on that view and an unrelated page probed every 0.5 s with a 2 s client 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.db import connection
 
 from resilience.models import BreakerPolicy, CircuitEvent
 from tests.support.hangscenario import CIRCUIT, RECOMMENDED, Gunicorn, run, site_env
 from tests.support.upstream import HangingUpstream
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -28,17 +27,8 @@ def _site(tmp_path, redis_proc, upstream, policy=None):
 
 def _opened_event(timeout: float = 10.0) -> CircuitEvent | None:
     """The circuit's first ``opened`` event, waited for (workers write it in the background)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        event = (
-            CircuitEvent.objects.filter(circuit=CIRCUIT, kind="opened")
-            .order_by("created_at")
-            .first()
-        )
-        if event is not None:
-            return event
-        time.sleep(0.1)
-    return None
+    opened = CircuitEvent.objects.filter(circuit=CIRCUIT, kind="opened").order_by("created_at")
+    return wait_for(opened.first, timeout, 0.1)
 
 
 def test_recommended_policy_keeps_the_site_up(tmp_path, redis_proc):

@@ -148,7 +148,7 @@ def test_every_admin_page_escapes_and_redacts(hostile):
 
 
 def test_health_json_never_carries_error_text(hostile, client, settings):
-    settings.ROOT_URLCONF = "tests.edges.urls"  # mounts resilience.urls
+    settings.ROOT_URLCONF = "tests.support.site_urls"  # mounts resilience.urls
     for headers in ({}, {"Authorization": f"Bearer {HEALTH_TOKEN}"}):
         response = client.get("/resilience/health/", headers=headers)
         assert response.status_code == 200 and response.json()["status"] == "healthy"
@@ -162,7 +162,7 @@ def test_health_json_never_carries_error_text(hostile, client, settings):
 
 @pytest.mark.parametrize("accept", ["text/html", "application/json"])
 def test_503_bodies_carry_neither_the_error_nor_the_circuit(hostile, client, settings, accept):
-    settings.ROOT_URLCONF = "tests.edges.urls"  # /checkout/ calls the "payments-api" circuit
+    settings.ROOT_URLCONF = "tests.support.site_urls"  # /checkout/ calls the "payments-api" circuit
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "resilience.middleware.CircuitBreakerMiddleware"]
     breaker("payments-api").force_open(reason=PAYLOAD[:400])
     response = client.get("/checkout/", headers={"Accept": accept})

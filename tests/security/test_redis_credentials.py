@@ -165,7 +165,7 @@ def test_an_acl_user_without_script_rights_degrades_without_raising(settings, se
     assert health["degraded"] is True and "NOPERM" in health["reason"].upper()
 
 
-@pytest.mark.urls("tests.edges.urls")
+@pytest.mark.urls("tests.support.site_urls")
 @pytest.mark.parametrize("where", ["url", "option"])
 def test_a_wrong_password_degrades_and_is_never_shown(settings, secured, caplog, where):
     if where == "url":
