@@ -20,7 +20,7 @@ from resilience.engine_types import BULKHEAD_FULL, DISABLED, FORCED_OPEN, Ticket
 from resilience.exceptions import BulkheadFullError, CallTimeoutError, CircuitOpenError
 from resilience.policies import registry
 from resilience.retry import acall_with_retries, call_with_retries
-from resilience.route import PASS, REJECT, TRACK, Call, Route
+from resilience.route import PASS, REJECT, TRACK, Admitted, Call, Route
 from resilience.stats import (
     BULKHEAD_REJECTED,
     FAILURE,
@@ -33,6 +33,7 @@ from resilience.stats import (
 )
 from resilience.validators import validate_circuit_name
 from resilience.watchdog import Watch, watchdog
+from resilience.wrappers import make_coroutine, make_function
 
 # What the generator and ``with`` forms report: a stream or a block has no return value for
 # ``is_failure`` to judge; it succeeds by finishing without raising.
@@ -44,8 +45,13 @@ _NO_RESULT = object()
 _STREAM_KIND = "_resilience_stream"
 
 
+def _as_async_stream(replacement: Any) -> Any:
+    """A fallback's answer for an async generator: as it is when it is an async iterable, else
+    its plain iterable as the async iterable the generator would have been."""
+    return replacement if hasattr(replacement, "__aiter__") else _aiter(replacement)
+
+
 async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
-    """A fallback's plain iterable, as the async iterable the async generator would have been."""
     for item in items:
         yield item
 
@@ -146,10 +152,9 @@ class Breaker:
         self._counts[REJECTED] += 1
         return CircuitOpenError(self.name, ticket.retry_after_ms / 1000, ticket.state)
 
-    def _ended(self, call: tuple[Route, Ticket, int, Watch | None]) -> bool:
+    def _ended(self, route: Route, ticket: Ticket, watch: Watch | None) -> bool:
         """Close a call's books: its watch and its bulkhead slot. True when the watchdog has
         judged it already (its outcome is then not counted a second time)."""
-        route, ticket, _, watch = call
         judged = watch is not None and watchdog.end(watch)
         if ticket.slot is not None:
             route.backend.return_slot(ticket, route.policy)  # type: ignore[union-attr]  # tracked: has one
@@ -168,14 +173,16 @@ class Breaker:
             error = TimeoutError(f"still running after {elapsed_ms} ms ({limit})")
             _emit(self.name, transitions, error)
 
-    def _succeeded(self, call: Call, result: Any) -> None:
+    # An admitted call's outcome: ``route, ticket, started, watch`` are its ``Call`` (the
+    # wrappers pass them apart: a call admitted by the route's lane has no tuple).
+
+    def _succeeded(
+        self, route: Route, ticket: Ticket, started: int, watch: Watch | None, result: Any
+    ) -> None:
         """Report that an admitted call returned ``result`` (a failure if ``is_failure`` says)."""
-        if call is None:
-            return
-        route, ticket, started, watch = call
         # The books first: whatever is_failure does (even raise a BaseException), the slot
         # goes back and the watchdog stops looking at the call.
-        if watch is not None and self._ended(call):
+        if watch is not None and self._ended(route, ticket, watch):
             return  # judged while running: counted then
         failed = (
             self.is_failure is not None and result is not _NO_RESULT and self._result_failed(result)
@@ -189,12 +196,12 @@ class Breaker:
         if transitions:
             _emit(self.name, transitions)
 
-    def _failed(self, call: Call, exc: BaseException) -> bool:
-        """Report that an admitted call raised ``exc``; True when that counted as a failure."""
-        if call is None:
-            return False
-        route, ticket, started, watch = call
-        judged = watch is not None and self._ended(call)
+    def _failed(
+        self, route: Route, ticket: Ticket, started: int, watch: Watch | None, exc: BaseException
+    ) -> bool:
+        """Report that an admitted call raised ``exc``; True when the call is to be answered by
+        the fallback instead (a fallback is set, and ``exc`` counted as a failure)."""
+        judged = watch is not None and self._ended(route, ticket, watch)
         counted = route.verdicts.get(type(exc))
         if counted is None:
             counted = route.judge(exc)
@@ -204,8 +211,8 @@ class Breaker:
             if ticket.permit is not None:
                 route.backend.release(ticket, route.policy)  # type: ignore[union-attr]  # tracked: has one
             return False
-        if judged:
-            return True  # counted as a failure at its deadline
+        if judged:  # counted as a failure at its deadline
+            return self.fallback is not None
         self._counts[FAILURE] += 1
         duration_ms = 0
         if started:
@@ -214,7 +221,7 @@ class Breaker:
         transitions = route.record(ticket, route.policy, False, duration_ms)
         if transitions:
             _emit(self.name, transitions, exc)
-        return True
+        return self.fallback is not None
 
     def _opened(self) -> bool:
         """Whether the circuit opened meanwhile (asked between retries, never per call)."""
@@ -235,9 +242,9 @@ class Breaker:
         elif stream is None and inspect.isgeneratorfunction(func):
             stream = "sync"
         if stream == "async":
-            wrapper = self._wrap_async_generator(func)
+            wrapper = self._wrap_stream(func, self._astart, _as_async_stream)
         elif stream == "sync":
-            wrapper = self._wrap_generator(func)
+            wrapper = self._wrap_stream(func, self._start, iter)
         elif inspect.iscoroutinefunction(func):
             wrapper = self._wrap_coroutine(func)
         else:
@@ -248,77 +255,40 @@ class Breaker:
             setattr(wrapper, _STREAM_KIND, stream)
         return wrapper
 
-    # The function and coroutine wrappers are the hot paths. They run the protocol's steps from
-    # closure variables (cheaper than attribute lookups) and, when the route has a lane (see
-    # Route), skip _enter(): a closed circuit admits through the lane, an open one is refused
-    # by it, any other state is asked of the backend directly; a success the lane counts needs
-    # no _succeeded(). A rejection is raised in the wrapper itself, never re-raised on its way
-    # out.
+    # The function and coroutine wrappers are the hot paths: both are compiled from one
+    # template (resilience.wrappers), and differ only in ``run`` and ``fall_back``.
 
     def _wrap_function(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        enter, acquire, refused = self._enter, self._acquire, self._refused
-        succeeded, failed, counts = self._succeeded, self._failed, self._counts
+        def run(route: Route, args: tuple, kwargs: dict) -> Any:
+            # Not ``route.direct``: retries, or a call timeout, which cancels coroutines only.
+            if route.retries:
+                return call_with_retries(func, args, kwargs, route.resolved, self._opened)
+            return func(*args, **kwargs)
 
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            route = self._route
-            lane = route.lane
-            if (
-                lane is not None
-                and route.epoch == registry.epoch
-                and ((ticket := lane.ticket) is not None or lane.live)
-            ):
-                if ticket is None:
-                    ticket = lane.refusal(route.policy)
-                    if ticket is None:
-                        ticket = acquire(route)
-                call: Call = None  # built only if needed: (route, ticket, 0, None)
-            else:
-                call = enter()
-                if call is None:
-                    return func(*args, **kwargs)
-                route, ticket = call[0], call[1]
-                lane = route.lane
-            if not ticket.admitted:
-                if self.fallback is None:
-                    raise refused(route, ticket)
-                return self.fallback(refused(route, ticket), *args, **kwargs)
-            try:
-                if route.retries:
-                    result = call_with_retries(func, args, kwargs, route.resolved, self._opened)
-                else:
-                    result = func(*args, **kwargs)
-            except BaseException as exc:
-                if failed(call or (route, ticket, 0, None), exc) and self.fallback is not None:
-                    return self.fallback(exc, *args, **kwargs)
-                raise
-            if lane is not None and lane.ok(ticket, route.policy):  # counted by the lane
-                counts[SUCCESS] += 1
-            else:
-                succeeded(call or (route, ticket, 0, None), result)
-            return result
+        def fall_back(exc: BaseException, args: tuple, kwargs: dict) -> Any:
+            return self.fallback(exc, *args, **kwargs)  # type: ignore[misc]
 
-        return wrapper
+        return make_function(self, func, run, fall_back)
 
     def _wrap_coroutine(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        enter, acquire, refused = self._enter, self._acquire, self._refused
-        succeeded, failed, counts = self._succeeded, self._failed, self._counts
-
         async def fall_back(exc: BaseException, args: tuple, kwargs: dict) -> Any:
             result = self.fallback(exc, *args, **kwargs)  # type: ignore[misc]
             return await result if inspect.isawaitable(result) else result
 
-        async def run(route: Route, args: tuple, kwargs: dict) -> Any:
+        async def attempts(route: Route, args: tuple, kwargs: dict) -> Any:
             if route.retries:
                 return await acall_with_retries(func, args, kwargs, route.resolved, self._opened)
             return await func(*args, **kwargs)
 
-        async def run_with_timeout(route: Route, args: tuple, kwargs: dict) -> Any:
+        async def run(route: Route, args: tuple, kwargs: dict) -> Any:
+            if not route.timeout:  # not direct: retries, then
+                return await acall_with_retries(func, args, kwargs, route.resolved, self._opened)
             # The breaker's own deadline: CallTimeoutError, always a failure (an outer timeout's
             # CancelledError is not one; the watchdog judges such a hang at its deadline).
             deadline = asyncio.timeout(route.timeout)
             try:
                 async with deadline:
-                    return await run(route, args, kwargs)
+                    return await attempts(route, args, kwargs)
             except TimeoutError as exc:
                 if deadline.expired():
                     raise CallTimeoutError(
@@ -327,47 +297,7 @@ class Breaker:
                     ) from exc
                 raise
 
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:  # the sync wrapper's steps, awaited
-            route = self._route
-            lane = route.lane
-            if (
-                lane is not None
-                and route.epoch == registry.epoch
-                and ((ticket := lane.ticket) is not None or lane.live)
-            ):
-                if ticket is None:
-                    ticket = lane.refusal(route.policy)
-                    if ticket is None:
-                        ticket = acquire(route)
-                call: Call = None  # built only if needed: (route, ticket, 0, None)
-            else:
-                call = enter()
-                if call is None:
-                    return await func(*args, **kwargs)
-                route, ticket = call[0], call[1]
-                lane = route.lane
-            if not ticket.admitted:
-                if self.fallback is None:
-                    raise refused(route, ticket)
-                return await fall_back(refused(route, ticket), args, kwargs)
-            try:
-                if route.timeout:
-                    result = await run_with_timeout(route, args, kwargs)
-                elif route.retries:
-                    result = await run(route, args, kwargs)
-                else:
-                    result = await func(*args, **kwargs)
-            except BaseException as exc:
-                if failed(call or (route, ticket, 0, None), exc) and self.fallback is not None:
-                    return await fall_back(exc, args, kwargs)
-                raise
-            if lane is not None and lane.ok(ticket, route.policy):  # counted by the lane
-                counts[SUCCESS] += 1
-            else:
-                succeeded(call or (route, ticket, 0, None), result)
-            return result
-
-        return wrapper
+        return make_coroutine(self, func, run, fall_back)
 
     # The generator wrappers admit a stream when the generator function is *called*, before its
     # first item: a view that returns ``StreamingHttpResponse(stream())`` then raises the
@@ -376,10 +306,18 @@ class Breaker:
     # stream ends: it succeeds when the consumer exhausts it and fails if it raises mid-stream;
     # closing it early (GeneratorExit), a cancellation, or dropping it unfinished (garbage
     # collection closes it) is neither and gives a half-open permit back. The returned stream
-    # is primed to its first line (``_guarded``) so that even a close() before the first item
-    # reaches that code.
+    # is primed to its first line (``_start``, ``_astart``) so that even a close() before the
+    # first item reaches that code.
 
-    def _wrap_generator(self, func: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_stream(
+        self,
+        func: Callable[..., Any],
+        guard: Callable[[Admitted, Any], Any],
+        replace: Callable[[Any], Any],
+    ) -> Callable[..., Any]:
+        """The wrapper of a generator function (``guard`` is ``_start``) or of an async one
+        (``_astart``); ``replace`` turns a fallback's answer into that kind of stream."""
+
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             call = self._enter()
             if call is None:
@@ -388,57 +326,43 @@ class Breaker:
             if not ticket.admitted:
                 if self.fallback is None:
                     raise self._refused(route, ticket)
-                return iter(self.fallback(self._refused(route, ticket), *args, **kwargs))
+                return replace(self.fallback(self._refused(route, ticket), *args, **kwargs))
             try:
                 inner = func(*args, **kwargs)  # runs nothing but binding the arguments
             except BaseException as exc:
-                self._failed(call, exc)
+                self._failed(*call, exc)
                 raise
-            stream = self._guarded(call, inner)
-            next(stream)  # to the priming yield: never raises
-            return stream
+            return guard(call, inner)
 
         return wrapper
 
-    def _guarded(self, call: Call, inner: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    def _start(self, call: Admitted, inner: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        stream = self._guarded(call, inner)
+        next(stream)  # to the priming yield: never raises
+        return stream
+
+    def _guarded(self, call: Admitted, inner: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
         try:
-            yield None  # the priming step, taken by the wrapper: the consumer never sees it
+            yield None  # the priming step, taken by _start: the consumer never sees it
             result = yield from inner
         except BaseException as exc:
-            self._failed(call, exc)
+            self._failed(*call, exc)
             raise
-        self._succeeded(call, _NO_RESULT)
+        self._succeeded(*call, _NO_RESULT)
         return result
 
-    def _wrap_async_generator(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            call = self._enter()
-            if call is None:
-                return func(*args, **kwargs)
-            route, ticket = call[0], call[1]
-            if not ticket.admitted:
-                if self.fallback is None:
-                    raise self._refused(route, ticket)
-                replacement = self.fallback(self._refused(route, ticket), *args, **kwargs)
-                return replacement if hasattr(replacement, "__aiter__") else _aiter(replacement)
-            try:
-                inner = func(*args, **kwargs)
-            except BaseException as exc:
-                self._failed(call, exc)
-                raise
-            stream = self._aguarded(call, inner)
-            # To the priming yield, synchronously: nothing is awaited before it, so the first
-            # step finishes at once (StopIteration) without an event loop.
-            try:
-                stream.asend(None).send(None)
-            except StopIteration:
-                pass
-            return stream
-
-        return wrapper
+    def _astart(self, call: Admitted, inner: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
+        stream = self._aguarded(call, inner)
+        # To the priming yield, synchronously: nothing is awaited before it, so the first
+        # step finishes at once (StopIteration) without an event loop.
+        try:
+            stream.asend(None).send(None)
+        except StopIteration:
+            pass
+        return stream
 
     async def _aguarded(
-        self, call: Call, inner: AsyncGenerator[Any, Any]
+        self, call: Admitted, inner: AsyncGenerator[Any, Any]
     ) -> AsyncGenerator[Any, Any]:
         try:
             yield None  # the priming step, taken by the wrapper
@@ -448,9 +372,9 @@ class Breaker:
                 async for item in stream:
                     yield item
         except BaseException as exc:
-            self._failed(call, exc)
+            self._failed(*call, exc)
             raise
-        self._succeeded(call, _NO_RESULT)
+        self._succeeded(*call, _NO_RESULT)
 
     # --- context managers -----------------------------------------------------------------------
 
@@ -464,10 +388,13 @@ class Breaker:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         stack = self._calls.get()
         self._calls.set(stack[:-1])
+        call = stack[-1]
+        if call is None:  # not counted (see _enter)
+            return
         if exc is None:
-            self._succeeded(stack[-1], _NO_RESULT)
+            self._succeeded(*call, _NO_RESULT)
         else:
-            self._failed(stack[-1], exc)
+            self._failed(*call, exc)
 
     async def __aenter__(self) -> Breaker:
         return self.__enter__()

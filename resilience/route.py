@@ -64,6 +64,7 @@ class Route:
         "backend",
         "by_type",
         "clock",
+        "direct",
         "epoch",
         "lane",
         "not_failures",
@@ -98,6 +99,7 @@ class Route:
     clock: _Clock
     tracked: bool
     timeout: float
+    direct: bool
     lane: Lane | None
     acquire: Callable[[Policy], Ticket]
 
@@ -121,6 +123,9 @@ class Route:
         self.tracked = bool(policy is not None and policy.tracked and action == TRACK)
         cancels = policy is not None and breaker.cancels_coroutines
         self.timeout = policy.call_timeout_ms / 1000 if cancels else 0.0
+        # Whether a call runs as it is: no retries, and no deadline to cancel a coroutine at
+        # (else the wrapper's ``run`` does those; see resilience.wrappers).
+        self.direct = not (self.retries or self.timeout)
         # A backend may offer a lane per circuit (the memory backend does): a closed circuit
         # admits, an open one refuses, and a success is counted, without a call into the
         # backend (see MemoryBackend.lane). The wrappers use it for plain calls (not tracked, no
@@ -220,6 +225,7 @@ def _admission(
     return None, functools.partial(backend.acquire, name)
 
 
-# A call: its route, its ticket (admitted or not), when it started (0: not tracked) and its
+# A call: its route, its ticket (admitted or not), when it started (0: not timed) and its
 # watch (None: not tracked); None: not counted at all (disabled circuit, ENABLED off).
-Call = tuple[Route, Ticket, int, "Watch | None"] | None
+Admitted = tuple[Route, Ticket, int, "Watch | None"]
+Call = Admitted | None
