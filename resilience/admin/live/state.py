@@ -20,7 +20,7 @@ from resilience.engine_types import (
     OPEN,
 )
 from resilience.exceptions import BackendError
-from resilience.policies import ENGINE_FIELDS
+from resilience.resolved import ENGINE_FIELDS
 from resilience.sanitize import describe_error, one_line
 
 logger = logging.getLogger("resilience")
