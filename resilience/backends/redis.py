@@ -26,6 +26,7 @@ from resilience.backends.redis_fallback import (
     Outage,
 )
 from resilience.backends.redis_history import RedisHistory
+from resilience.backends.redis_index import RedisIndex
 from resilience.backends.redis_local import (
     Deferred,
     OpenCache,
@@ -80,7 +81,9 @@ def _flush_at_exit(ref: weakref.ref[RedisBackend]) -> None:
             pass
 
 
-class RedisBackend(RedisAdmission, RedisSlots, RedisSweep, RedisReads, RedisHistory, Backend):
+class RedisBackend(
+    RedisAdmission, RedisSlots, RedisSweep, RedisReads, RedisIndex, RedisHistory, Backend
+):
     """Shared circuit state in Redis, updated atomically by Lua scripts.
 
     Options (``RESILIENCE["OPTIONS"]``): ``url`` (``redis://``, ``rediss://``, user and
@@ -148,7 +151,7 @@ class RedisBackend(RedisAdmission, RedisSlots, RedisSweep, RedisReads, RedisHist
         )
         self._scripts = {name: self.client.register_script(script_source(name)) for name in SCRIPTS}
         self._keys_cache: dict[str, tuple[str, ...]] = {}
-        # The not-closed index (see RedisReads.not_closed); in Cluster it is in another hash
+        # The not-closed index (see RedisIndex.not_closed); in Cluster it is in another hash
         # slot than any circuit, so the scripts do not get it (the client updates it).
         self._index_key = f"{prefix}:v1:not-closed"
         self._index_keys = () if self._cluster else (self._index_key,)
