@@ -1,159 +1,89 @@
-"""The ``BreakerPolicy`` admin: live changelist, overview, audited edits and the change page."""
+"""The ``BreakerPolicy`` admin: audited edits and the change page (its live panel and controls);
+the changelist and the Preview are mixins of their own."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
-from django.contrib.admin.views.main import ChangeList
-from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
-from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
-from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
-from resilience import compat, events, whatif
-from resilience.admin import timeline, trends
+from resilience import compat, events
+from resilience.admin import timeline
+from resilience.admin.changelist import (
+    MODE_NAMES,
+    ChangelistMixin,
+    LiveChangeList,
+    LiveStateFilter,
+    Overview,
+)
 from resilience.admin.control import CircuitControlMixin, ReasonForm
 from resilience.admin.forms import (
     FIELDSETS,
     BreakerPolicyForm,
     audit_text,
     change_summary,
-    preview_form,
 )
 from resilience.admin.live import (
-    BROKEN,
     LABELS,
     POLICY_COLUMNS,
     UNKNOWN,
-    Board,
     Live,
+    ago,
     badge,
     consecutive,
-    critical_marker,
-    duration,
     failure_rate,
     fetch,
     in_flight,
     next_trial,
-    state_cell,
 )
 from resilience.admin.maintenance import MaintenanceWindowInline
 from resilience.admin.outcomes import OutcomesMixin
+from resilience.admin.preview import (
+    PREVIEW,
+    PREVIEW_CHOICES,
+    PREVIEW_HOURS,
+    PREVIEW_MAX_STEPS,
+    PREVIEW_ROWS,
+    PreviewMixin,
+    preview_context,
+)
 from resilience.admin.revisions import RevisionMixin
 from resilience.conf import settings as conf
-from resilience.engine_types import DISABLED, ENFORCED, FORCED_OPEN, MONITOR
-from resilience.exceptions import BackendError
+from resilience.engine_types import ENFORCED, FORCED_OPEN
 from resilience.models import BreakerPolicy, CircuitEvent, EventKind, RevisionSource
-from resilience.replay import ReplayTooLarge
 
-if TYPE_CHECKING:
-    from typing import TypedDict
-
-    from django_stubs_ext import WithAnnotations
-
-    class _LastEvent(TypedDict):  # what get_queryset() annotates
-        last_event_kind: str
-        last_event_at: datetime | None
-
+__all__ = [
+    "MODE_NAMES",
+    "PREVIEW",
+    "PREVIEW_CHOICES",
+    "PREVIEW_HOURS",
+    "PREVIEW_MAX_STEPS",
+    "PREVIEW_ROWS",
+    "RECENT_EVENTS",
+    "BreakerPolicyAdmin",
+    "LiveChangeList",
+    "LiveStateFilter",
+    "Overview",
+]
 
 RECENT_EVENTS = 20
-# The change form's Preview button (a submit button of the form itself) and its period.
-PREVIEW, PREVIEW_HOURS = "_preview", "_preview_hours"
-# A replay runs a busy circuit's failures one by one through the engine (docs/replay.md,
-# "Cost"): the Preview stops after this many engine steps per policy (about 2 s each on one
-# core) rather than hold a worker for minutes; the command has no limit.
-PREVIEW_MAX_STEPS = 500_000
-PREVIEW_CHOICES = ((1, _("1 hour")), (6, _("6 hours")), (24, _("24 hours")), (168, _("7 days")))
-PREVIEW_ROWS = (
-    (_("openings"), "opened"),
-    (_("time open (s)"), "open_seconds"),
-    (_("calls refused"), "rejected"),
-    (_("calls run"), "calls"),
-    (_("failures among them"), "failures"),
-)
-# Short enough for a column; the form keeps the explanatory choice labels.
-MODE_NAMES = {
-    ENFORCED: _("enforced"),
-    MONITOR: _("monitor only"),
-    FORCED_OPEN: _("forced open"),
-    DISABLED: _("disabled"),
-}
-
-
-class LiveStateFilter(admin.SimpleListFilter):
-    """Filter on the state in the backend: answers "what is broken right now?"."""
-
-    title = _("live state")
-    parameter_name = "live"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("broken", _("broken now")), *LABELS.items()]
-
-    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
-        value = self.value()
-        if not value:
-            return queryset
-        states = BROKEN if value == "broken" else (value,)
-        return queryset.filter(Board.for_request(request).filter(states))
-
-
-class LiveChangeList(ChangeList):
-    """Attaches each listed policy's live state and last hour (one backend call each)."""
-
-    def get_results(self, request: HttpRequest) -> None:
-        super().get_results(request)
-        board = Board.for_request(request)
-        board.attach(self.result_list)  # the page's rows only
-        found = trends.read(policy.name for policy in self.result_list)
-        for policy in self.result_list:
-            policy.live = board.live(policy.name)
-            policy.trend = None if found is None else found.get(policy.name)
-
-
-class Overview:
-    """Template-facing summary of every circuit, evaluated only when the page renders."""
-
-    def __init__(self, request: HttpRequest, empty: str) -> None:
-        self.board = Board.for_request(request)
-        self.empty = empty  # the admin's empty value
-
-    def __call__(self) -> dict[str, Any]:
-        counts = self.board.counts()
-        broken, total = self.board.broken()
-        return {
-            "counts": counts,
-            "broken": [
-                {
-                    "pk": pk,
-                    "name": name,
-                    "badge": badge(live),
-                    "trial": next_trial(live) or self.empty,
-                }
-                for pk, name, live in broken
-            ],
-            "broken_total": total,
-            "more": total - len(broken),
-            "warning": self.board.warning,
-        }
-
-
-def _latest_transition() -> Any:
-    return CircuitEvent.objects.filter(
-        circuit=OuterRef("name"), kind__in=timeline.STATE_KINDS
-    ).order_by("-created_at", "-id")
 
 
 @admin.register(BreakerPolicy)
-class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admin.ModelAdmin):
+class BreakerPolicyAdmin(
+    ChangelistMixin,
+    PreviewMixin,
+    RevisionMixin,
+    OutcomesMixin,
+    CircuitControlMixin,
+    admin.ModelAdmin,
+):
     form = BreakerPolicyForm
     list_display = (
         "circuit_name",
@@ -176,81 +106,6 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
         css = {"all": ("resilience/admin.css", "resilience/charts.css")}
         js = ("resilience/charts.js",)
 
-    # --- changelist ---------------------------------------------------------------------------
-
-    def get_queryset(self, request: HttpRequest) -> Any:
-        latest = _latest_transition()
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                last_event_kind=Subquery(latest.values("kind")[:1]),
-                last_event_at=Subquery(latest.values("created_at")[:1]),
-            )
-        )
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return LiveChangeList
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
-        context = {
-            "overview": Overview(request, self.get_empty_value_display()),
-            "resilience_enabled": conf.ENABLED,
-            "panels_in_content": compat.PANELS_IN_CONTENT,
-            **(extra_context or {}),
-        }
-        return super().changelist_view(request, extra_context=context)
-
-    # Empty cells ("") show the admin's empty value (``empty_value_display``, Django's "-").
-    # Short headers that may wrap: every column fits at 1366 px with both sidebars open.
-
-    @admin.display(description=_("name"), ordering="name")
-    def circuit_name(self, obj: BreakerPolicy) -> str:
-        # Per-host names ("http:api.payments.example.com") may break after "." and ":" too.
-        parts = ((part,) for part in _name_parts(obj.name))
-        return format_html_join(mark_safe("<wbr>"), "{}", parts)
-
-    @admin.display(description=_("state"))
-    def state_badge(self, obj: BreakerPolicy) -> str:
-        return state_cell(_live(obj))
-
-    @admin.display(description=_("failures in a row"))
-    def consecutive_failures(self, obj: BreakerPolicy) -> str:
-        return consecutive(_live(obj), obj.failure_threshold)
-
-    @admin.display(description=_("failure rate"))
-    def failure_rate(self, obj: BreakerPolicy) -> str:
-        return failure_rate(_live(obj))
-
-    @admin.display(description=_("last hour"))
-    def last_hour(self, obj: BreakerPolicy) -> str:
-        return trends.render(getattr(obj, "trend", None), self.get_empty_value_display())
-
-    @admin.display(description=_("in flight / cap"))
-    def calls_in_flight(self, obj: BreakerPolicy) -> str:
-        return in_flight(_live(obj), obj.max_concurrent_calls, self.get_empty_value_display())
-
-    @admin.display(description=_("critical"), ordering="critical")
-    def critical_flag(self, obj: BreakerPolicy) -> str:
-        return critical_marker(obj.critical)
-
-    @admin.display(description=_("last transition"), ordering="last_event_at")
-    def last_transition(self, obj: WithAnnotations[BreakerPolicy, _LastEvent]) -> str:
-        at = getattr(obj, "last_event_at", None)
-        if at is None:
-            return ""
-        kind = EventKind(obj.last_event_kind).label if obj.last_event_kind in EventKind else ""
-        return format_html(
-            '<span title="{}">{}, {}</span>',
-            at.isoformat(timespec="seconds"),
-            kind,
-            _ago(at),
-        )
-
-    @admin.display(description=_("mode"), ordering="mode")
-    def mode_name(self, obj: BreakerPolicy) -> str:
-        return str(MODE_NAMES.get(obj.mode, obj.mode))
-
     # --- change page --------------------------------------------------------------------------
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -271,15 +126,6 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
         if editable:
             return fieldsets
         return [fs for fs in fieldsets if "change_reason" not in fs[1]["fields"]]
-
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        form = super().get_form(request, obj, change=change, **kwargs)
-        if request.method == "POST" and PREVIEW in request.POST:
-            # Django saves only a valid form: a preview form never is (see PreviewForm).
-            return preview_form(form)
-        return form
 
     def construct_change_message(
         self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
@@ -322,7 +168,7 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
     ) -> Any:
         if obj is not None and obj.pk is not None:
             context.update(self._live_context(request, obj))
-            context.update(_preview_context(request, obj, context.get("adminform")))
+            context.update(preview_context(request, obj, context.get("adminform")))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _live_context(self, request: HttpRequest, obj: BreakerPolicy) -> dict[str, Any]:
@@ -371,47 +217,6 @@ class BreakerPolicyAdmin(RevisionMixin, OutcomesMixin, CircuitControlMixin, admi
         }
 
 
-def _preview_context(request: HttpRequest, obj: BreakerPolicy, adminform: Any) -> dict[str, Any]:
-    """The Preview button's period choices and, after a valid Preview POST, the replay of the
-    stored policy next to the edited values (``obj``, the form's unsaved instance)."""
-    try:
-        hours = int(request.POST.get(PREVIEW_HOURS, ""))
-    except ValueError:
-        hours = int(whatif.DEFAULT_HOURS)
-    if hours not in dict(PREVIEW_CHOICES):
-        hours = int(whatif.DEFAULT_HOURS)
-    context: dict[str, Any] = {"preview_choices": PREVIEW_CHOICES, "preview_hours": hours}
-    stored = BreakerPolicy.objects.filter(pk=obj.pk).first()
-    if not getattr(getattr(adminform, "form", None), "previewable", False) or stored is None:
-        return context
-    try:
-        result = whatif.preview(stored, obj, hours, PREVIEW_MAX_STEPS)
-    except BackendError as exc:
-        context["preview_error"] = _("The history could not be read (%(error)s).") % {
-            "error": type(exc).__name__
-        }
-        return context
-    except ReplayTooLarge:
-        context["preview_error"] = _(
-            "Too many calls to replay within a page request over the last %(hours)s h: choose "
-            "a shorter period, or run manage.py resilience replay %(name)s --hours %(hours)s."
-        ) % {"hours": hours, "name": stored.name}
-        return context
-    report = result.report
-    actual, proposed = report["actual"], report["proposed"]
-    labels = {f.name: f.verbose_name for f in BreakerPolicy._meta.fields}
-    context["preview"] = {
-        "report": report,
-        "start": result.start,
-        "end": result.end,
-        "bucket_seconds": result.bucket_seconds,
-        "rows": [(label, actual[key], proposed[key]) for label, key in PREVIEW_ROWS],
-        "changed": [(labels[name], value) for name, value in proposed["changed"].items()],
-        "not_replayed": [labels[name] for name in proposed["not_replayed"]],
-    }
-    return context
-
-
 def _facts(live: Live, row: dict[str, Any], empty: str) -> list[tuple[Any, str]]:
     """The live panel's label/value pairs; ``empty`` (the admin's empty value) where there is
     nothing to show."""
@@ -427,7 +232,7 @@ def _facts(live: Live, row: dict[str, Any], empty: str) -> list[tuple[Any, str]]
         facts.append(
             (
                 _("opened"),
-                f"{_ago(opened)} ({opened.isoformat(timespec='seconds')})",
+                f"{ago(opened)} ({opened.isoformat(timespec='seconds')})",
             )
         )
     if live.get("trips"):
@@ -445,19 +250,3 @@ def _applies(slug: str, mode: str) -> bool:
     if slug == "force-open":
         return mode != FORCED_OPEN
     return True
-
-
-def _ago(at: datetime) -> str:
-    """``"45 s ago"``, ``"12 min 5 s ago"``, then Django's ``"3 hours, 2 minutes ago"``."""
-    seconds = (timezone.now() - at).total_seconds()
-    since = duration(seconds) if seconds < 3600 else timesince(at)
-    return str(_("%(time)s ago") % {"time": since})
-
-
-def _name_parts(name: str) -> list[str]:
-    """``name`` cut after every "." and ":" (the browser already breaks after "-")."""
-    return re.findall(r"[^.:]*[.:]|[^.:]+$", name) or [name]
-
-
-def _live(obj: BreakerPolicy) -> Live:
-    return getattr(obj, "live", None) or Live(UNKNOWN, None)

@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from resilience.backends import redis_options
 from resilience.backends.base import OUTBOX_MAX, Backend
 from resilience.backends.memory import MemoryBackend
+from resilience.backends.redis_admission import OPEN_CACHE_SHARE, RedisAdmission
 from resilience.backends.redis_client import (
     ERRORS,
     connect,
@@ -25,6 +26,7 @@ from resilience.backends.redis_fallback import (
     Outage,
 )
 from resilience.backends.redis_history import RedisHistory
+from resilience.backends.redis_index import RedisIndex
 from resilience.backends.redis_local import (
     Deferred,
     OpenCache,
@@ -35,13 +37,14 @@ from resilience.backends.redis_local import (
     policy_args,
 )
 from resilience.backends.redis_reads import RedisReads
+from resilience.backends.redis_slots import RedisSlots
 from resilience.backends.redis_sweep import RedisSweep
 from resilience.conf import settings
-from resilience.engine import BULKHEAD_FULL, CLOSED, MONITOR, OPEN, Policy, Ticket, Transition
+from resilience.engine import CLOSED, OPEN, Policy, Ticket, Transition
 from resilience.engine_types import new_epoch
 from resilience.rules import Problem
 
-__all__ = ["RedisBackend", "script_source"]
+__all__ = ["OPEN_CACHE_SHARE", "RedisBackend", "script_source"]
 
 logger = logging.getLogger("resilience")
 
@@ -59,8 +62,6 @@ SCRIPTS = (
     "history",
 )
 NEVER = "-1"  # a ticket generation no circuit has: record.lua then only applies deferred successes
-# What admits a call to a closed circuit, and whether its window holds failures.
-_HEAD = ("state", "generation", "epoch", "win_failures")
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -80,11 +81,9 @@ def _flush_at_exit(ref: weakref.ref[RedisBackend]) -> None:
             pass
 
 
-# Fraction of POLICY_REFRESH_SECONDS a remembered rejection answers for without Redis.
-OPEN_CACHE_SHARE = 0.8
-
-
-class RedisBackend(RedisSweep, RedisReads, RedisHistory, Backend):
+class RedisBackend(
+    RedisAdmission, RedisSlots, RedisSweep, RedisReads, RedisIndex, RedisHistory, Backend
+):
     """Shared circuit state in Redis, updated atomically by Lua scripts.
 
     Options (``RESILIENCE["OPTIONS"]``): ``url`` (``redis://``, ``rediss://``, user and
@@ -152,7 +151,7 @@ class RedisBackend(RedisSweep, RedisReads, RedisHistory, Backend):
         )
         self._scripts = {name: self.client.register_script(script_source(name)) for name in SCRIPTS}
         self._keys_cache: dict[str, tuple[str, ...]] = {}
-        # The not-closed index (see RedisReads.not_closed); in Cluster it is in another hash
+        # The not-closed index (see RedisIndex.not_closed); in Cluster it is in another hash
         # slot than any circuit, so the scripts do not get it (the client updates it).
         self._index_key = f"{prefix}:v1:not-closed"
         self._index_keys = () if self._cluster else (self._index_key,)
@@ -223,121 +222,6 @@ class RedisBackend(RedisSweep, RedisReads, RedisHistory, Backend):
         return mode if mode in ON_ERROR_CHOICES else "local"
 
     # --- the call path --------------------------------------------------------------------------
-
-    def acquire(self, name: str, policy: Policy) -> Ticket:
-        if self._outage.active:
-            return self._degraded_acquire(name, policy)
-        now = self._local_now()
-        open_cache = self._open_cache
-        if open_cache:
-            cached = open_cache.get(name, policy, now)
-            if cached is not None:
-                return cached
-        keys = self._keys(name)
-        # A tracked call's fresh slot id rides with the slots of this process's ended calls.
-        returns = self._returns.take(name) if policy.tracked else []
-        try:
-            if name not in open_cache and not policy.tracked:
-                closed = self._admit_closed(name, keys[0])
-                if closed is not None:
-                    return closed
-            args = self._acquire_args(name, policy, now, returns)
-            raw = self._scripts["acquire"](keys=keys, args=args)
-            transitions = tuple(self._outboxed.parse(t) for t in raw[9:])
-        except ERRORS as exc:
-            if returns:
-                self._returns.restore({name: returns})  # to go once Redis is back
-            self._fail(exc)
-            return self._degraded_acquire(name, policy)
-        if transitions and self._cluster:
-            self._index_transitions(name, transitions)
-        return self._script_ticket(name, policy, now, raw[:9], transitions)
-
-    def _admit_closed(self, name: str, state_key: str) -> Ticket | None:
-        """Last seen closed (or never seen): a plain HMGET admits without a script. None:
-        anything else (no epoch yet, not closed) is for the script to decide."""
-        state, generation, epoch, failures = self.client.hmget(state_key, _HEAD)
-        if epoch and (state is None or state == CLOSED):
-            self._failure_free[name] = failures is None or failures == "0"
-            return Ticket(name, True, CLOSED, int(generation or 0), epoch=epoch)
-        return None
-
-    def _acquire_args(self, name: str, policy: Policy, now: int, returns: list[str]) -> list[Any]:
-        args = [
-            now if self._injected_clock else "",
-            name,
-            new_epoch(),
-            OUTBOX_MAX,
-            policy.half_open_max_calls,
-            policy.permit_ttl_ms,
-        ]
-        if policy.tracked:
-            args += [
-                policy.max_concurrent_calls,
-                policy.slot_lease_ms,
-                policy.deadline_ms,
-                new_epoch(),
-                1 if policy.mode == MONITOR else 0,
-                *returns,
-            ]
-        return args
-
-    def _script_ticket(
-        self,
-        name: str,
-        policy: Policy,
-        now: int,
-        head: list[Any],
-        transitions: tuple[Transition, ...],
-    ) -> Ticket:
-        """The ticket the acquire script's answer (``head``: its first 9 fields) stands for."""
-        admitted, state, generation, permit, retry_after_ms, epoch, slot, over, clean = head
-        if admitted:
-            self._open_cache.discard(name)  # what this process knew is out of date
-            if state == CLOSED and slot:
-                # What _admit_closed tells an untracked call (a tracked one never reads it).
-                self._failure_free[name] = bool(clean)
-            if state == CLOSED and not slot:
-                return Ticket(name, True, CLOSED, generation, epoch=epoch)
-            return Ticket(
-                name,
-                True,
-                state,
-                generation,
-                permit or None,
-                0,
-                False,
-                transitions,
-                epoch,
-                slot or None,
-                bool(over),
-            )
-        if state == BULKHEAD_FULL:  # not remembered: a slot may come back any moment
-            return Ticket(name, False, state, generation, None, retry_after_ms, epoch=epoch)
-        monitor = policy.mode == MONITOR
-        ticket = Ticket(
-            name, monitor, state, generation, None, retry_after_ms, monitor, transitions, epoch
-        )
-        self._remember(name, policy, ticket, now)
-        return ticket
-
-    def _remember(self, name: str, policy: Policy, rejection: Ticket, now: int) -> None:
-        # Re-ask Redis a little before POLICY_REFRESH_SECONDS is up, so that a reset made in
-        # another process is in force here within that bound, not just after it.
-        horizon_ms = int(self._refresh_seconds() * 1000 * OPEN_CACHE_SHARE)
-        self._open_cache.put(name, policy, rejection, now, horizon_ms)
-
-    def _degraded_acquire(self, name: str, policy: Policy) -> Ticket:
-        self._outage.maybe_probe()
-        mode = self._on_error()
-        if mode == "allow":
-            return FallbackTicket(name, True, CLOSED, 0)
-        if mode == "deny":
-            monitor = policy.mode == MONITOR
-            retry_ms = int(self.reprobe_interval * 1000)
-            return FallbackTicket(name, monitor, OPEN, 0, None, retry_ms, monitor)
-        fallback = self._outage.current_fallback()
-        return FallbackTicket.wrap(fallback.acquire(name, policy), fallback)
 
     def record(
         self, ticket: Ticket, policy: Policy, success: bool, duration_ms: int
@@ -458,45 +342,6 @@ class RedisBackend(RedisSweep, RedisReads, RedisHistory, Backend):
         try:
             args = [ticket.epoch, ticket.generation, ticket.permit]
             self._scripts["release"](keys=[state_key], args=args)
-        except ERRORS as exc:
-            self._fail(exc)
-
-    def return_slot(self, ticket: Ticket, policy: Policy) -> None:
-        if isinstance(ticket, FallbackTicket):
-            if ticket.origin is not None:
-                ticket.origin.return_slot(ticket, policy)
-            return
-        if ticket.slot is not None:  # sent once Redis is back if it is down now
-            self._returns.add(ticket.circuit, ticket.slot)
-
-    def _send_returns(self, waiting: dict[str, list[str]]) -> None:
-        """Give slots back (background thread, ``close()``), all circuits in one round trip;
-        kept for later while Redis is down."""
-        if self._outage.active:
-            self._returns.restore(waiting)
-            return
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for name, slots in waiting.items():
-                pipe.zrem(self._keys(name)[2], *slots)
-            pipe.execute()
-        except ERRORS as exc:
-            self._returns.restore(waiting)
-            self._fail(exc)
-
-    def renew_slots(self, name: str, policy: Policy, tickets: list[Ticket]) -> None:
-        slots = []
-        for ticket in tickets:
-            if isinstance(ticket, FallbackTicket):
-                if ticket.origin is not None:
-                    ticket.origin.renew_slots(name, policy, [ticket])
-            elif ticket.slot is not None:
-                slots.append(ticket.slot)
-        if not slots or self._outage.active:
-            return
-        try:
-            args = [self._now_arg(), policy.slot_lease_ms, *slots]
-            self._scripts["renew"](keys=[self._keys(name)[2]], args=args)
         except ERRORS as exc:
             self._fail(exc)
 

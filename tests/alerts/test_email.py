@@ -156,7 +156,7 @@ def test_admin_link_is_a_path_without_a_site_url(settings):
 def test_a_hung_smtp_server_without_email_timeout_is_bounded(smtp, settings, monkeypatch):
     """EMAIL_TIMEOUT = None would let smtplib wait forever: the sender sets its own timeout."""
     settings.EMAIL_TIMEOUT = None
-    monkeypatch.setattr(channels, "DEFAULT_SEND_TIMEOUT", 1.0)
+    monkeypatch.setattr(channels.email, "DEFAULT_SEND_TIMEOUT", 1.0)
     BreakerPolicyFactory(name="pay", failure_threshold=3, alert_on_open=False)
     open_circuit("pay")
     row = pending_delivery("pay")

@@ -108,7 +108,7 @@ def test_a_policy_edit_sends_the_queue_under_its_own_policy_first(two_processes,
     """Queued successes are judged by the policy they were made under, a new one by its own."""
     from resilience.backends import redis_local
 
-    monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # no background send now
+    monkeypatch.setattr(redis_local.common, "URGENT_BATCH_SECONDS", 30)  # no background send now
     before = Policy(failure_threshold=0, minimum_calls=3)  # no rate rule
     after = Policy(failure_threshold=0, failure_rate_threshold=25, minimum_calls=3, version=1)
     here, elsewhere = two_processes()
@@ -182,7 +182,7 @@ def test_a_deferred_rate_rule_success_that_would_trip_trips_before_the_next_oper
     the rate rule as the success arrives: it trips there, and that operation comes after."""
     from resilience.backends import redis_local
 
-    monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # no background send now
+    monkeypatch.setattr(redis_local.common, "URGENT_BATCH_SECONDS", 30)  # no background send now
     here, elsewhere = two_processes()
     made = background_transitions(here)
     succeed(here, "queued-rate", RATED)
@@ -222,7 +222,7 @@ def test_deferred_rate_rule_successes_trip_exactly_as_the_engine(
     by one after ``before``, trips — or not at all."""
     from resilience.backends import redis_local
 
-    monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # sent by flush() below
+    monkeypatch.setattr(redis_local.common, "URGENT_BATCH_SECONDS", 30)  # sent by flush() below
     policy = Policy(failure_threshold=0, failure_rate_threshold=rate, minimum_calls=minimum)
     clock = ManualClock()
     here = make_backend(redis_url, clock)
@@ -301,7 +301,7 @@ def test_queued_successes_in_several_pairs_land_exactly_as_the_engine(
     the order Redis saw it."""
     from resilience.backends import redis_local
 
-    monkeypatch.setattr(redis_local, "URGENT_BATCH_SECONDS", 30)  # one batch, at flush()
+    monkeypatch.setattr(redis_local.common, "URGENT_BATCH_SECONDS", 30)  # one batch, at flush()
     shared = {"failure_threshold": 0, "failure_rate_threshold": rate, "minimum_calls": minimum}
     shared |= {"recovery_timeout": 1.5, "backoff_multiplier": 2.0}
     policy = Policy(window_seconds=window, **shared)
