@@ -101,7 +101,8 @@ def _compile(asynchronous: bool) -> Factory:
     # As attrs does for its generated methods: tracebacks and debuggers find the lines here.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     code = compile(source, filename, "exec")
-    names: dict[str, Any] = {"registry": registry, "SUCCESS": SUCCESS}  # the template's globals
+    # The template's globals; __name__ attributes warnings and log records made in it here.
+    names: dict[str, Any] = {"__name__": __name__, "registry": registry, "SUCCESS": SUCCESS}
     namespace: dict[str, Any] = {}
     exec(code, names, namespace)  # noqa: S102  # a constant template: no outside input reaches it
     factory: Factory = namespace["make"]

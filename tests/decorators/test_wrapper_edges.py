@@ -8,6 +8,7 @@ import threading
 import time
 import traceback
 import typing
+import warnings
 
 import pytest
 
@@ -356,3 +357,19 @@ def _run(call, fail):
         return call(fail)
     except Boom:
         return "Boom"
+
+
+def test_a_warning_pointed_at_the_wrapper_is_attributed_to_the_package():
+    """A warning whose stacklevel lands on the wrapper's frame is filtered by module like one
+    from the package (the generated code's globals carry ``__name__``; without it the module
+    was the template's file name, ``<resilience.wrappers: function>``)."""
+
+    @circuit_breaker("warned")
+    def deprecated():
+        warnings.warn("old", DeprecationWarning, stacklevel=2)  # the caller: the wrapper
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.filterwarnings("error", category=DeprecationWarning, module=r"resilience\.")
+        with pytest.raises(DeprecationWarning, match="old"):
+            deprecated()
