@@ -1,4 +1,5 @@
-"""Regression tests from the r1 review of the isolation core (slots, watchdog, fork)."""
+"""Races and forks in the isolation core: a call ended by a failing `is_failure`, a child forked
+while the watchdog or the slot give-back holds a lock, a slot on its way back to Redis."""
 
 import os
 import signal
