@@ -213,21 +213,25 @@ def any_backend(request, settings, clock):
 async def test_cancelling_half_open_trials_and_bulkhead_calls_gives_back_permits_and_slots(
     any_backend, clock, settings
 ):
+    # Names of this test's own: the per-process counters outlive a test (test_metrics.py
+    # reads its "capped" circuit's absolute counts).
     use_policies(
         settings,
-        trial={"failure_threshold": 1, "recovery_timeout": 5, "half_open_max_calls": 2},
-        capped={"max_concurrent_calls": 2},
+        **{
+            "edge-trial": {"failure_threshold": 1, "recovery_timeout": 5, "half_open_max_calls": 2},
+            "edge-capped": {"max_concurrent_calls": 2},
+        },
     )
     started = asyncio.Event()
 
-    @circuit_breaker("trial")
+    @circuit_breaker("edge-trial")
     async def trial(fail=False):
         if fail:
             raise Boom()
         started.set()
         await asyncio.sleep(3600)
 
-    @circuit_breaker("capped")
+    @circuit_breaker("edge-capped")
     async def capped():
         started.set()
         await asyncio.sleep(3600)
@@ -236,8 +240,8 @@ async def test_cancelling_half_open_trials_and_bulkhead_calls_gives_back_permits
         await trial(fail=True)
     clock.advance(5)
     calls = (
-        (trial, "half_open_permits", "trial", CircuitOpenError),
-        (capped, "in_flight", "capped", BulkheadFullError),
+        (trial, "half_open_permits", "edge-trial", CircuitOpenError),
+        (capped, "in_flight", "edge-capped", BulkheadFullError),
     )
     for func, key, name, refusal in calls:
         tasks = [asyncio.create_task(func()) for _ in range(2)]
@@ -253,8 +257,8 @@ async def test_cancelling_half_open_trials_and_bulkhead_calls_gives_back_permits
         get_backend().flush()  # Redis: the slots given back have landed
         assert breaker(name).snapshot()[key] == 0
         started.clear()
-    assert breaker("trial").state == "half_open"  # cancelled trials are not failures
-    assert breaker("capped").snapshot()["consecutive_failures"] == 0
+    assert breaker("edge-trial").state == "half_open"  # cancelled trials are not failures
+    assert breaker("edge-capped").snapshot()["consecutive_failures"] == 0
 
 
 def test_a_protected_function_calling_itself(settings):
